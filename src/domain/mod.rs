@@ -1,0 +1,110 @@
+//! The domain: what a payment operation, a sales order and a payment entry are, and the pure
+//! booking rules that turn the first two into the third.
+//!
+//! Nothing in here does I/O or knows a wire format. The adapters (`source`, `erp`, `store`)
+//! translate to and from these types; `pipeline` feeds them to [`rules::decide`].
+
+pub mod rules;
+pub mod status;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+
+pub use rules::{AccountPolicy, Decision, DecisionInput, DecisionKind, Skip, decide};
+pub use status::{StatusBucket, bucket};
+
+/// One payment-gateway operation, as the payment source reports it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// The gateway's operation id (Mobbex `uid`); becomes the entry's `reference_no`.
+    pub uid: String,
+    /// The merchant's reference: names the sales order.
+    pub reference: String,
+    /// Numeric status code (Mobbex sends it as a string).
+    pub status: u16,
+    /// Amount collected, in major units, exact.
+    pub total: Decimal,
+    /// ISO currency code, or `TEST` for test-mode operations.
+    pub currency: String,
+    pub created: Timestamp,
+    pub updated: Option<Timestamp>,
+}
+
+impl Operation {
+    /// Child operations (multicard / multivendor parts) are never booked on their own.
+    pub fn is_child(&self) -> bool {
+        self.uid.starts_with("CHD-")
+    }
+
+    /// Test-mode operations carry the pseudo-currency `TEST`.
+    pub fn is_test(&self) -> bool {
+        self.currency.eq_ignore_ascii_case("TEST")
+    }
+}
+
+/// A sales order as the ERP reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalesOrder {
+    pub name: String,
+    pub customer: String,
+    pub company: String,
+    pub currency: String,
+    /// 0 draft, 1 submitted, 2 cancelled. Trust this over `status` (an order created submitted
+    /// through the API can still say "Draft").
+    pub docstatus: i32,
+    pub status: String,
+    pub grand_total: Decimal,
+    /// Zero when the site does not round (or rounds a tiny order to 0).
+    pub rounded_total: Decimal,
+    pub advance_paid: Decimal,
+    pub per_billed: Decimal,
+}
+
+impl SalesOrder {
+    /// What is still to be paid: `(rounded_total or grand_total) − advance_paid`, as ERPNext computes it.
+    pub fn outstanding(&self) -> Decimal {
+        let total = if self.rounded_total.is_zero() {
+            self.grand_total
+        } else {
+            self.rounded_total
+        };
+        total - self.advance_paid
+    }
+}
+
+/// A Payment Entry paysync asks the ERP to create (always "Receive" from a "Customer", submitted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentEntry {
+    pub company: String,
+    /// The customer (the order's `customer`).
+    pub party: String,
+    pub paid_amount: Decimal,
+    pub received_amount: Decimal,
+    pub mode_of_payment: String,
+    pub paid_to: String,
+    /// The customer's receivable account. Set for additional payments (rules.md); `None` lets the
+    /// ERP derive it.
+    pub paid_from: Option<String>,
+    /// The operation id: the key that tells "already loaded".
+    pub reference_no: String,
+    pub reference_date: Date,
+    pub posting_date: Date,
+    /// `Some` for an initial payment: the order and the amount allocated to it.
+    pub allocation: Option<Allocation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    pub sales_order: String,
+    pub allocated_amount: Decimal,
+}
+
+/// An entry that already exists in the ERP for an operation id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingEntry {
+    pub name: String,
+    pub reference_no: String,
+    /// 0 draft, 1 submitted.
+    pub docstatus: i32,
+}

@@ -1,0 +1,598 @@
+//! The booking rules as one pure function: [`decide`].
+//!
+//! Given an operation and everything already known about it (its sales order, whether that order
+//! already has an entry, whether the operation is already loaded), say what to do: book an initial
+//! payment, book an additional payment, or skip with a reason. Translated from
+//! `shared/spec/rules.md`; every branch has a unit test below. No I/O happens here, so the rules can
+//! be tested case by case and reused by every trigger (manual sync, poll, webhook).
+
+use std::fmt;
+
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+
+use super::status::{StatusBucket, bucket};
+use super::{Allocation, Operation, PaymentEntry, SalesOrder};
+
+/// The outcome recorded for every examined operation (ledger column `decision`, log field
+/// `decision`). The string forms are a public contract: they appear in logs, the ledger and README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecisionKind {
+    BookedInitial,
+    BookedAdditional,
+    AlreadyLoaded,
+    Rejected,
+    Pending,
+    Refunded,
+    OrderMissing,
+    OrderNotPayable,
+    CurrencyMismatch,
+    IgnoredChild,
+    IgnoredTest,
+    Error,
+}
+
+impl DecisionKind {
+    pub const ALL: [DecisionKind; 12] = [
+        DecisionKind::BookedInitial,
+        DecisionKind::BookedAdditional,
+        DecisionKind::AlreadyLoaded,
+        DecisionKind::Rejected,
+        DecisionKind::Pending,
+        DecisionKind::Refunded,
+        DecisionKind::OrderMissing,
+        DecisionKind::OrderNotPayable,
+        DecisionKind::CurrencyMismatch,
+        DecisionKind::IgnoredChild,
+        DecisionKind::IgnoredTest,
+        DecisionKind::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::BookedInitial => "booked_initial",
+            DecisionKind::BookedAdditional => "booked_additional",
+            DecisionKind::AlreadyLoaded => "already_loaded",
+            DecisionKind::Rejected => "rejected",
+            DecisionKind::Pending => "pending",
+            DecisionKind::Refunded => "refunded",
+            DecisionKind::OrderMissing => "order_missing",
+            DecisionKind::OrderNotPayable => "order_not_payable",
+            DecisionKind::CurrencyMismatch => "currency_mismatch",
+            DecisionKind::IgnoredChild => "ignored_child",
+            DecisionKind::IgnoredTest => "ignored_test",
+            DecisionKind::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DecisionKind> {
+        DecisionKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Booked decisions are final: the ledger never overwrites them with a later skip.
+    pub fn is_booked(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::BookedInitial | DecisionKind::BookedAdditional
+        )
+    }
+
+    /// Decisions that will never change by themselves, so the operation need not be re-examined.
+    /// Everything else (pending, order missing, errors...) is looked at again on later runs.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::BookedInitial
+                | DecisionKind::BookedAdditional
+                | DecisionKind::AlreadyLoaded
+                | DecisionKind::IgnoredChild
+        )
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an account's configuration contributes to a decision.
+#[derive(Debug, Clone)]
+pub struct AccountPolicy {
+    pub company: String,
+    pub mode_of_payment: String,
+    /// The bank/cash account money goes to (configured, or the mode of payment's default account).
+    pub paid_to: String,
+    pub include_test: bool,
+}
+
+/// Everything [`decide`] needs to know about one operation. The caller gathers it (batched
+/// lookups in the ERP and the ledger) and must hold the order's lock while deciding and booking.
+#[derive(Debug, Clone)]
+pub struct DecisionInput<'a> {
+    pub op: &'a Operation,
+    pub policy: &'a AccountPolicy,
+    /// The order name taken from the reference; `None` when the reference does not match
+    /// the account's `order_pattern`.
+    pub order_name: Option<&'a str>,
+    /// The order as the ERP has it, `None` if it does not exist (yet).
+    pub order: Option<&'a SalesOrder>,
+    /// A submitted entry already references the order (in the ERP, or booked by us).
+    pub order_has_entry: bool,
+    /// The name of an entry already carrying this operation id (ERP, docstatus 0/1, or ledger).
+    pub already_loaded: Option<&'a str>,
+    /// "Today" in the configured time zone: posting and reference date.
+    pub today: Date,
+}
+
+/// Why nothing is booked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skip {
+    pub kind: DecisionKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// First payment of the order: allocated to it.
+    BookInitial(PaymentEntry),
+    /// The order already has a payment: unallocated, on the customer's account.
+    /// `paid_from` is left `None`; the caller fills in the customer's receivable account.
+    BookAdditional(PaymentEntry),
+    Skip(Skip),
+}
+
+impl Decision {
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Decision::BookInitial(_) => DecisionKind::BookedInitial,
+            Decision::BookAdditional(_) => DecisionKind::BookedAdditional,
+            Decision::Skip(s) => s.kind,
+        }
+    }
+}
+
+fn skip(kind: DecisionKind, reason: impl Into<String>) -> Decision {
+    Decision::Skip(Skip {
+        kind,
+        reason: reason.into(),
+    })
+}
+
+/// ERPNext stores amounts with 2 decimals in the ledger; more than that would be booked unrounded
+/// in one field and rounded in another (recording 24c), so such totals are refused, not rounded.
+const MAX_SCALE: u32 = 2;
+
+/// Decide what to do with one operation. Pure: same input, same answer.
+pub fn decide(input: &DecisionInput<'_>) -> Decision {
+    let op = input.op;
+
+    if op.is_child() {
+        return skip(
+            DecisionKind::IgnoredChild,
+            "child operation: its parent is booked at its total",
+        );
+    }
+    if op.is_test() && !input.policy.include_test {
+        return skip(
+            DecisionKind::IgnoredTest,
+            "test-mode operation (include_test = false)",
+        );
+    }
+
+    match bucket(op.status) {
+        StatusBucket::Paid => {}
+        StatusBucket::Rejected => {
+            return skip(DecisionKind::Rejected, format!("status {}", op.status));
+        }
+        StatusBucket::Refunded => {
+            let reason = match input.already_loaded {
+                Some(entry) => format!(
+                    "status {} after it was booked as {entry}: reverse that entry by hand",
+                    op.status
+                ),
+                None => format!("status {}", op.status),
+            };
+            return skip(DecisionKind::Refunded, reason);
+        }
+        StatusBucket::Pending => {
+            return skip(DecisionKind::Pending, format!("status {}", op.status));
+        }
+    }
+
+    if let Some(entry) = input.already_loaded {
+        return skip(
+            DecisionKind::AlreadyLoaded,
+            format!("Payment Entry {entry} already has reference_no {}", op.uid),
+        );
+    }
+
+    if op.total <= Decimal::ZERO {
+        return skip(
+            DecisionKind::Error,
+            format!("total {} is not a positive amount", op.total),
+        );
+    }
+    if op.total.normalize().scale() > MAX_SCALE {
+        return skip(
+            DecisionKind::Error,
+            format!(
+                "total {} has more than {MAX_SCALE} decimal places",
+                op.total
+            ),
+        );
+    }
+
+    let Some(order_name) = input.order_name else {
+        return skip(
+            DecisionKind::OrderMissing,
+            format!(
+                "reference {:?} does not name a sales order (order_pattern)",
+                op.reference
+            ),
+        );
+    };
+    let Some(order) = input.order else {
+        return skip(
+            DecisionKind::OrderMissing,
+            format!("Sales Order {order_name} not found in the ERP"),
+        );
+    };
+
+    match order.docstatus {
+        0 => {
+            return skip(
+                DecisionKind::OrderNotPayable,
+                format!("Sales Order {order_name} must be submitted (it is a draft)"),
+            );
+        }
+        2 => {
+            return skip(
+                DecisionKind::OrderNotPayable,
+                format!("Sales Order {order_name} is cancelled"),
+            );
+        }
+        _ => {}
+    }
+    if order.status == "Closed" || order.status == "Cancelled" {
+        return skip(
+            DecisionKind::OrderNotPayable,
+            format!("Sales Order {order_name} is {}", order.status),
+        );
+    }
+    if order.company != input.policy.company {
+        return skip(
+            DecisionKind::OrderNotPayable,
+            format!(
+                "Sales Order {order_name} belongs to company {:?}, not {:?}",
+                order.company, input.policy.company
+            ),
+        );
+    }
+    if !order.currency.eq_ignore_ascii_case(&op.currency) {
+        return skip(
+            DecisionKind::CurrencyMismatch,
+            format!(
+                "operation in {} but Sales Order {order_name} in {}",
+                op.currency, order.currency
+            ),
+        );
+    }
+
+    let mut entry = PaymentEntry {
+        company: input.policy.company.clone(),
+        party: order.customer.clone(),
+        paid_amount: op.total,
+        received_amount: op.total,
+        mode_of_payment: input.policy.mode_of_payment.clone(),
+        paid_to: input.policy.paid_to.clone(),
+        paid_from: None,
+        reference_no: op.uid.clone(),
+        reference_date: input.today,
+        posting_date: input.today,
+        allocation: None,
+    };
+
+    if input.order_has_entry {
+        return Decision::BookAdditional(entry);
+    }
+
+    // Initial payment. ERPNext refuses allocations to an order that is fully invoiced or has
+    // nothing outstanding ("has already been fully paid"), and drops zero rows anyway: then the
+    // money is still received and is booked unallocated on the customer's account.
+    let outstanding = order.outstanding();
+    if order.per_billed < Decimal::ONE_HUNDRED && outstanding > Decimal::ZERO {
+        entry.allocation = Some(Allocation {
+            sales_order: order_name.to_string(),
+            allocated_amount: op.total.min(outstanding),
+        });
+    }
+    Decision::BookInitial(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn op(status: u16, total: &str) -> Operation {
+        Operation {
+            uid: "op-1".into(),
+            reference: "SAL-ORD-2026-00001".into(),
+            status,
+            total: d(total),
+            currency: "ARS".into(),
+            created: "2026-10-01T12:00:00Z".parse().unwrap(),
+            updated: None,
+        }
+    }
+
+    fn order() -> SalesOrder {
+        SalesOrder {
+            name: "SAL-ORD-2026-00001".into(),
+            customer: "Cliente Demo".into(),
+            company: "Mi Empresa SA".into(),
+            currency: "ARS".into(),
+            docstatus: 1,
+            status: "To Deliver and Bill".into(),
+            grand_total: d("1000"),
+            rounded_total: d("1000"),
+            advance_paid: d("0"),
+            per_billed: d("0"),
+        }
+    }
+
+    fn policy() -> AccountPolicy {
+        AccountPolicy {
+            company: "Mi Empresa SA".into(),
+            mode_of_payment: "Mobbex".into(),
+            paid_to: "Mobbex - MESA".into(),
+            include_test: false,
+        }
+    }
+
+    struct Case {
+        op: Operation,
+        order: Option<SalesOrder>,
+        order_name: Option<&'static str>,
+        has_entry: bool,
+        loaded: Option<&'static str>,
+        policy: AccountPolicy,
+    }
+
+    impl Case {
+        fn new(op: Operation) -> Case {
+            Case {
+                op,
+                order: Some(order()),
+                order_name: Some("SAL-ORD-2026-00001"),
+                has_entry: false,
+                loaded: None,
+                policy: policy(),
+            }
+        }
+        fn decide(&self) -> Decision {
+            decide(&DecisionInput {
+                op: &self.op,
+                policy: &self.policy,
+                order_name: self.order_name,
+                order: self.order.as_ref(),
+                order_has_entry: self.has_entry,
+                already_loaded: self.loaded,
+                today: jiff::civil::date(2026, 11, 22),
+            })
+        }
+    }
+
+    fn kind_of(c: &Case) -> DecisionKind {
+        c.decide().kind()
+    }
+
+    #[test]
+    fn paid_first_payment_is_initial_allocated_to_the_order() {
+        let c = Case::new(op(200, "600.00"));
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!("{:?}", c.decide())
+        };
+        assert_eq!(e.party, "Cliente Demo");
+        assert_eq!(e.company, "Mi Empresa SA");
+        assert_eq!(e.paid_amount, d("600"));
+        assert_eq!(e.received_amount, d("600"));
+        assert_eq!(e.reference_no, "op-1");
+        assert_eq!(e.paid_to, "Mobbex - MESA");
+        assert_eq!(e.mode_of_payment, "Mobbex");
+        assert_eq!(e.reference_date, jiff::civil::date(2026, 11, 22));
+        assert_eq!(e.posting_date, jiff::civil::date(2026, 11, 22));
+        let a = e.allocation.unwrap();
+        assert_eq!(a.sales_order, "SAL-ORD-2026-00001");
+        assert_eq!(a.allocated_amount, d("600"));
+    }
+
+    #[test]
+    fn every_paid_status_books() {
+        for s in [200, 210, 299, 300, 301, 302, 303] {
+            assert_eq!(kind_of(&Case::new(op(s, "1"))), DecisionKind::BookedInitial);
+        }
+    }
+
+    #[test]
+    fn allocation_is_capped_at_the_outstanding_amount() {
+        let mut c = Case::new(op(200, "1500.50"));
+        c.order.as_mut().unwrap().advance_paid = d("300");
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!()
+        };
+        assert_eq!(e.paid_amount, d("1500.50"));
+        assert_eq!(e.allocation.unwrap().allocated_amount, d("700"));
+    }
+
+    #[test]
+    fn outstanding_uses_grand_total_when_rounded_total_is_zero() {
+        let mut c = Case::new(op(200, "0.30"));
+        let o = c.order.as_mut().unwrap();
+        o.grand_total = d("0.30");
+        o.rounded_total = d("0");
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!()
+        };
+        assert_eq!(e.allocation.unwrap().allocated_amount, d("0.30"));
+    }
+
+    #[test]
+    fn outstanding_uses_rounded_total_when_set() {
+        let mut c = Case::new(op(200, "2871.74"));
+        let o = c.order.as_mut().unwrap();
+        o.grand_total = d("2871.74");
+        o.rounded_total = d("2872");
+        assert_eq!(o.outstanding(), d("2872"));
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!()
+        };
+        assert_eq!(e.allocation.unwrap().allocated_amount, d("2871.74"));
+    }
+
+    #[test]
+    fn nothing_outstanding_books_unallocated() {
+        let mut c = Case::new(op(200, "10"));
+        c.order.as_mut().unwrap().per_billed = d("100");
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!()
+        };
+        assert!(e.allocation.is_none());
+    }
+
+    #[test]
+    fn order_with_an_entry_gets_an_additional_unallocated_payment() {
+        let mut c = Case::new(op(200, "250.25"));
+        c.has_entry = true;
+        let Decision::BookAdditional(e) = c.decide() else {
+            panic!()
+        };
+        assert!(e.allocation.is_none());
+        assert_eq!(e.paid_from, None, "filled in by the caller");
+        assert_eq!(e.party, "Cliente Demo");
+        assert_eq!(e.paid_amount, d("250.25"));
+    }
+
+    #[test]
+    fn rejected_pending_refunded_are_not_booked() {
+        for s in [400, 401, 402, 403, 410, 415, 500, 604] {
+            assert_eq!(kind_of(&Case::new(op(s, "1"))), DecisionKind::Rejected);
+        }
+        for s in [0, 1, 2, 3, 100, 201, 600, 777] {
+            assert_eq!(kind_of(&Case::new(op(s, "1"))), DecisionKind::Pending);
+        }
+        for s in [601, 602, 603, 605, 610] {
+            assert_eq!(kind_of(&Case::new(op(s, "1"))), DecisionKind::Refunded);
+        }
+    }
+
+    #[test]
+    fn refund_after_booking_names_the_entry() {
+        let mut c = Case::new(op(602, "1"));
+        c.loaded = Some("ACC-PAY-2026-00007");
+        let Decision::Skip(s) = c.decide() else {
+            panic!()
+        };
+        assert_eq!(s.kind, DecisionKind::Refunded);
+        assert!(s.reason.contains("ACC-PAY-2026-00007"), "{}", s.reason);
+    }
+
+    #[test]
+    fn already_loaded_is_skipped() {
+        let mut c = Case::new(op(200, "1"));
+        c.loaded = Some("ACC-PAY-2026-00001");
+        assert_eq!(kind_of(&c), DecisionKind::AlreadyLoaded);
+    }
+
+    #[test]
+    fn missing_or_unmatched_order() {
+        let mut c = Case::new(op(200, "1"));
+        c.order = None;
+        assert_eq!(kind_of(&c), DecisionKind::OrderMissing);
+        let mut c = Case::new(op(200, "1"));
+        c.order_name = None;
+        c.order = None;
+        assert_eq!(kind_of(&c), DecisionKind::OrderMissing);
+    }
+
+    #[test]
+    fn orders_that_cannot_take_payments() {
+        let cases: [fn(&mut SalesOrder); 5] = [
+            |o| o.docstatus = 0,
+            |o| o.docstatus = 2,
+            |o| o.status = "Closed".into(),
+            |o| o.status = "Cancelled".into(),
+            |o| o.company = "Otra SA".into(),
+        ];
+        for f in cases {
+            let mut c = Case::new(op(200, "1"));
+            f(c.order.as_mut().unwrap());
+            assert_eq!(kind_of(&c), DecisionKind::OrderNotPayable);
+        }
+    }
+
+    #[test]
+    fn api_created_order_showing_draft_status_but_submitted_is_payable() {
+        let mut c = Case::new(op(200, "1"));
+        c.order.as_mut().unwrap().status = "Draft".into();
+        assert_eq!(kind_of(&c), DecisionKind::BookedInitial);
+    }
+
+    #[test]
+    fn currency_mismatch() {
+        let mut c = Case::new(op(200, "1"));
+        c.order.as_mut().unwrap().currency = "USD".into();
+        assert_eq!(kind_of(&c), DecisionKind::CurrencyMismatch);
+    }
+
+    #[test]
+    fn children_and_test_operations_are_ignored() {
+        let mut o = op(200, "1");
+        o.uid = "CHD-abc".into();
+        assert_eq!(kind_of(&Case::new(o)), DecisionKind::IgnoredChild);
+
+        let mut o = op(200, "1");
+        o.currency = "TEST".into();
+        assert_eq!(kind_of(&Case::new(o.clone())), DecisionKind::IgnoredTest);
+        // With include_test the order's currency still has to match.
+        let mut c = Case::new(o);
+        c.policy.include_test = true;
+        assert_eq!(kind_of(&c), DecisionKind::CurrencyMismatch);
+    }
+
+    #[test]
+    fn bad_totals_are_errors_not_bookings() {
+        for t in ["0", "-5", "1.234"] {
+            assert_eq!(kind_of(&Case::new(op(200, t))), DecisionKind::Error, "{t}");
+        }
+        // Trailing zeros are not extra precision.
+        assert_eq!(
+            kind_of(&Case::new(op(200, "1.2000"))),
+            DecisionKind::BookedInitial
+        );
+    }
+
+    #[test]
+    fn big_totals_stay_exact() {
+        let mut c = Case::new(op(200, "1000000000.01"));
+        let o = c.order.as_mut().unwrap();
+        o.grand_total = d("2000000000.00");
+        o.rounded_total = d("0");
+        let Decision::BookInitial(e) = c.decide() else {
+            panic!()
+        };
+        assert_eq!(e.paid_amount.to_string(), "1000000000.01");
+    }
+
+    #[test]
+    fn decision_names_round_trip() {
+        for k in DecisionKind::ALL {
+            assert_eq!(DecisionKind::parse(k.as_str()), Some(k));
+        }
+    }
+}

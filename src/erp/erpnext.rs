@@ -1,0 +1,505 @@
+//! The ERPNext (Frappe REST v1) client and its wire format.
+//!
+//! Facts: `shared/spec/erpnext-api.md` and the recordings in `shared/spec/erpnext-real/`:
+//! - auth header `Authorization: token KEY:SECRET` (marked sensitive), `Accept: application/json`;
+//! - lists: `GET /api/resource/{DocType}?filters=[...]&fields=[...]&limit_page_length=0`, answer
+//!   `{"data":[...]}`; names that do not exist are simply absent (recordings 10, 16, 23);
+//! - child-table filters are 4-element (`["Payment Entry Reference","reference_name","in",[..]]`) and
+//!   child columns come back without the table prefix (23);
+//! - lists include cancelled documents unless `docstatus` is filtered (26);
+//! - create: `POST /api/resource/Payment Entry` with `docstatus: 1`; amounts as JSON **numbers**
+//!   (strings crash the server, 24a), rounded to 2 decimals (24c); answer `{"data":{...}}`;
+//! - `paid_to` and `received_amount` must be sent (03a, 03b); `reference_no`/`reference_date` too (03c).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue};
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::frappe_error;
+use super::{CreatedEntry, Erp, ErpError};
+use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
+
+/// Names per batched lookup: keeps URLs short (a page of Mobbex operations is 50).
+const BATCH: usize = 50;
+
+pub struct ErpNextClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl ErpNextClient {
+    pub fn new(
+        base: Url,
+        api_key: &SecretString,
+        api_secret: &SecretString,
+        timeout: Duration,
+    ) -> Result<ErpNextClient, ErpError> {
+        let mut auth = HeaderValue::from_str(&format!(
+            "token {}:{}",
+            api_key.expose_secret(),
+            api_secret.expose_secret()
+        ))
+        .map_err(|_| {
+            ErpError::Malformed("erp.api_key or erp.api_secret holds characters not allowed in a header".into())
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", auth);
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("paysync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ErpError::Transport(e.to_string()))?;
+        Ok(ErpNextClient { http, base })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.base.clone();
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.pop_if_empty();
+            for s in segments {
+                p.push(s);
+            }
+        }
+        u
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ErpError> {
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await.map_err(transport)?;
+        if !(200..300).contains(&status) {
+            return Err(frappe_error::from_response(
+                status,
+                retry_after,
+                &String::from_utf8_lossy(&body),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ErpError::Malformed(format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+            ))
+        })
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        doctype: &str,
+        filters: serde_json::Value,
+        fields: &[&str],
+    ) -> Result<Vec<T>, ErpError> {
+        let req = self.http.get(self.url(&["api", "resource", doctype])).query(&[
+            ("filters", filters.to_string()),
+            ("fields", serde_json::to_string(fields).expect("strings")),
+            ("limit_page_length", "0".to_string()),
+        ]);
+        let list: DataList<T> = self.send(req).await?;
+        Ok(list.data)
+    }
+}
+
+fn transport(e: reqwest::Error) -> ErpError {
+    let text = crate::source::mobbex::describe_reqwest(&e);
+    if e.is_timeout() {
+        ErpError::Timeout(text)
+    } else {
+        ErpError::Transport(text)
+    }
+}
+
+#[derive(Deserialize)]
+struct DataList<T> {
+    data: Vec<T>,
+}
+#[derive(Deserialize)]
+struct DataOne<T> {
+    data: T,
+}
+#[derive(Deserialize)]
+struct Message<T> {
+    message: T,
+}
+
+/// Frappe sends numbers as JSON floats (`600.0`); read their text so no `f64` rounding sneaks in.
+mod dec {
+    use super::*;
+    use serde::Deserializer;
+    use std::str::FromStr;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let raw = Option::<Box<RawValue>>::deserialize(d)?;
+        let Some(raw) = raw else {
+            return Ok(Decimal::ZERO);
+        };
+        let t = raw.get().trim().trim_matches('"');
+        if t == "null" || t.is_empty() {
+            return Ok(Decimal::ZERO);
+        }
+        Decimal::from_str(t)
+            .or_else(|_| Decimal::from_scientific(t))
+            .map_err(|_| serde::de::Error::custom(format!("{t} is not a number")))
+    }
+}
+
+#[derive(Deserialize)]
+struct WireSalesOrder {
+    name: String,
+    #[serde(default)]
+    customer: Option<String>,
+    #[serde(default)]
+    company: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    docstatus: Option<i32>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default, with = "dec")]
+    grand_total: Decimal,
+    #[serde(default, with = "dec")]
+    rounded_total: Decimal,
+    #[serde(default, with = "dec")]
+    advance_paid: Decimal,
+    #[serde(default, with = "dec")]
+    per_billed: Decimal,
+}
+
+#[derive(Deserialize)]
+struct WireEntryRef {
+    name: String,
+    reference_no: Option<String>,
+    docstatus: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct WireOrderRef {
+    reference_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireModeOfPayment {
+    #[serde(default)]
+    accounts: Vec<WireModeAccount>,
+}
+#[derive(Deserialize)]
+struct WireModeAccount {
+    company: Option<String>,
+    default_account: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireCreated {
+    name: String,
+    docstatus: Option<i32>,
+}
+
+/// The POST body. Amounts are emitted as JSON numbers from their exact decimal text.
+#[derive(Serialize)]
+struct WireNewEntry<'a> {
+    docstatus: u8,
+    payment_type: &'static str,
+    party_type: &'static str,
+    party: &'a str,
+    company: &'a str,
+    mode_of_payment: &'a str,
+    posting_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paid_from: Option<&'a str>,
+    paid_to: &'a str,
+    paid_amount: Box<RawValue>,
+    received_amount: Box<RawValue>,
+    reference_no: &'a str,
+    reference_date: String,
+    references: Vec<WireNewRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireNewRef<'a> {
+    reference_doctype: &'static str,
+    reference_name: &'a str,
+    allocated_amount: Box<RawValue>,
+}
+
+/// A decimal as a JSON number, rounded half away from zero to 2 places (ERPNext's precision).
+pub fn json_amount(d: Decimal) -> Box<RawValue> {
+    let r = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    RawValue::from_string(r.normalize().to_string()).expect("a decimal is a JSON number")
+}
+
+/// The exact body paysync posts for an entry (also shown by `--dry-run`).
+pub fn entry_body(e: &PaymentEntry) -> String {
+    let body = WireNewEntry {
+        docstatus: 1,
+        payment_type: "Receive",
+        party_type: "Customer",
+        party: &e.party,
+        company: &e.company,
+        mode_of_payment: &e.mode_of_payment,
+        posting_date: e.posting_date.to_string(),
+        paid_from: e.paid_from.as_deref(),
+        paid_to: &e.paid_to,
+        paid_amount: json_amount(e.paid_amount),
+        received_amount: json_amount(e.received_amount),
+        reference_no: &e.reference_no,
+        reference_date: e.reference_date.to_string(),
+        references: e
+            .allocation
+            .iter()
+            .map(|a| WireNewRef {
+                reference_doctype: "Sales Order",
+                reference_name: &a.sales_order,
+                allocated_amount: json_amount(a.allocated_amount),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&body).expect("serializable")
+}
+
+#[async_trait]
+impl Erp for ErpNextClient {
+    async fn sales_orders(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError> {
+        let mut out = HashMap::new();
+        for chunk in names.chunks(BATCH) {
+            let rows: Vec<WireSalesOrder> = self
+                .list(
+                    "Sales Order",
+                    json!([["name", "in", chunk]]),
+                    &[
+                        "name",
+                        "customer",
+                        "company",
+                        "currency",
+                        "docstatus",
+                        "status",
+                        "grand_total",
+                        "rounded_total",
+                        "advance_paid",
+                        "per_billed",
+                    ],
+                )
+                .await?;
+            for r in rows {
+                out.insert(
+                    r.name.clone(),
+                    SalesOrder {
+                        name: r.name,
+                        customer: r.customer.unwrap_or_default(),
+                        company: r.company.unwrap_or_default(),
+                        currency: r.currency.unwrap_or_default(),
+                        docstatus: r.docstatus.unwrap_or(0),
+                        status: r.status.unwrap_or_default(),
+                        grand_total: r.grand_total,
+                        rounded_total: r.rounded_total,
+                        advance_paid: r.advance_paid,
+                        per_billed: r.per_billed,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn orders_with_entries(&self, names: &[String]) -> Result<HashSet<String>, ErpError> {
+        let mut out = HashSet::new();
+        for chunk in names.chunks(BATCH) {
+            let rows: Vec<WireOrderRef> = self
+                .list(
+                    "Payment Entry",
+                    json!([
+                        ["Payment Entry Reference", "reference_doctype", "=", "Sales Order"],
+                        ["Payment Entry Reference", "reference_name", "in", chunk],
+                        ["docstatus", "=", 1]
+                    ]),
+                    &["name", "`tabPayment Entry Reference`.reference_name"],
+                )
+                .await?;
+            out.extend(rows.into_iter().filter_map(|r| r.reference_name));
+        }
+        Ok(out)
+    }
+
+    async fn entries_by_reference(
+        &self,
+        refs: &[String],
+    ) -> Result<HashMap<String, ExistingEntry>, ErpError> {
+        let mut out = HashMap::new();
+        for chunk in refs.chunks(BATCH) {
+            let rows: Vec<WireEntryRef> = self
+                .list(
+                    "Payment Entry",
+                    json!([["reference_no", "in", chunk], ["docstatus", "<", 2]]),
+                    &["name", "reference_no", "docstatus"],
+                )
+                .await?;
+            for r in rows {
+                let Some(no) = r.reference_no else { continue };
+                // MariaDB compares case-insensitively: map the answer back to the id we asked for.
+                let key = chunk
+                    .iter()
+                    .find(|c| **c == no)
+                    .or_else(|| chunk.iter().find(|c| c.eq_ignore_ascii_case(&no)))
+                    .cloned()
+                    .unwrap_or(no.clone());
+                let docstatus = r.docstatus.unwrap_or(0);
+                // Prefer a submitted entry over a draft when both exist.
+                let keep = out
+                    .get(&key)
+                    .is_none_or(|e: &ExistingEntry| e.docstatus < docstatus);
+                if keep {
+                    out.insert(
+                        key,
+                        ExistingEntry {
+                            name: r.name,
+                            reference_no: no,
+                            docstatus,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mode_of_payment_account(&self, mode: &str, company: &str) -> Result<String, ErpError> {
+        let req = self
+            .http
+            .get(self.url(&["api", "resource", "Mode of Payment", mode]));
+        let m: DataOne<WireModeOfPayment> = self.send(req).await?;
+        m.data
+            .accounts
+            .into_iter()
+            .find(|a| a.company.as_deref() == Some(company))
+            .and_then(|a| a.default_account)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| ErpError::Rejected {
+                status: 200,
+                exc_type: "Configuration".into(),
+                message: format!(
+                    "Mode of Payment {mode:?} has no default account for company {company:?}: set one in ERPNext or set paid_to in sync.toml"
+                ),
+            })
+    }
+
+    async fn receivable_account(&self, customer: &str, company: &str) -> Result<String, ErpError> {
+        let req = self
+            .http
+            .get(self.url(&["api", "method", "erpnext.accounts.party.get_party_account"]))
+            .query(&[
+                ("party_type", "Customer"),
+                ("party", customer),
+                ("company", company),
+            ]);
+        let m: Message<Option<String>> = self.send(req).await?;
+        m.message
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| ErpError::Malformed(format!("no receivable account for customer {customer:?}")))
+    }
+
+    async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError> {
+        let req = self
+            .http
+            .post(self.url(&["api", "resource", "Payment Entry"]))
+            .header("content-type", "application/json")
+            .body(entry_body(entry));
+        let created: DataOne<WireCreated> = self.send(req).await?;
+        if created.data.docstatus.unwrap_or(1) != 1 {
+            return Err(ErpError::Malformed(format!(
+                "entry {} was saved but not submitted (docstatus {:?})",
+                created.data.name, created.data.docstatus
+            )));
+        }
+        Ok(CreatedEntry {
+            name: created.data.name,
+        })
+    }
+
+    async fn whoami(&self) -> Result<String, ErpError> {
+        let req = self
+            .http
+            .get(self.url(&["api", "method", "frappe.auth.get_logged_user"]));
+        let m: Message<String> = self.send(req).await?;
+        Ok(m.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Allocation;
+    use std::str::FromStr;
+
+    #[test]
+    fn body_matches_the_recorded_shape() {
+        let e = PaymentEntry {
+            company: "Test Co AR".into(),
+            party: "Cliente Demo".into(),
+            paid_amount: Decimal::from_str("600.00").unwrap(),
+            received_amount: Decimal::from_str("600.00").unwrap(),
+            mode_of_payment: "Mobbex".into(),
+            paid_to: "Bank Account - TCA".into(),
+            paid_from: None,
+            reference_no: "mbx-op-001".into(),
+            reference_date: jiff::civil::date(2026, 11, 22),
+            posting_date: jiff::civil::date(2026, 11, 22),
+            allocation: Some(Allocation {
+                sales_order: "SAL-ORD-2026-00001".into(),
+                allocated_amount: Decimal::from_str("600").unwrap(),
+            }),
+        };
+        let v: serde_json::Value = serde_json::from_str(&entry_body(&e)).unwrap();
+        // The fields of recording 03d, the smallest body that submitted.
+        for k in [
+            "docstatus",
+            "payment_type",
+            "party_type",
+            "party",
+            "company",
+            "mode_of_payment",
+            "paid_amount",
+            "received_amount",
+            "paid_to",
+            "reference_no",
+            "reference_date",
+            "references",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing");
+        }
+        assert!(v["paid_amount"].is_number(), "amounts must be numbers (24a)");
+        assert_eq!(v["docstatus"], 1);
+        assert_eq!(v["references"][0]["reference_doctype"], "Sales Order");
+        assert!(v.get("paid_from").is_none());
+    }
+
+    #[test]
+    fn amounts_are_exact_numbers() {
+        for (d, want) in [
+            ("2871.74", "2871.74"),
+            ("0.30", "0.3"),
+            ("1000000000.01", "1000000000.01"),
+            ("10", "10"),
+            ("0.125", "0.13"),
+        ] {
+            assert_eq!(json_amount(Decimal::from_str(d).unwrap()).get(), want);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! ERPs: where payment entries go. One trait, one module per ERP (today: ERPNext).
+//!
+//! Every read is batched (a list of names or ids per call) so that examining a page of 50
+//! operations costs a handful of calls, not 50. Writes create one submitted entry each.
+
+pub mod erpnext;
+pub mod frappe_error;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErpError {
+    #[error("ERPNext: cannot connect or no answer: {0}")]
+    Transport(String),
+    /// The request may have reached the server; a write's outcome is unknown. Look the entry up
+    /// by `reference_no` before trying again (never re-POST blindly).
+    #[error("ERPNext: no answer in time: {0}")]
+    Timeout(String),
+    #[error("ERPNext refused the credentials (HTTP {status}): {message}")]
+    Unauthorized { status: u16, message: String },
+    #[error("ERPNext: rate limited (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    /// A business rejection (HTTP 417 validation, 404, 409, 403): retrying the same request gives
+    /// the same answer. The message is ERPNext's own, decoded.
+    #[error("ERPNext rejected it (HTTP {status} {exc_type}): {message}")]
+    Rejected {
+        status: u16,
+        exc_type: String,
+        message: String,
+    },
+    #[error("ERPNext server error (HTTP {status}{}): {message}", exc_type.as_deref().map(|t| format!(" {t}")).unwrap_or_default())]
+    Server {
+        status: u16,
+        exc_type: Option<String>,
+        message: String,
+    },
+    #[error("ERPNext: malformed answer: {0}")]
+    Malformed(String),
+}
+
+impl ErpError {
+    /// Worth retrying soon. 4xx business rejections are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ErpError::Transport(_) | ErpError::Timeout(_) | ErpError::RateLimited { .. } => true,
+            ErpError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// For a write: the server may have committed it even though we got no answer.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ErpError::Timeout(_) => true,
+            // A connection dropped mid-response, or a gateway that gave up waiting.
+            ErpError::Transport(_) => true,
+            ErpError::Server { status, .. } => matches!(status, 502 | 504),
+            _ => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ErpError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The result of creating an entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedEntry {
+    pub name: String,
+}
+
+/// An ERP that keeps sales orders and takes payment entries.
+#[async_trait]
+pub trait Erp: Send + Sync {
+    /// The named sales orders that exist (names that do not exist are simply absent).
+    async fn sales_orders(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError>;
+    /// Of these orders, the ones a *submitted* payment entry already references.
+    async fn orders_with_entries(&self, names: &[String]) -> Result<HashSet<String>, ErpError>;
+    /// Entries (draft or submitted, not cancelled) whose `reference_no` is one of `refs`.
+    async fn entries_by_reference(
+        &self,
+        refs: &[String],
+    ) -> Result<HashMap<String, ExistingEntry>, ErpError>;
+    /// The default account of a mode of payment for a company (what the desk form fills into `paid_to`).
+    async fn mode_of_payment_account(&self, mode: &str, company: &str) -> Result<String, ErpError>;
+    /// The customer's receivable account in a company.
+    async fn receivable_account(&self, customer: &str, company: &str) -> Result<String, ErpError>;
+    /// Create the entry, submitted.
+    async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError>;
+    /// Who we are logged in as (used by `paysync check`).
+    async fn whoami(&self) -> Result<String, ErpError>;
+}

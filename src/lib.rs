@@ -1,0 +1,31 @@
+//! paysync books every paid payment-gateway operation (Mobbex) into an ERP (ERPNext) as exactly
+//! one submitted Payment Entry.
+//!
+//! # Layout
+//! - [`domain`]: operations, sales orders, payment entries and the pure booking rules (no I/O).
+//! - [`source`]: payment sources behind the `PaymentSource` trait (`source::mobbex`).
+//! - [`erp`]: ERPs behind the `Erp` trait (`erp::erpnext`, Frappe error decoding).
+//! - [`store`]: the ledger behind the `Ledger` trait (`store::sqlite`).
+//! - [`pipeline`]: the one place where booking happens: batched lookups, per-order ordering, writes.
+//! - [`config`]: typed configuration, loaded and validated once.
+//! - [`schedule`]: cron expressions.
+//! - [`app`]: wiring concrete implementations together.
+//! - [`cli`], [`telemetry`], [`summary`]: the binary's edge.
+//! - [`sim`]: a faithful simulator of the Mobbex and ERPNext HTTP APIs (tests, benchmarks, `demo`).
+//! - [`demo`]: `paysync demo`.
+//!
+//! See ARCHITECTURE.md for the main flow and the invariants.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod erp;
+pub mod pipeline;
+pub mod schedule;
+pub mod sim;
+pub mod source;
+pub mod store;
+pub mod summary;
+pub mod telemetry;

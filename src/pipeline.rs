@@ -1,0 +1,829 @@
+//! The reconciliation pipeline: operations in, decisions and payment entries out.
+//!
+//! Every trigger (manual `sync --since`, scheduled poll, webhook) ends here, so there is exactly one
+//! place where booking happens. For each batch of operations (a page of 50, or one operation for a
+//! webhook) the [`Engine`]:
+//!
+//! 1. reads the ledger rows of the batch (one query) — operations we already booked need no ERP call;
+//! 2. for the paid, not yet booked ones, asks the ERP in three batched calls: entries already
+//!    carrying these ids as `reference_no`, the named sales orders, and which of those orders already
+//!    have a submitted entry;
+//! 3. groups the operations by order and decides each group oldest first, in its own task; different
+//!    orders run in parallel, at most `max_in_flight` ERP writes at once;
+//! 4. within a group, under a process-wide per-order lock, re-reads the ledger (another trigger may
+//!    have just booked this order), calls the pure [`decide`], creates the entry, records the row.
+//!
+//! A create whose answer never came (timeout, dropped connection, 502/504) is not sent again: the
+//! entry is looked up by `reference_no` first (ERPNext commits the entry even when the answer is lost).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, warn};
+
+use crate::config::AccountSettings;
+use crate::domain::{
+    AccountPolicy, Decision, DecisionInput, DecisionKind, ExistingEntry, Operation, PaymentEntry,
+    SalesOrder, StatusBucket, bucket, decide,
+};
+use crate::erp::{Erp, ErpError};
+use crate::source::{Fetched, PaymentSource, SourceError, Window};
+use crate::store::{Ledger, LedgerRow, Record, StoreError};
+use crate::summary::{BookedLine, Summary};
+
+/// Observes each decision as it is made (the CLI's progress bar).
+pub type Observer = Arc<dyn Fn(&Outcome) + Send + Sync>;
+
+/// How a run behaves.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Decide and report, but create nothing and record nothing.
+    pub dry_run: bool,
+    /// Keep every booked entry in the summary (for display).
+    pub collect_booked: bool,
+    pub observer: Option<Observer>,
+}
+
+/// The decision made for one operation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub account: String,
+    pub uid: String,
+    pub reference: String,
+    pub order: Option<String>,
+    pub kind: DecisionKind,
+    pub reason: String,
+    pub entry_name: Option<String>,
+    pub planned: Option<PaymentEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("account {account}: {source}")]
+    Source {
+        account: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("account {account}: {source}")]
+    Erp {
+        account: String,
+        #[source]
+        source: ErpError,
+    },
+    #[error("account {account}: {source}")]
+    Store {
+        account: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// One account as the pipeline sees it: its settings and its payment source.
+pub struct AccountCtx {
+    pub settings: AccountSettings,
+    pub source: Arc<dyn PaymentSource>,
+}
+
+/// A keyed async mutex: one booking at a time per (account, order) in this process.
+#[derive(Default)]
+struct OrderLocks {
+    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl OrderLocks {
+    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.map.lock().expect("order lock map poisoned");
+        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
+            return l;
+        }
+        if map.len() > 4096 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&l));
+        l
+    }
+}
+
+/// The booking engine. Cheap to share (`Arc`); one per process.
+pub struct Engine {
+    erp: Arc<dyn Erp>,
+    ledger: Arc<dyn Ledger>,
+    tz: TimeZone,
+    writes: Arc<Semaphore>,
+    order_locks: OrderLocks,
+    paid_to: Mutex<HashMap<(String, String), String>>,
+    receivable: Mutex<HashMap<(String, String), String>>,
+    today: Option<Date>,
+}
+
+impl Engine {
+    pub fn new(
+        erp: Arc<dyn Erp>,
+        ledger: Arc<dyn Ledger>,
+        tz: TimeZone,
+        max_in_flight: usize,
+    ) -> Engine {
+        Engine {
+            erp,
+            ledger,
+            tz,
+            writes: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            order_locks: OrderLocks::default(),
+            paid_to: Mutex::new(HashMap::new()),
+            receivable: Mutex::new(HashMap::new()),
+            today: None,
+        }
+    }
+
+    /// Fix "today" (tests and the demo use it to get stable dates).
+    pub fn with_today(mut self, today: Date) -> Engine {
+        self.today = Some(today);
+        self
+    }
+
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    fn today(&self) -> Date {
+        self.today
+            .unwrap_or_else(|| Timestamp::now().to_zoned(self.tz.clone()).date())
+    }
+
+    /// The account's bank account for `paid_to`: configured, else the mode of payment's default.
+    async fn policy(&self, acc: &AccountSettings) -> Result<AccountPolicy, ErpError> {
+        let paid_to = match &acc.paid_to {
+            Some(p) => p.clone(),
+            None => {
+                let key = (acc.mode_of_payment.clone(), acc.company.clone());
+                let cached = self.paid_to.lock().expect("poisoned").get(&key).cloned();
+                match cached {
+                    Some(p) => p,
+                    None => {
+                        let p = self
+                            .erp
+                            .mode_of_payment_account(&acc.mode_of_payment, &acc.company)
+                            .await?;
+                        self.paid_to.lock().expect("poisoned").insert(key, p.clone());
+                        p
+                    }
+                }
+            }
+        };
+        Ok(AccountPolicy {
+            company: acc.company.clone(),
+            mode_of_payment: acc.mode_of_payment.clone(),
+            paid_to,
+            include_test: acc.include_test,
+        })
+    }
+
+    async fn receivable_account(&self, customer: &str, company: &str) -> Result<String, ErpError> {
+        let key = (customer.to_string(), company.to_string());
+        if let Some(a) = self.receivable.lock().expect("poisoned").get(&key) {
+            return Ok(a.clone());
+        }
+        let a = self.erp.receivable_account(customer, company).await?;
+        self.receivable
+            .lock()
+            .expect("poisoned")
+            .insert(key, a.clone());
+        Ok(a)
+    }
+
+    /// Examine every operation of `window`, page by page, booking what the rules say.
+    ///
+    /// Returns `Err` only when the window could not be listed completely (the caller must not
+    /// treat the window as done); what was examined before the failure is in the error's summary.
+    pub async fn sync_window(
+        self: &Arc<Self>,
+        account: &AccountCtx,
+        window: Window,
+        opts: &RunOptions,
+    ) -> Result<Summary, (Summary, SyncError)> {
+        let name = account.settings.name.clone();
+        let policy = match self.policy(&account.settings).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                return Err((
+                    Summary::default(),
+                    SyncError::Erp {
+                        account: name,
+                        source: e,
+                    },
+                ));
+            }
+        };
+
+        // Fetch pages ahead while earlier ones are being booked (bounded: two pages buffered).
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<Fetched>, SourceError>>(2);
+        let source = account.source.clone();
+        let fetcher = tokio::spawn(
+            async move {
+                let mut page = 0u32;
+                let mut previous_first: Option<String> = None;
+                loop {
+                    match source.list_page(&window, page).await {
+                        Ok(p) => {
+                            let first = p.items.iter().find_map(|i| match i {
+                                Fetched::Op(o) => Some(o.uid.clone()),
+                                Fetched::Bad { uid, .. } => uid.clone(),
+                            });
+                            // A source that ignores `page` would loop forever.
+                            if !p.items.is_empty()
+                                && first.is_some()
+                                && first == previous_first
+                                && !p.is_last
+                            {
+                                let _ = tx
+                                    .send(Err(SourceError::Malformed {
+                                        api: "Mobbex",
+                                        message: format!(
+                                            "page {page} repeats page {}: paging is not honoured",
+                                            page - 1
+                                        ),
+                                    }))
+                                    .await;
+                                return;
+                            }
+                            previous_first = first;
+                            let last = p.is_last;
+                            if tx.send(Ok(p.items)).await.is_err() || last {
+                                return;
+                            }
+                            page += 1;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+
+        let mut summary = Summary::default();
+        let mut chains: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+        let mut tasks: JoinSet<Summary> = JoinSet::new();
+        let mut failure = None;
+        while let Some(page) = rx.recv().await {
+            match page {
+                Ok(items) => {
+                    let s = self
+                        .process_batch(account, &policy, items, opts, &mut chains, &mut tasks)
+                        .await;
+                    summary.merge(s);
+                    // Reap finished groups so the set does not grow with the window.
+                    while let Some(done) = tasks.try_join_next() {
+                        summary.merge(done.unwrap_or_else(panicked));
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let _ = fetcher.await;
+        while let Some(done) = tasks.join_next().await {
+            summary.merge(done.unwrap_or_else(panicked));
+        }
+        match failure {
+            None => Ok(summary),
+            Some(e) => {
+                summary.failures.push(e.to_string());
+                Err((
+                    summary,
+                    SyncError::Source {
+                        account: name,
+                        source: e,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Examine a given set of operations (a webhook's, re-read from the source) to completion.
+    pub async fn process_operations(
+        self: &Arc<Self>,
+        account: &AccountCtx,
+        items: Vec<Fetched>,
+        opts: &RunOptions,
+    ) -> Result<Summary, SyncError> {
+        let policy = Arc::new(self.policy(&account.settings).await.map_err(|e| {
+            SyncError::Erp {
+                account: account.settings.name.clone(),
+                source: e,
+            }
+        })?);
+        let mut chains = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let mut summary = self
+            .process_batch(account, &policy, items, opts, &mut chains, &mut tasks)
+            .await;
+        while let Some(done) = tasks.join_next().await {
+            summary.merge(done.unwrap_or_else(panicked));
+        }
+        Ok(summary)
+    }
+
+    /// Decide one batch. Operations that cannot be booked are decided here; bookable ones are
+    /// handed to per-order tasks pushed onto `tasks` (chained after earlier tasks of the same
+    /// order through `chains`, so an order's payments are decided in order across batches).
+    async fn process_batch(
+        self: &Arc<Self>,
+        account: &AccountCtx,
+        policy: &Arc<AccountPolicy>,
+        items: Vec<Fetched>,
+        opts: &RunOptions,
+        chains: &mut HashMap<String, oneshot::Receiver<()>>,
+        tasks: &mut JoinSet<Summary>,
+    ) -> Summary {
+        let acc = &account.settings;
+        let mut summary = Summary::default();
+        let mut ops: Vec<Operation> = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for item in items {
+            match item {
+                Fetched::Op(op) => {
+                    // A listing that shifts while it is read can repeat an operation.
+                    if seen.insert(op.uid.clone()) {
+                        ops.push(op);
+                    }
+                }
+                Fetched::Bad { uid, reason } => {
+                    let out = Outcome {
+                        account: acc.name.clone(),
+                        uid: uid.clone().unwrap_or_else(|| "(no id)".into()),
+                        reference: String::new(),
+                        order: None,
+                        kind: DecisionKind::Error,
+                        reason: format!("malformed operation: {reason}"),
+                        entry_name: None,
+                        planned: None,
+                    };
+                    if let Some(uid) = uid
+                        && !opts.dry_run
+                    {
+                        let rec = Record {
+                            account: acc.name.clone(),
+                            uid,
+                            reference: String::new(),
+                            sales_order: None,
+                            status_code: None,
+                            amount: None,
+                            currency: None,
+                            decision: DecisionKind::Error,
+                            reason: out.reason.clone(),
+                            erp_entry: None,
+                            op_created: None,
+                            seen_at: Timestamp::now(),
+                        };
+                        if let Err(e) = self.ledger.record(&rec).await {
+                            warn!(account = %acc.name, uid = %rec.uid, error = %e, "ledger write failed");
+                        }
+                    }
+                    report(&out, opts);
+                    summary.count(DecisionKind::Error);
+                }
+            }
+        }
+        if ops.is_empty() {
+            return summary;
+        }
+
+        let uids: Vec<String> = ops.iter().map(|o| o.uid.clone()).collect();
+        let ledger_rows = match self.ledger.rows(&acc.name, &uids).await {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("ledger unavailable: {e}");
+                for op in &ops {
+                    self.finish_without_record(acc, op, None, DecisionKind::Error, &reason, opts, &mut summary);
+                }
+                return summary;
+            }
+        };
+
+        // Split: operations the ERP must be asked about, and the rest (decided now).
+        let booked_entry = |uid: &str| -> Option<String> {
+            ledger_rows.get(uid).and_then(|r| {
+                (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
+                    .then(|| r.erp_entry.clone().unwrap_or_else(|| "(recorded in the ledger)".into()))
+            })
+        };
+        let mut candidates: Vec<Operation> = Vec::new();
+        for op in ops {
+            let needs_erp = !op.is_child()
+                && !(op.is_test() && !policy.include_test)
+                && bucket(op.status) == StatusBucket::Paid
+                && booked_entry(&op.uid).is_none();
+            if needs_erp {
+                candidates.push(op);
+                continue;
+            }
+            let order_name = acc.order_name(&op.reference).map(str::to_string);
+            let loaded = booked_entry(&op.uid);
+            let decision = decide(&DecisionInput {
+                op: &op,
+                policy,
+                order_name: order_name.as_deref(),
+                order: None,
+                order_has_entry: false,
+                already_loaded: loaded.as_deref(),
+                today: self.today(),
+            });
+            let (kind, reason) = match &decision {
+                Decision::Skip(s) => (s.kind, s.reason.clone()),
+                // Unreachable: a bookable operation is always a candidate. Be safe anyway.
+                other => (DecisionKind::Error, format!("internal: unexpected {:?}", other.kind())),
+            };
+            let entry = ledger_rows.get(&op.uid).and_then(|r| r.erp_entry.clone());
+            self.finish(acc, &op, order_name, kind, &reason, entry, None, opts, &mut summary)
+                .await;
+        }
+        if candidates.is_empty() {
+            return summary;
+        }
+
+        // Batched ERP reads for the candidates.
+        let cand_uids: Vec<String> = candidates.iter().map(|o| o.uid.clone()).collect();
+        let mut order_names: Vec<String> = candidates
+            .iter()
+            .filter_map(|o| acc.order_name(&o.reference).map(str::to_string))
+            .collect();
+        order_names.sort();
+        order_names.dedup();
+        let lookups = async {
+            let existing = self.erp.entries_by_reference(&cand_uids).await?;
+            let orders = if order_names.is_empty() {
+                HashMap::new()
+            } else {
+                self.erp.sales_orders(&order_names).await?
+            };
+            let found: Vec<String> = orders.keys().cloned().collect();
+            let with_entries = if found.is_empty() {
+                HashSet::new()
+            } else {
+                self.erp.orders_with_entries(&found).await?
+            };
+            Ok::<_, ErpError>((existing, orders, with_entries))
+        };
+        let (existing, orders, with_entries) = match lookups.await {
+            Ok(x) => x,
+            Err(e) => {
+                let reason = format!("could not check the ERP: {e}");
+                for op in &candidates {
+                    let order = acc.order_name(&op.reference).map(str::to_string);
+                    self.finish(acc, op, order, DecisionKind::Error, &reason, None, None, opts, &mut summary)
+                        .await;
+                }
+                return summary;
+            }
+        };
+
+        // Group by order, oldest first within each group.
+        let mut groups: HashMap<Option<String>, Vec<Operation>> = HashMap::new();
+        for op in candidates {
+            let order = acc.order_name(&op.reference).map(str::to_string);
+            groups.entry(order).or_default().push(op);
+        }
+        for (order, mut group) in groups {
+            group.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.uid.cmp(&b.uid)));
+            let facts = GroupFacts {
+                order: order.as_ref().and_then(|o| orders.get(o).cloned()),
+                order_has_entry: order.as_ref().is_some_and(|o| with_entries.contains(o)),
+                existing: group
+                    .iter()
+                    .filter_map(|op| existing.get(&op.uid).map(|e| (op.uid.clone(), e.clone())))
+                    .collect(),
+            };
+            let previous = order.as_ref().and_then(|o| chains.remove(o));
+            let (done_tx, done_rx) = oneshot::channel();
+            if let Some(o) = &order {
+                chains.insert(o.clone(), done_rx);
+            }
+            let engine = self.clone();
+            let acc = acc.clone();
+            let policy = policy.clone();
+            let opts = opts.clone();
+            tasks.spawn(
+                async move {
+                    if let Some(prev) = previous {
+                        // Resolves when the previous group of this order finished (its sender is dropped).
+                        let _ = prev.await;
+                    }
+                    let s = engine
+                        .book_group(&acc, &policy, order, group, facts, &opts)
+                        .await;
+                    drop(done_tx);
+                    s
+                }
+                .in_current_span(),
+            );
+        }
+        summary
+    }
+
+    /// Decide and book one order's operations, one after another, under the order's lock.
+    async fn book_group(
+        &self,
+        acc: &AccountSettings,
+        policy: &AccountPolicy,
+        order: Option<String>,
+        group: Vec<Operation>,
+        facts: GroupFacts,
+        opts: &RunOptions,
+    ) -> Summary {
+        let mut summary = Summary::default();
+        let lock = order
+            .as_ref()
+            .map(|o| self.order_locks.get(&format!("{}\u{0}{o}", acc.name)));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        // Booked in this group so far (a dry run books nothing, but must still see the first
+        // payment as initial and the next ones as additional).
+        let mut has_entry = facts.order_has_entry;
+        for op in group {
+            // Another trigger may have booked this operation or this order since the batch was read.
+            let fresh: Result<(Option<LedgerRow>, Option<String>), StoreError> = async {
+                let row = self.ledger.rows(&acc.name, std::slice::from_ref(&op.uid)).await?;
+                let by_order = match &order {
+                    Some(o) => self.ledger.booked_for_order(&acc.name, o).await?,
+                    None => None,
+                };
+                Ok((row.into_values().next(), by_order))
+            }
+            .await;
+            let (row, booked_for_order) = match fresh {
+                Ok(x) => x,
+                Err(e) => {
+                    let reason = format!("ledger unavailable: {e}");
+                    self.finish_without_record(acc, &op, order.clone(), DecisionKind::Error, &reason, opts, &mut summary);
+                    continue;
+                }
+            };
+            let loaded_in_ledger = row
+                .as_ref()
+                .filter(|r| r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
+                .map(|r| r.erp_entry.clone().unwrap_or_default());
+            let loaded_in_erp = facts.existing.get(&op.uid).map(|e| {
+                if e.docstatus == 0 {
+                    format!("{} (a draft: submit it in ERPNext)", e.name)
+                } else {
+                    e.name.clone()
+                }
+            });
+            let loaded = loaded_in_ledger.or(loaded_in_erp);
+            let decision = decide(&DecisionInput {
+                op: &op,
+                policy,
+                order_name: order.as_deref(),
+                order: facts.order.as_ref(),
+                order_has_entry: has_entry || booked_for_order.is_some(),
+                already_loaded: loaded.as_deref(),
+                today: self.today(),
+            });
+            let planned_kind = decision.kind();
+            match decision {
+                Decision::Skip(s) => {
+                    let entry = match s.kind {
+                        DecisionKind::AlreadyLoaded => facts
+                            .existing
+                            .get(&op.uid)
+                            .map(|e| e.name.clone())
+                            .or_else(|| row.as_ref().and_then(|r| r.erp_entry.clone())),
+                        _ => None,
+                    };
+                    self.finish(acc, &op, order.clone(), s.kind, &s.reason, entry, None, opts, &mut summary)
+                        .await;
+                }
+                Decision::BookInitial(entry) | Decision::BookAdditional(entry) if opts.dry_run => {
+                    has_entry = true;
+                    self.finish(acc, &op, order.clone(), planned_kind, "dry run: not created", None, Some(entry), opts, &mut summary)
+                        .await;
+                }
+                Decision::BookInitial(entry) => {
+                    let (kind, reason, name) = self.create(acc, &op, entry.clone(), DecisionKind::BookedInitial).await;
+                    if kind.is_booked() {
+                        has_entry = true;
+                    }
+                    self.finish(acc, &op, order.clone(), kind, &reason, name, Some(entry), opts, &mut summary)
+                        .await;
+                }
+                Decision::BookAdditional(mut entry) => {
+                    match self.receivable_account(&entry.party, &entry.company).await {
+                        Ok(a) => {
+                            entry.paid_from = Some(a);
+                            let (kind, reason, name) = self
+                                .create(acc, &op, entry.clone(), DecisionKind::BookedAdditional)
+                                .await;
+                            self.finish(acc, &op, order.clone(), kind, &reason, name, Some(entry), opts, &mut summary)
+                                .await;
+                        }
+                        Err(e) => {
+                            let reason = format!("could not read the customer's receivable account: {e}");
+                            self.finish(acc, &op, order.clone(), DecisionKind::Error, &reason, None, None, opts, &mut summary)
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+        summary
+    }
+
+    /// Create one entry. Returns the decision to record, its reason and the entry name.
+    async fn create(
+        &self,
+        acc: &AccountSettings,
+        op: &Operation,
+        entry: PaymentEntry,
+        kind: DecisionKind,
+    ) -> (DecisionKind, String, Option<String>) {
+        let permit = self.writes.acquire().await.expect("semaphore never closed");
+        let result = self.erp.create_entry(&entry).await;
+        drop(permit);
+        match result {
+            Ok(created) => (kind, String::new(), Some(created.name)),
+            Err(e) if e.outcome_unknown() => {
+                // The entry may be committed even though the answer was lost: look before retrying.
+                warn!(account = %acc.name, uid = %op.uid, error = %e, "no answer to create; looking the entry up by reference_no");
+                match self.erp.entries_by_reference(std::slice::from_ref(&op.uid)).await {
+                    Ok(found) => match found.get(&op.uid) {
+                        Some(ExistingEntry { name, .. }) => (
+                            kind,
+                            "created (answer lost; found by reference_no)".into(),
+                            Some(name.clone()),
+                        ),
+                        None => (
+                            DecisionKind::Error,
+                            format!("{e}; not found by reference_no, will retry on the next run"),
+                            None,
+                        ),
+                    },
+                    Err(e2) => (
+                        DecisionKind::Error,
+                        format!("{e}; lookup by reference_no failed too: {e2}"),
+                        None,
+                    ),
+                }
+            }
+            Err(ErpError::Rejected {
+                status,
+                exc_type,
+                message,
+            }) => {
+                // A business rejection: retrying the same body gives the same answer. When it is
+                // about the order, record it as such (the order may change; re-examined later).
+                let about_order = message.contains("Sales Order") || message.contains("Row #");
+                let kind = if about_order {
+                    DecisionKind::OrderNotPayable
+                } else {
+                    DecisionKind::Error
+                };
+                (kind, format!("ERPNext {status} {exc_type}: {message}"), None)
+            }
+            Err(e) => (DecisionKind::Error, e.to_string(), None),
+        }
+    }
+
+    /// Record and log one decision, and count it.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        acc: &AccountSettings,
+        op: &Operation,
+        order: Option<String>,
+        kind: DecisionKind,
+        reason: &str,
+        entry_name: Option<String>,
+        planned: Option<PaymentEntry>,
+        opts: &RunOptions,
+        summary: &mut Summary,
+    ) {
+        if !opts.dry_run {
+            let rec = Record {
+                account: acc.name.clone(),
+                uid: op.uid.clone(),
+                reference: op.reference.clone(),
+                sales_order: order.clone(),
+                status_code: Some(op.status),
+                amount: Some(op.total),
+                currency: Some(op.currency.clone()),
+                decision: kind,
+                reason: reason.to_string(),
+                erp_entry: entry_name.clone(),
+                op_created: Some(op.created),
+                seen_at: Timestamp::now(),
+            };
+            if let Err(e) = self.ledger.record(&rec).await {
+                // The ERP lookup by reference_no on the next run covers a booked entry whose row
+                // could not be written.
+                warn!(account = %acc.name, uid = %op.uid, error = %e, decision = %kind, "ledger write failed");
+            }
+        }
+        let out = Outcome {
+            account: acc.name.clone(),
+            uid: op.uid.clone(),
+            reference: op.reference.clone(),
+            order,
+            kind,
+            reason: reason.to_string(),
+            entry_name: entry_name.clone(),
+            planned: planned.clone(),
+        };
+        log_decision(&out, op);
+        report(&out, opts);
+        summary.count(kind);
+        if opts.collect_booked
+            && (kind.is_booked())
+            && let Some(entry) = planned
+        {
+            summary.booked.push(BookedLine {
+                uid: op.uid.clone(),
+                kind,
+                entry_name,
+                entry,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_without_record(
+        &self,
+        acc: &AccountSettings,
+        op: &Operation,
+        order: Option<String>,
+        kind: DecisionKind,
+        reason: &str,
+        opts: &RunOptions,
+        summary: &mut Summary,
+    ) {
+        let out = Outcome {
+            account: acc.name.clone(),
+            uid: op.uid.clone(),
+            reference: op.reference.clone(),
+            order,
+            kind,
+            reason: reason.to_string(),
+            entry_name: None,
+            planned: None,
+        };
+        log_decision(&out, op);
+        report(&out, opts);
+        summary.count(kind);
+    }
+}
+
+/// What the ERP said about one order group, read in the batch lookups.
+struct GroupFacts {
+    order: Option<SalesOrder>,
+    order_has_entry: bool,
+    existing: HashMap<String, ExistingEntry>,
+}
+
+fn report(out: &Outcome, opts: &RunOptions) {
+    if let Some(obs) = &opts.observer {
+        obs(out);
+    }
+}
+
+/// One log line per decision: everything an operator needs to know what happened and why.
+fn log_decision(out: &Outcome, op: &Operation) {
+    let order = out.order.as_deref().unwrap_or("-");
+    let entry = out.entry_name.as_deref().unwrap_or("-");
+    match out.kind {
+        DecisionKind::Error => warn!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = op.status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+        DecisionKind::Refunded if out.reason.contains("booked") => warn!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = op.status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+        _ => info!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = op.status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+    }
+}
+
+fn panicked(e: tokio::task::JoinError) -> Summary {
+    let mut s = Summary::default();
+    s.failures.push(format!("a booking task failed: {e}"));
+    s
+}

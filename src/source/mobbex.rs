@@ -1,0 +1,519 @@
+//! The Mobbex API client and its wire format (facts: `shared/spec/mobbex-api.md`).
+//!
+//! - `GET /p/entity/operations?page=N&limit=50&created_from=..&created_to=..` (or `updated_*`),
+//!   pages from 0 until a short page; `GET /p/operations/{uid}` for one operation.
+//! - Headers `x-api-key` / `x-access-token` (marked sensitive so they never show in debug output).
+//! - Status codes arrive as strings, totals as JSON numbers: totals are read from their exact
+//!   text into `Decimal` (never through `f64`).
+//! - `{result:false, code, error}` answers become [`SourceError::Api`] with Mobbex's message.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use reqwest::header::{HeaderMap, HeaderValue};
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::{Fetched, Page, PaymentSource, SourceError, Window, WindowField};
+use crate::domain::Operation;
+
+const API: &str = "Mobbex";
+/// Mobbex's maximum page size.
+pub const PAGE_SIZE: usize = 50;
+
+pub struct MobbexClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl MobbexClient {
+    pub fn new(
+        base: Url,
+        api_key: &SecretString,
+        access_token: &SecretString,
+        timeout: Duration,
+    ) -> Result<MobbexClient, SourceError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-api-key", api_key.expose_secret()),
+            ("x-access-token", access_token.expose_secret()),
+        ] {
+            let mut v = HeaderValue::from_str(value).map_err(|_| SourceError::Malformed {
+                api: API,
+                message: format!("{name} contains characters not allowed in a header"),
+            })?;
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("paysync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SourceError::Transport {
+                api: API,
+                message: e.to_string(),
+            })?;
+        Ok(MobbexClient { http, base })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.base.clone();
+        let prefix = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{prefix}{path}"));
+        u
+    }
+
+    /// Send a GET and return the `data` member of a `{result:true, data}` answer, as raw JSON text.
+    async fn get_data(&self, url: Url, query: &[(&str, String)]) -> Result<String, SourceError> {
+        let resp = self
+            .http
+            .get(url)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| SourceError::Transport {
+                api: API,
+                message: describe_reqwest(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.map_err(|e| SourceError::Transport {
+            api: API,
+            message: describe_reqwest(&e),
+        })?;
+        if status == 429 {
+            return Err(SourceError::RateLimited {
+                api: API,
+                retry_after,
+            });
+        }
+        let envelope: Option<Envelope> = serde_json::from_str(&body).ok();
+        if status == 401 || status == 403 {
+            return Err(SourceError::Unauthorized {
+                api: API,
+                status,
+                message: envelope
+                    .and_then(|e| e.error)
+                    .unwrap_or_else(|| "check api_key and access_token".into()),
+            });
+        }
+        match envelope {
+            Some(Envelope {
+                result: Some(true),
+                data: Some(data),
+                ..
+            }) if (200..300).contains(&status) => Ok(data.get().to_string()),
+            Some(Envelope {
+                result: Some(false),
+                code,
+                error,
+                status_message,
+                ..
+            }) => Err(SourceError::Api {
+                api: API,
+                code: code
+                    .map(|c| c.get().trim_matches('"').to_string())
+                    .unwrap_or_else(|| format!("HTTP {status}")),
+                message: error
+                    .or(status_message)
+                    .unwrap_or_else(|| "no message".into()),
+            }),
+            _ if !(200..300).contains(&status) => Err(SourceError::Http {
+                api: API,
+                status,
+                message: snippet(&body),
+            }),
+            _ => Err(SourceError::Malformed {
+                api: API,
+                message: format!("expected {{\"result\":true,\"data\":...}}, got {}", snippet(&body)),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    result: Option<bool>,
+    data: Option<Box<RawValue>>,
+    code: Option<Box<RawValue>>,
+    error: Option<String>,
+    status_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListData<'a> {
+    #[serde(borrow)]
+    docs: Vec<&'a RawValue>,
+}
+
+/// A list document, with the fields we need kept as raw JSON so each can be checked and
+/// reported on its own.
+#[derive(Deserialize)]
+struct WireOp<'a> {
+    uid: Option<String>,
+    #[serde(borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow)]
+    total: Option<&'a RawValue>,
+    #[serde(borrow)]
+    currency: Option<&'a RawValue>,
+    reference: Option<String>,
+    created: Option<String>,
+    updated: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UidOnly {
+    uid: Option<String>,
+    id: Option<String>,
+}
+
+/// `GET /p/operations/{uid}` answer: `data.transaction.payment` is shaped like a webhook's.
+#[derive(Deserialize)]
+struct OneData<'a> {
+    #[serde(borrow)]
+    transaction: Option<Transaction<'a>>,
+}
+#[derive(Deserialize)]
+struct Transaction<'a> {
+    #[serde(borrow)]
+    payment: Option<WirePayment<'a>>,
+}
+#[derive(Deserialize)]
+struct WirePayment<'a> {
+    id: Option<String>,
+    #[serde(borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow)]
+    total: Option<&'a RawValue>,
+    #[serde(borrow)]
+    currency: Option<&'a RawValue>,
+    reference: Option<String>,
+    created: Option<String>,
+    updated: Option<String>,
+}
+
+#[async_trait]
+impl PaymentSource for MobbexClient {
+    async fn list_page(&self, window: &Window, page: u32) -> Result<Page, SourceError> {
+        let (from_key, to_key) = match window.field {
+            WindowField::Created => ("created_from", "created_to"),
+            WindowField::Updated => ("updated_from", "updated_to"),
+        };
+        let query = [
+            ("page", page.to_string()),
+            ("limit", PAGE_SIZE.to_string()),
+            (from_key, window.from.as_millisecond().to_string()),
+            (to_key, window.to.as_millisecond().to_string()),
+        ];
+        let data = self.get_data(self.url("/p/entity/operations"), &query).await?;
+        parse_list(&data)
+    }
+
+    async fn get_operation(&self, uid: &str) -> Result<Operation, SourceError> {
+        let mut url = self.url("/p/operations/");
+        url.path_segments_mut()
+            .map_err(|_| SourceError::Malformed {
+                api: API,
+                message: "api_url cannot take a path".into(),
+            })?
+            .pop_if_empty()
+            .push(uid);
+        match self.get_data(url, &[]).await {
+            Err(SourceError::Http { status: 404, .. }) => Err(SourceError::NotFound {
+                api: API,
+                uid: uid.to_string(),
+            }),
+            Err(SourceError::Api { code, .. }) if code.contains("NOT_FOUND") => {
+                Err(SourceError::NotFound {
+                    api: API,
+                    uid: uid.to_string(),
+                })
+            }
+            Err(e) => Err(e),
+            Ok(data) => parse_one(&data),
+        }
+    }
+
+    async fn check(&self) -> Result<(), SourceError> {
+        let now = Timestamp::now();
+        let w = Window {
+            field: WindowField::Created,
+            from: now - jiff::SignedDuration::from_hours(24),
+            to: now,
+        };
+        self.list_page(&w, 0).await.map(|_| ())
+    }
+}
+
+/// Parse the `data` of a listing. A page whose envelope is broken is an error; a single broken
+/// document inside a good page is a [`Fetched::Bad`] item.
+pub fn parse_list(data: &str) -> Result<Page, SourceError> {
+    let list: ListData = serde_json::from_str(data).map_err(|e| SourceError::Malformed {
+        api: API,
+        message: format!("listing has no docs array: {e}"),
+    })?;
+    let is_last = list.docs.len() < PAGE_SIZE;
+    let items = list.docs.into_iter().map(|raw| parse_doc(raw.get())).collect();
+    Ok(Page { items, is_last })
+}
+
+fn parse_doc(text: &str) -> Fetched {
+    let uid = serde_json::from_str::<UidOnly>(text)
+        .ok()
+        .and_then(|u| u.uid.or(u.id))
+        .filter(|u| !u.trim().is_empty());
+    let bad = |reason: String| Fetched::Bad {
+        uid: uid.clone(),
+        reason,
+    };
+    let w: WireOp = match serde_json::from_str(text) {
+        Ok(w) => w,
+        Err(e) => return bad(format!("unreadable operation: {e}")),
+    };
+    match build(
+        w.uid, w.status, w.total, w.currency, w.reference, w.created, w.updated,
+    ) {
+        Ok(op) => Fetched::Op(op),
+        Err(reason) => bad(reason),
+    }
+}
+
+fn parse_one(data: &str) -> Result<Operation, SourceError> {
+    let malformed = |message: String| SourceError::Malformed { api: API, message };
+    let one: OneData = serde_json::from_str(data).map_err(|e| malformed(e.to_string()))?;
+    let p = one
+        .transaction
+        .and_then(|t| t.payment)
+        .ok_or_else(|| malformed("no data.transaction.payment".into()))?;
+    build(
+        p.id, p.status, p.total, p.currency, p.reference, p.created, p.updated,
+    )
+    .map_err(malformed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    uid: Option<String>,
+    status: Option<&RawValue>,
+    total: Option<&RawValue>,
+    currency: Option<&RawValue>,
+    reference: Option<String>,
+    created: Option<String>,
+    updated: Option<String>,
+) -> Result<Operation, String> {
+    let uid = uid
+        .filter(|u| !u.trim().is_empty())
+        .ok_or("missing uid")?;
+    if uid.len() > 200 {
+        return Err(format!("uid is {} characters long", uid.len()));
+    }
+    let status = parse_status(status.ok_or("missing status")?)?;
+    let total = parse_amount(total.ok_or("missing total")?)?;
+    let currency = parse_currency(currency.ok_or("missing currency")?)?;
+    let created = parse_time("created", created.as_deref().ok_or("missing created")?)?;
+    let updated = match updated.as_deref() {
+        None | Some("") => None,
+        Some(u) => Some(parse_time("updated", u)?),
+    };
+    Ok(Operation {
+        uid,
+        reference: reference.unwrap_or_default(),
+        status,
+        total,
+        currency,
+        created,
+        updated,
+    })
+}
+
+/// Status codes come as strings ("200"); accept numbers too.
+fn parse_status(raw: &RawValue) -> Result<u16, String> {
+    let text = raw.get();
+    // Single operations and webhooks nest it: `status: {code: "200", text: ...}`.
+    #[derive(Deserialize)]
+    struct Nested<'a> {
+        #[serde(borrow)]
+        code: &'a RawValue,
+    }
+    if text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<Nested>(text) {
+            Ok(n) => parse_status(n.code),
+            Err(_) => Err(format!("status {text} has no code")),
+        };
+    }
+    let inner = text.trim_matches('"');
+    inner
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("status {text} is not a numeric status code"))
+}
+
+/// Totals are JSON numbers with a dot decimal separator; read their exact text. A numeric string
+/// with a dot is tolerated; anything else (a comma separator, words) is refused with the value.
+pub fn parse_amount(raw: &RawValue) -> Result<Decimal, String> {
+    let text = raw.get().trim();
+    let inner = if let Some(s) = text.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        if s.contains(',') {
+            return Err(format!(
+                "total {text} uses a comma; expected a number with a dot decimal separator"
+            ));
+        }
+        s.trim()
+    } else {
+        text
+    };
+    if inner.len() > 40 {
+        return Err(format!("total {text} is too long to be an amount"));
+    }
+    Decimal::from_str(inner)
+        .or_else(|_| Decimal::from_scientific(inner))
+        .map_err(|_| format!("total {text} is not a number"))
+}
+
+/// A string in list documents, `{code: ...}` in single operations.
+fn parse_currency(raw: &RawValue) -> Result<String, String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Cur {
+        S(String),
+        O {
+            code: Option<String>,
+            value: Option<String>,
+        },
+    }
+    let c = match serde_json::from_str::<Cur>(raw.get()) {
+        Ok(Cur::S(s)) => s,
+        Ok(Cur::O { code, value }) => code.or(value).unwrap_or_default(),
+        Err(_) => return Err(format!("currency {} is not a currency code", raw.get())),
+    };
+    let c = c.trim().to_ascii_uppercase();
+    if c.len() != 3 && c != "TEST" || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        return Err(format!("currency {c:?} is not a currency code"));
+    }
+    Ok(c)
+}
+
+fn parse_time(field: &str, s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>()
+        .map_err(|e| format!("{field} {s:?} is not an ISO-8601 timestamp: {e}"))
+}
+
+fn snippet(body: &str) -> String {
+    let t: String = body.chars().take(200).collect();
+    if t.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        t
+    }
+}
+
+/// reqwest errors print the URL; ours carry no secret (credentials travel in headers), but keep
+/// the text short and say whether it was a timeout.
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    if let Some(s) = src.take() {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_of(docs: &[&str]) -> Page {
+        parse_list(&format!("{{\"docs\":[{}],\"page\":0}}", docs.join(","))).unwrap()
+    }
+
+    const GOOD: &str = r#"{"uid":"u1","status":"200","total":2871.74,"currency":"ARS","reference":"SAL-ORD-2026-00001","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-01T12:01:00.000Z"}"#;
+
+    #[test]
+    fn good_doc_is_exact() {
+        let p = page_of(&[GOOD]);
+        assert!(p.is_last);
+        let Fetched::Op(op) = &p.items[0] else {
+            panic!("{:?}", p.items[0])
+        };
+        assert_eq!(op.total.to_string(), "2871.74");
+        assert_eq!(op.status, 200);
+        assert_eq!(op.currency, "ARS");
+    }
+
+    #[test]
+    fn totals_keep_their_text() {
+        for (t, want) in [
+            ("0.10", "0.10"),
+            ("1000000000.00", "1000000000.00"),
+            ("2871.7400000000001", "2871.7400000000001"),
+            ("\"15.5\"", "15.5"),
+            ("1e3", "1000"),
+        ] {
+            let raw = RawValue::from_string(t.to_string()).unwrap();
+            assert_eq!(parse_amount(&raw).unwrap().to_string(), want, "{t}");
+        }
+        for t in ["\"1.234,56\"", "\"abc\"", "null", "true"] {
+            let raw = RawValue::from_string(t.to_string()).unwrap();
+            assert!(parse_amount(&raw).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn one_bad_doc_does_not_spoil_the_page() {
+        let bad_status = GOOD.replace("\"200\"", "\"abc\"").replace("u1", "u2");
+        let comma = GOOD.replace("2871.74", "\"2871,74\"").replace("u1", "u3");
+        let no_uid = GOOD.replace("\"uid\":\"u1\",", "");
+        let p = page_of(&[GOOD, &bad_status, &comma, &no_uid, "42"]);
+        assert!(matches!(p.items[0], Fetched::Op(_)));
+        match &p.items[1] {
+            Fetched::Bad { uid, reason } => {
+                assert_eq!(uid.as_deref(), Some("u2"));
+                assert!(reason.contains("abc"), "{reason}");
+            }
+            x => panic!("{x:?}"),
+        }
+        assert!(matches!(&p.items[2], Fetched::Bad { uid: Some(u), reason } if u == "u3" && reason.contains("comma")));
+        assert!(matches!(&p.items[3], Fetched::Bad { uid: None, .. }));
+        assert!(matches!(&p.items[4], Fetched::Bad { uid: None, .. }));
+    }
+
+    #[test]
+    fn full_page_is_not_last() {
+        let docs: Vec<String> = (0..PAGE_SIZE).map(|i| GOOD.replace("u1", &format!("u{i}"))).collect();
+        let refs: Vec<&str> = docs.iter().map(|s| s.as_str()).collect();
+        assert!(!page_of(&refs).is_last);
+    }
+
+    #[test]
+    fn single_operation_shape() {
+        let data = r#"{"transactions":[],"transaction":{"result":true,"payment":{"id":"u9","status":{"code":"602","text":"Devuelta"},"total":100.5,"currency":{"code":"ARS","symbol":"$"},"reference":"R","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-02T12:00:00.000Z"}}}"#;
+        let op = parse_one(data).unwrap();
+        assert_eq!((op.uid.as_str(), op.status, op.total.to_string().as_str()), ("u9", 602, "100.5"));
+        assert!(op.updated.is_some());
+    }
+}

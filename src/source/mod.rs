@@ -1,0 +1,109 @@
+//! Payment sources: where operations come from. One trait, one module per gateway.
+//!
+//! The pipeline only sees [`PaymentSource`] and domain [`Operation`]s; Mobbex's wire format stays in
+//! `mobbex.rs`. A second gateway (MercadoLibre, say) is a second implementation of the trait.
+
+pub mod mobbex;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::Operation;
+
+/// Which timestamp a window filters on: a manual sync examines operations *created* in its dates;
+/// a poll examines operations *updated* since the last poll (so late payments are caught).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowField {
+    Created,
+    Updated,
+}
+
+/// A closed time window `[from, to]` (inclusive both ends, as Mobbex filters are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub field: WindowField,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// One item of a listing: a well-formed operation, or a document we could not read.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Op(Operation),
+    /// A malformed document: recorded as an `error` decision (when it has an id) and skipped,
+    /// so one bad document never stops the others.
+    Bad { uid: Option<String>, reason: String },
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Fetched>,
+    /// No page after this one.
+    pub is_last: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{api}: cannot connect or no answer: {message}")]
+    Transport { api: &'static str, message: String },
+    #[error("{api}: credentials refused (HTTP {status}): {message}")]
+    Unauthorized {
+        api: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{api}: rate limited (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        api: &'static str,
+        retry_after: Option<Duration>,
+    },
+    #[error("{api}: HTTP {status}: {message}")]
+    Http {
+        api: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{api}: error {code}: {message}")]
+    Api {
+        api: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("{api}: operation {uid} not found")]
+    NotFound { api: &'static str, uid: String },
+    #[error("{api}: malformed answer: {message}")]
+    Malformed { api: &'static str, message: String },
+}
+
+impl SourceError {
+    /// Worth retrying soon: network trouble, 429, 502/503/504 (and 500, which Mobbex uses for
+    /// passing faults too). Everything else needs a person or a later run.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Transport { .. } | SourceError::RateLimited { .. } => true,
+            SourceError::Http { status, .. } => matches!(status, 500 | 502 | 503 | 504 | 408),
+            _ => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A payment gateway, read-only.
+#[async_trait]
+pub trait PaymentSource: Send + Sync {
+    /// Page `page` (from 0) of the operations in `window`.
+    async fn list_page(&self, window: &Window, page: u32) -> Result<Page, SourceError>;
+    /// The current state of one operation.
+    async fn get_operation(&self, uid: &str) -> Result<Operation, SourceError>;
+    /// Cheap call proving the credentials work (used by `paysync check`).
+    async fn check(&self) -> Result<(), SourceError>;
+}

@@ -1,0 +1,82 @@
+//! Counting what a run did, for the closing summary line, the CLI table and the exit code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::domain::{DecisionKind, PaymentEntry};
+
+/// One booked (or, in a dry run, planned) entry, for display.
+#[derive(Debug, Clone)]
+pub struct BookedLine {
+    pub uid: String,
+    pub kind: DecisionKind,
+    /// `None` in a dry run.
+    pub entry_name: Option<String>,
+    pub entry: PaymentEntry,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub examined: u64,
+    pub by_kind: BTreeMap<DecisionKind, u64>,
+    /// Failures that are not about one operation (a listing that could not be read).
+    pub failures: Vec<String>,
+    pub booked: Vec<BookedLine>,
+}
+
+impl Summary {
+    pub fn count(&mut self, kind: DecisionKind) {
+        self.examined += 1;
+        *self.by_kind.entry(kind).or_default() += 1;
+    }
+
+    pub fn get(&self, kind: DecisionKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    pub fn merge(&mut self, other: Summary) {
+        self.examined += other.examined;
+        for (k, v) in other.by_kind {
+            *self.by_kind.entry(k).or_default() += v;
+        }
+        self.failures.extend(other.failures);
+        self.booked.extend(other.booked);
+    }
+
+    /// Operations that ended in `error`, plus run-level failures.
+    pub fn errors(&self) -> u64 {
+        self.get(DecisionKind::Error) + self.failures.len() as u64
+    }
+
+    /// Skips that are neither of the named summary columns.
+    pub fn other_skips(&self) -> u64 {
+        [
+            DecisionKind::OrderNotPayable,
+            DecisionKind::CurrencyMismatch,
+            DecisionKind::IgnoredChild,
+            DecisionKind::IgnoredTest,
+        ]
+        .iter()
+        .map(|k| self.get(*k))
+        .sum()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "examined={} booked_initial={} booked_additional={} already_loaded={} rejected={} pending={} refunded={} order_missing={} other_skips={} errors={}",
+            self.examined,
+            self.get(DecisionKind::BookedInitial),
+            self.get(DecisionKind::BookedAdditional),
+            self.get(DecisionKind::AlreadyLoaded),
+            self.get(DecisionKind::Rejected),
+            self.get(DecisionKind::Pending),
+            self.get(DecisionKind::Refunded),
+            self.get(DecisionKind::OrderMissing),
+            self.other_skips(),
+            self.errors(),
+        )
+    }
+}
