@@ -31,6 +31,7 @@ pub struct App {
     pub settings: Settings,
     pub engine: Arc<Engine>,
     pub erp: Arc<dyn Erp>,
+    pub ledger: Arc<dyn store::Ledger>,
     pub accounts: Vec<AccountCtx>,
 }
 
@@ -53,7 +54,7 @@ impl App {
         )?);
         let engine = Arc::new(Engine::new(
             erp.clone(),
-            ledger,
+            ledger.clone(),
             settings.daemon.timezone.clone(),
             settings.erp.max_in_flight,
         ));
@@ -74,13 +75,22 @@ impl App {
             settings,
             engine,
             erp,
+            ledger,
             accounts,
         })
     }
 
-    /// Replace the engine (e.g. one with a fixed "today").
-    pub fn with_engine(mut self, engine: Engine) -> App {
-        self.engine = Arc::new(engine);
+    /// Use a fixed "today" for posting and reference dates (tests, the demo).
+    pub fn with_today(mut self, today: Date) -> App {
+        self.engine = Arc::new(
+            Engine::new(
+                self.erp.clone(),
+                self.ledger.clone(),
+                self.settings.daemon.timezone.clone(),
+                self.settings.erp.max_in_flight,
+            )
+            .with_today(today),
+        );
         self
     }
 }
@@ -112,7 +122,11 @@ mod tests {
     #[test]
     fn window_is_whole_local_days() {
         let tz = jiff::tz::TimeZone::get("America/Argentina/Buenos_Aires").unwrap();
-        let w = created_window(&tz, jiff::civil::date(2026, 10, 1), jiff::civil::date(2026, 10, 31));
+        let w = created_window(
+            &tz,
+            jiff::civil::date(2026, 10, 1),
+            jiff::civil::date(2026, 10, 31),
+        );
         assert_eq!(w.from.to_string(), "2026-10-01T03:00:00Z");
         assert_eq!(w.to.to_string(), "2026-11-01T02:59:59.999Z");
     }

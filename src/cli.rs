@@ -22,7 +22,11 @@ use crate::summary::Summary;
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
-#[command(name = "paysync", version, about = "Books every paid Mobbex operation into ERPNext as exactly one submitted Payment Entry")]
+#[command(
+    name = "paysync",
+    version,
+    about = "Books every paid Mobbex operation into ERPNext as exactly one submitted Payment Entry"
+)]
 pub struct Cli {
     /// Configuration file [default: $PAYSYNC_CONFIG, else ./sync.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -67,7 +71,10 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 
 pub fn run(cli: Cli) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("paysync: cannot start the async runtime: {e}");
@@ -140,7 +147,11 @@ async fn sync(
         && settings.account(a).is_none()
     {
         let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
-        eprintln!("paysync: no account named {a:?} in {} (accounts: {})", settings.file.display(), names.join(", "));
+        eprintln!(
+            "paysync: no account named {a:?} in {} (accounts: {})",
+            settings.file.display(),
+            names.join(", ")
+        );
         return EXIT_CONFIG;
     }
     let app = match App::build(settings).await {
@@ -215,21 +226,37 @@ async fn sync(
         }
     }
     print_summary(&total, since, until, dry_run);
-    if total.errors() > 0 { EXIT_FAILED } else { EXIT_OK }
+    if total.errors() > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
 }
 
 /// The closing table.
 pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
-    let title = if dry_run { "Summary (dry run)" } else { "Summary" };
+    let title = if dry_run {
+        "Summary (dry run)"
+    } else {
+        "Summary"
+    };
     println!("{title}: operations created {since} .. {until}");
     let rows = [
         ("examined", s.examined),
         (
-            if dry_run { "would book initial" } else { "booked initial" },
+            if dry_run {
+                "would book initial"
+            } else {
+                "booked initial"
+            },
             s.get(DecisionKind::BookedInitial),
         ),
         (
-            if dry_run { "would book additional" } else { "booked additional" },
+            if dry_run {
+                "would book additional"
+            } else {
+                "booked additional"
+            },
             s.get(DecisionKind::BookedAdditional),
         ),
         ("already loaded", s.get(DecisionKind::AlreadyLoaded)),
@@ -253,7 +280,10 @@ async fn check(settings: Settings) -> u8 {
     println!("configuration {}: ok", settings.file.display());
     let app = match App::build(settings).await {
         Ok(a) => {
-            println!("ledger {}: ok", crate::store::redact_url(&a.settings.store.url));
+            println!(
+                "ledger {}: ok",
+                crate::store::redact_url(&a.settings.store.url)
+            );
             a
         }
         Err(e) => {
@@ -278,8 +308,15 @@ async fn check(settings: Settings) -> u8 {
             }
         }
         if s.paid_to.is_none() {
-            match app.erp.mode_of_payment_account(&s.mode_of_payment, &s.company).await {
-                Ok(a) => println!("account {} paid_to (Mode of Payment {:?}): {a}", s.name, s.mode_of_payment),
+            match app
+                .erp
+                .mode_of_payment_account(&s.mode_of_payment, &s.company)
+                .await
+            {
+                Ok(a) => println!(
+                    "account {} paid_to (Mode of Payment {:?}): {a}",
+                    s.name, s.mode_of_payment
+                ),
                 Err(e) => {
                     failed = true;
                     println!("account {} paid_to: FAILED: {e}", s.name);

@@ -244,11 +244,11 @@ mod lenient {
         match Option::<NumOrStr>::deserialize(d)? {
             None => Ok(None),
             Some(NumOrStr::N(n)) => Ok(Some(n)),
-            Some(NumOrStr::S(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| D::Error::custom(format!("expected a positive integer, got {s:?}"))),
+            Some(NumOrStr::S(s)) => {
+                s.trim().parse().map(Some).map_err(|_| {
+                    D::Error::custom(format!("expected a positive integer, got {s:?}"))
+                })
+            }
         }
     }
 
@@ -259,7 +259,9 @@ mod lenient {
             Some(BoolOrStr::S(s)) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(Some(true)),
                 "false" | "0" | "no" => Ok(Some(false)),
-                _ => Err(D::Error::custom(format!("expected true or false, got {s:?}"))),
+                _ => Err(D::Error::custom(format!(
+                    "expected true or false, got {s:?}"
+                ))),
             },
         }
     }
@@ -313,10 +315,7 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Setti
                 .separator("__")
                 .source(Some(section_env)),
         );
-    let first = base
-        .clone()
-        .build()
-        .map_err(|e| file_err(e.to_string()))?;
+    let first = base.clone().build().map_err(|e| file_err(e.to_string()))?;
     let mut value: serde_json::Value = first
         .try_deserialize()
         .map_err(|e| file_err(e.to_string()))?;
@@ -326,7 +325,11 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Setti
         let key = e.path().to_string();
         ConfigError::Key {
             file: file.clone(),
-            key: if key == "." { "(top level)".into() } else { key },
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
             message: e.inner().to_string(),
         }
     })?;
@@ -354,7 +357,10 @@ fn apply_account_env(value: &mut serde_json::Value, env: &HashMap<String, String
                 .and_then(|n| n.as_str())
                 .is_some_and(|n| norm(n) == norm(name));
             if matches && let Some(obj) = acc.as_object_mut() {
-                obj.insert(key.to_ascii_lowercase(), serde_json::Value::String(v.clone()));
+                obj.insert(
+                    key.to_ascii_lowercase(),
+                    serde_json::Value::String(v.clone()),
+                );
             }
         }
     }
@@ -427,8 +433,12 @@ fn validate(
         )
     })?;
     check_cron("daemon.schedule", &d.schedule).map_err(|m| bad("daemon.schedule", m))?;
-    let lookback = parse_duration(&d.lookback)
-        .map_err(|m| bad("daemon.lookback", format!("expected a duration like \"2h\": {m}")))?;
+    let lookback = parse_duration(&d.lookback).map_err(|m| {
+        bad(
+            "daemon.lookback",
+            format!("expected a duration like \"2h\": {m}"),
+        )
+    })?;
     let listen: SocketAddr = d.listen.parse().map_err(|e| {
         bad(
             "daemon.listen",
@@ -438,7 +448,8 @@ fn validate(
 
     // [store]
     let store_url = raw.store.url.trim().to_string();
-    if !(store_url.starts_with("sqlite:") || store_url.starts_with("postgres://")
+    if !(store_url.starts_with("sqlite:")
+        || store_url.starts_with("postgres://")
         || store_url.starts_with("postgresql://"))
     {
         return Err(bad(
@@ -452,7 +463,10 @@ fn validate(
     if e.kind != "erpnext" {
         return Err(bad(
             "erp.kind",
-            format!("expected \"erpnext\" (the only ERP supported), got {:?}", e.kind),
+            format!(
+                "expected \"erpnext\" (the only ERP supported), got {:?}",
+                e.kind
+            ),
         ));
     }
     let erp_url = parse_http_url(&e.url).map_err(|m| bad("erp.url", m))?;
@@ -465,8 +479,12 @@ fn validate(
     }
     let timeout = match &e.timeout {
         None => Duration::from_secs(30),
-        Some(t) => parse_duration(t)
-            .map_err(|m| bad("erp.timeout", format!("expected a duration like \"30s\": {m}")))?,
+        Some(t) => parse_duration(t).map_err(|m| {
+            bad(
+                "erp.timeout",
+                format!("expected a duration like \"30s\": {m}"),
+            )
+        })?,
     };
     let erp = ErpSettings {
         url: erp_url,
@@ -479,7 +497,10 @@ fn validate(
 
     // [[accounts]]
     if raw.accounts.is_empty() {
-        return Err(bad("accounts", "expected at least one [[accounts]] table".into()));
+        return Err(bad(
+            "accounts",
+            "expected at least one [[accounts]] table".into(),
+        ));
     }
     let mut accounts = Vec::new();
     for (i, a) in raw.accounts.into_iter().enumerate() {
@@ -492,20 +513,32 @@ fn validate(
         {
             return Err(bad(
                 &k("name"),
-                format!("expected a name of letters, digits, - and _, got {:?}", a.name),
+                format!(
+                    "expected a name of letters, digits, - and _, got {:?}",
+                    a.name
+                ),
             ));
         }
         if accounts.iter().any(|x: &AccountSettings| x.name == a.name) {
-            return Err(bad(&k("name"), format!("duplicate account name {:?}", a.name)));
+            return Err(bad(
+                &k("name"),
+                format!("duplicate account name {:?}", a.name),
+            ));
         }
         if a.source != "mobbex" {
             return Err(bad(
                 &k("source"),
-                format!("expected \"mobbex\" (the only source supported), got {:?}", a.source),
+                format!(
+                    "expected \"mobbex\" (the only source supported), got {:?}",
+                    a.source
+                ),
             ));
         }
         let api_url = parse_http_url(&a.api_url).map_err(|m| bad(&k("api_url"), m))?;
-        for (key, v) in [("company", &a.company), ("mode_of_payment", &a.mode_of_payment)] {
+        for (key, v) in [
+            ("company", &a.company),
+            ("mode_of_payment", &a.mode_of_payment),
+        ] {
             if v.trim().is_empty() {
                 return Err(bad(&k(key), "expected a non-empty name".into()));
             }
@@ -518,8 +551,7 @@ fn validate(
                 if !re.capture_names().any(|n| n == Some("order")) {
                     return Err(bad(
                         &k("order_pattern"),
-                        "expected a named group (?P<order>...) that captures the order name"
-                            .into(),
+                        "expected a named group (?P<order>...) that captures the order name".into(),
                     ));
                 }
                 Some(re)
@@ -530,8 +562,13 @@ fn validate(
         }
         accounts.push(AccountSettings {
             api_key: secret(&k("api_key"), a.api_key, a.api_key_file, true)?.expect("required"),
-            access_token: secret(&k("access_token"), a.access_token, a.access_token_file, true)?
-                .expect("required"),
+            access_token: secret(
+                &k("access_token"),
+                a.access_token,
+                a.access_token_file,
+                true,
+            )?
+            .expect("required"),
             webhook_token: secret(
                 &k("webhook_token"),
                 a.webhook_token,
@@ -641,7 +678,10 @@ include_test = false
         assert_eq!(s.erp.max_in_flight, 4);
         assert_eq!(s.daemon.lookback, Duration::from_secs(7200));
         let a = &s.accounts[0];
-        assert_eq!(a.order_name("SAL-ORD-2026-00042-retry2"), Some("SAL-ORD-2026-00042"));
+        assert_eq!(
+            a.order_name("SAL-ORD-2026-00042-retry2"),
+            Some("SAL-ORD-2026-00042")
+        );
         assert_eq!(a.order_name("shop_id:42"), None);
         assert_eq!(a.api_key.expose_secret(), "mk");
     }
@@ -687,18 +727,45 @@ include_test = false
     #[test]
     fn bad_keys_are_named() {
         let cases = [
-            (GOOD.replace("url = \"https://erp.example.com\"\n", ""), "erp"),
-            (GOOD.replace("\"*/5 * * * *\"", "\"every five\""), "daemon.schedule"),
-            (GOOD.replace("America/Argentina/Buenos_Aires", "Mars/Olympus"), "daemon.timezone"),
+            (
+                GOOD.replace("url = \"https://erp.example.com\"\n", ""),
+                "erp",
+            ),
+            (
+                GOOD.replace("\"*/5 * * * *\"", "\"every five\""),
+                "daemon.schedule",
+            ),
+            (
+                GOOD.replace("America/Argentina/Buenos_Aires", "Mars/Olympus"),
+                "daemon.timezone",
+            ),
             (GOOD.replace("\"2h\"", "\"soon\""), "daemon.lookback"),
-            (GOOD.replace("https://erp.example.com", "not a url"), "erp.url"),
-            (GOOD.replace("max_in_flight = 4", "max_in_flight = 0"), "erp.max_in_flight"),
-            (GOOD.replace("max_in_flight = 4", "max_in_flight = \"many\""), "erp.max_in_flight"),
-            (GOOD.replace("kind = \"erpnext\"", "kind = \"odoo\""), "erp.kind"),
+            (
+                GOOD.replace("https://erp.example.com", "not a url"),
+                "erp.url",
+            ),
+            (
+                GOOD.replace("max_in_flight = 4", "max_in_flight = 0"),
+                "erp.max_in_flight",
+            ),
+            (
+                GOOD.replace("max_in_flight = 4", "max_in_flight = \"many\""),
+                "erp.max_in_flight",
+            ),
+            (
+                GOOD.replace("kind = \"erpnext\"", "kind = \"odoo\""),
+                "erp.kind",
+            ),
             (GOOD.replace("api_secret = \"s\"\n", ""), "erp.api_secret"),
             (GOOD.replace("(?P<order>", "("), "accounts[0].order_pattern"),
-            (GOOD.replace("sqlite://paysync.db", "mysql://x"), "store.url"),
-            (GOOD.replace("include_test = false", "include_tset = false"), "accounts[0]"),
+            (
+                GOOD.replace("sqlite://paysync.db", "mysql://x"),
+                "store.url",
+            ),
+            (
+                GOOD.replace("include_test = false", "include_tset = false"),
+                "accounts[0]",
+            ),
             (GOOD.replace("127.0.0.1:8080", "localhost"), "daemon.listen"),
         ];
         for (text, want) in cases {

@@ -18,10 +18,13 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod erp;
+pub mod metrics;
 pub mod pipeline;
 pub mod schedule;
 pub mod sim;

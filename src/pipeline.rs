@@ -120,8 +120,12 @@ pub struct Engine {
     order_locks: OrderLocks,
     paid_to: Mutex<HashMap<(String, String), String>>,
     receivable: Mutex<HashMap<(String, String), String>>,
+    group_slots: Arc<Semaphore>,
     today: Option<Date>,
 }
+
+/// Order groups queued or running at once (see `process_batch`).
+const GROUP_SLOTS: usize = 512;
 
 impl Engine {
     pub fn new(
@@ -138,6 +142,7 @@ impl Engine {
             order_locks: OrderLocks::default(),
             paid_to: Mutex::new(HashMap::new()),
             receivable: Mutex::new(HashMap::new()),
+            group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
         }
     }
@@ -171,7 +176,10 @@ impl Engine {
                             .erp
                             .mode_of_payment_account(&acc.mode_of_payment, &acc.company)
                             .await?;
-                        self.paid_to.lock().expect("poisoned").insert(key, p.clone());
+                        self.paid_to
+                            .lock()
+                            .expect("poisoned")
+                            .insert(key, p.clone());
                         p
                     }
                 }
@@ -222,48 +230,19 @@ impl Engine {
             }
         };
 
-        // Fetch pages ahead while earlier ones are being booked (bounded: two pages buffered).
-        let (tx, mut rx) = mpsc::channel::<Result<Vec<Fetched>, SourceError>>(2);
+        // The window is read in slices of one day, oldest first. Each slice is read completely
+        // (all its pages) before it is decided, so an order's payments inside a slice are decided
+        // oldest first whatever order the listing uses; slices are decided in time order, so the
+        // same holds across slices. The next slice is fetched while this one is being booked.
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<Fetched>, SourceError>>(1);
         let source = account.source.clone();
         let fetcher = tokio::spawn(
             async move {
-                let mut page = 0u32;
-                let mut previous_first: Option<String> = None;
-                loop {
-                    match source.list_page(&window, page).await {
-                        Ok(p) => {
-                            let first = p.items.iter().find_map(|i| match i {
-                                Fetched::Op(o) => Some(o.uid.clone()),
-                                Fetched::Bad { uid, .. } => uid.clone(),
-                            });
-                            // A source that ignores `page` would loop forever.
-                            if !p.items.is_empty()
-                                && first.is_some()
-                                && first == previous_first
-                                && !p.is_last
-                            {
-                                let _ = tx
-                                    .send(Err(SourceError::Malformed {
-                                        api: "Mobbex",
-                                        message: format!(
-                                            "page {page} repeats page {}: paging is not honoured",
-                                            page - 1
-                                        ),
-                                    }))
-                                    .await;
-                                return;
-                            }
-                            previous_first = first;
-                            let last = p.is_last;
-                            if tx.send(Ok(p.items)).await.is_err() || last {
-                                return;
-                            }
-                            page += 1;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
+                for slice in split_window(window, SLICE) {
+                    let result = fetch_all(source.as_ref(), &slice).await;
+                    let failed = result.is_err();
+                    if tx.send(result).await.is_err() || failed {
+                        return;
                     }
                 }
             }
@@ -271,19 +250,21 @@ impl Engine {
         );
 
         let mut summary = Summary::default();
-        let mut chains: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+        let mut chains: HashMap<String, oneshot::Receiver<bool>> = HashMap::new();
         let mut tasks: JoinSet<Summary> = JoinSet::new();
         let mut failure = None;
-        while let Some(page) = rx.recv().await {
-            match page {
+        while let Some(slice) = rx.recv().await {
+            match slice {
                 Ok(items) => {
-                    let s = self
-                        .process_batch(account, &policy, items, opts, &mut chains, &mut tasks)
-                        .await;
-                    summary.merge(s);
-                    // Reap finished groups so the set does not grow with the window.
-                    while let Some(done) = tasks.try_join_next() {
-                        summary.merge(done.unwrap_or_else(panicked));
+                    for batch in order_batches(items, &account.settings) {
+                        let s = self
+                            .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks)
+                            .await;
+                        summary.merge(s);
+                        // Reap finished groups so the set does not grow with the window.
+                        while let Some(done) = tasks.try_join_next() {
+                            summary.merge(done.unwrap_or_else(panicked));
+                        }
                     }
                 }
                 Err(e) => {
@@ -319,12 +300,15 @@ impl Engine {
         items: Vec<Fetched>,
         opts: &RunOptions,
     ) -> Result<Summary, SyncError> {
-        let policy = Arc::new(self.policy(&account.settings).await.map_err(|e| {
-            SyncError::Erp {
-                account: account.settings.name.clone(),
-                source: e,
-            }
-        })?);
+        let policy =
+            Arc::new(
+                self.policy(&account.settings)
+                    .await
+                    .map_err(|e| SyncError::Erp {
+                        account: account.settings.name.clone(),
+                        source: e,
+                    })?,
+            );
         let mut chains = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut summary = self
@@ -345,10 +329,11 @@ impl Engine {
         policy: &Arc<AccountPolicy>,
         items: Vec<Fetched>,
         opts: &RunOptions,
-        chains: &mut HashMap<String, oneshot::Receiver<()>>,
+        chains: &mut HashMap<String, oneshot::Receiver<bool>>,
         tasks: &mut JoinSet<Summary>,
     ) -> Summary {
         let acc = &account.settings;
+        let slots = self.group_slots.clone();
         let mut summary = Summary::default();
         let mut ops: Vec<Operation> = Vec::with_capacity(items.len());
         let mut seen = HashSet::new();
@@ -407,7 +392,15 @@ impl Engine {
             Err(e) => {
                 let reason = format!("ledger unavailable: {e}");
                 for op in &ops {
-                    self.finish_without_record(acc, op, None, DecisionKind::Error, &reason, opts, &mut summary);
+                    self.finish_without_record(
+                        acc,
+                        op,
+                        None,
+                        DecisionKind::Error,
+                        &reason,
+                        opts,
+                        &mut summary,
+                    );
                 }
                 return summary;
             }
@@ -416,14 +409,17 @@ impl Engine {
         // Split: operations the ERP must be asked about, and the rest (decided now).
         let booked_entry = |uid: &str| -> Option<String> {
             ledger_rows.get(uid).and_then(|r| {
-                (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
-                    .then(|| r.erp_entry.clone().unwrap_or_else(|| "(recorded in the ledger)".into()))
+                (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded).then(|| {
+                    r.erp_entry
+                        .clone()
+                        .unwrap_or_else(|| "(recorded in the ledger)".into())
+                })
             })
         };
         let mut candidates: Vec<Operation> = Vec::new();
         for op in ops {
             let needs_erp = !op.is_child()
-                && !(op.is_test() && !policy.include_test)
+                && (!op.is_test() || policy.include_test)
                 && bucket(op.status) == StatusBucket::Paid
                 && booked_entry(&op.uid).is_none();
             if needs_erp {
@@ -444,11 +440,24 @@ impl Engine {
             let (kind, reason) = match &decision {
                 Decision::Skip(s) => (s.kind, s.reason.clone()),
                 // Unreachable: a bookable operation is always a candidate. Be safe anyway.
-                other => (DecisionKind::Error, format!("internal: unexpected {:?}", other.kind())),
+                other => (
+                    DecisionKind::Error,
+                    format!("internal: unexpected {:?}", other.kind()),
+                ),
             };
             let entry = ledger_rows.get(&op.uid).and_then(|r| r.erp_entry.clone());
-            self.finish(acc, &op, order_name, kind, &reason, entry, None, opts, &mut summary)
-                .await;
+            self.finish(
+                acc,
+                &op,
+                order_name,
+                kind,
+                &reason,
+                entry,
+                None,
+                opts,
+                &mut summary,
+            )
+            .await;
         }
         if candidates.is_empty() {
             return summary;
@@ -483,8 +492,18 @@ impl Engine {
                 let reason = format!("could not check the ERP: {e}");
                 for op in &candidates {
                     let order = acc.order_name(&op.reference).map(str::to_string);
-                    self.finish(acc, op, order, DecisionKind::Error, &reason, None, None, opts, &mut summary)
-                        .await;
+                    self.finish(
+                        acc,
+                        op,
+                        order,
+                        DecisionKind::Error,
+                        &reason,
+                        None,
+                        None,
+                        opts,
+                        &mut summary,
+                    )
+                    .await;
                 }
                 return summary;
             }
@@ -511,20 +530,30 @@ impl Engine {
             if let Some(o) = &order {
                 chains.insert(o.clone(), done_rx);
             }
+            // Backpressure: at most GROUP_SLOTS order groups queued or running, so a huge window
+            // does not pile up tasks while the ERP works through its writes.
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
             let engine = self.clone();
             let acc = acc.clone();
             let policy = policy.clone();
             let opts = opts.clone();
             tasks.spawn(
                 async move {
-                    if let Some(prev) = previous {
-                        // Resolves when the previous group of this order finished (its sender is dropped).
-                        let _ = prev.await;
-                    }
-                    let s = engine
-                        .book_group(&acc, &policy, order, group, facts, &opts)
+                    // Wait for the previous group of this order; it tells whether the order has an
+                    // entry now (needed in a dry run, where the ledger records nothing).
+                    let inherited = match previous {
+                        Some(prev) => prev.await.unwrap_or(false),
+                        None => false,
+                    };
+                    let (s, has_entry) = engine
+                        .book_group(&acc, &policy, order, group, facts, inherited, &opts)
                         .await;
-                    drop(done_tx);
+                    let _ = done_tx.send(has_entry);
+                    drop(slot);
                     s
                 }
                 .in_current_span(),
@@ -534,6 +563,7 @@ impl Engine {
     }
 
     /// Decide and book one order's operations, one after another, under the order's lock.
+    #[allow(clippy::too_many_arguments)]
     async fn book_group(
         &self,
         acc: &AccountSettings,
@@ -541,8 +571,9 @@ impl Engine {
         order: Option<String>,
         group: Vec<Operation>,
         facts: GroupFacts,
+        inherited_has_entry: bool,
         opts: &RunOptions,
-    ) -> Summary {
+    ) -> (Summary, bool) {
         let mut summary = Summary::default();
         let lock = order
             .as_ref()
@@ -553,11 +584,14 @@ impl Engine {
         };
         // Booked in this group so far (a dry run books nothing, but must still see the first
         // payment as initial and the next ones as additional).
-        let mut has_entry = facts.order_has_entry;
+        let mut has_entry = facts.order_has_entry || inherited_has_entry;
         for op in group {
             // Another trigger may have booked this operation or this order since the batch was read.
             let fresh: Result<(Option<LedgerRow>, Option<String>), StoreError> = async {
-                let row = self.ledger.rows(&acc.name, std::slice::from_ref(&op.uid)).await?;
+                let row = self
+                    .ledger
+                    .rows(&acc.name, std::slice::from_ref(&op.uid))
+                    .await?;
                 let by_order = match &order {
                     Some(o) => self.ledger.booked_for_order(&acc.name, o).await?,
                     None => None,
@@ -569,10 +603,19 @@ impl Engine {
                 Ok(x) => x,
                 Err(e) => {
                     let reason = format!("ledger unavailable: {e}");
-                    self.finish_without_record(acc, &op, order.clone(), DecisionKind::Error, &reason, opts, &mut summary);
+                    self.finish_without_record(
+                        acc,
+                        &op,
+                        order.clone(),
+                        DecisionKind::Error,
+                        &reason,
+                        opts,
+                        &mut summary,
+                    );
                     continue;
                 }
             };
+            has_entry |= booked_for_order.is_some();
             let loaded_in_ledger = row
                 .as_ref()
                 .filter(|r| r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
@@ -590,7 +633,7 @@ impl Engine {
                 policy,
                 order_name: order.as_deref(),
                 order: facts.order.as_ref(),
-                order_has_entry: has_entry || booked_for_order.is_some(),
+                order_has_entry: has_entry,
                 already_loaded: loaded.as_deref(),
                 today: self.today(),
             });
@@ -605,21 +648,53 @@ impl Engine {
                             .or_else(|| row.as_ref().and_then(|r| r.erp_entry.clone())),
                         _ => None,
                     };
-                    self.finish(acc, &op, order.clone(), s.kind, &s.reason, entry, None, opts, &mut summary)
-                        .await;
+                    self.finish(
+                        acc,
+                        &op,
+                        order.clone(),
+                        s.kind,
+                        &s.reason,
+                        entry,
+                        None,
+                        opts,
+                        &mut summary,
+                    )
+                    .await;
                 }
                 Decision::BookInitial(entry) | Decision::BookAdditional(entry) if opts.dry_run => {
                     has_entry = true;
-                    self.finish(acc, &op, order.clone(), planned_kind, "dry run: not created", None, Some(entry), opts, &mut summary)
-                        .await;
+                    self.finish(
+                        acc,
+                        &op,
+                        order.clone(),
+                        planned_kind,
+                        "dry run: not created",
+                        None,
+                        Some(entry),
+                        opts,
+                        &mut summary,
+                    )
+                    .await;
                 }
                 Decision::BookInitial(entry) => {
-                    let (kind, reason, name) = self.create(acc, &op, entry.clone(), DecisionKind::BookedInitial).await;
+                    let (kind, reason, name) = self
+                        .create(acc, &op, entry.clone(), DecisionKind::BookedInitial)
+                        .await;
                     if kind.is_booked() {
                         has_entry = true;
                     }
-                    self.finish(acc, &op, order.clone(), kind, &reason, name, Some(entry), opts, &mut summary)
-                        .await;
+                    self.finish(
+                        acc,
+                        &op,
+                        order.clone(),
+                        kind,
+                        &reason,
+                        name,
+                        Some(entry),
+                        opts,
+                        &mut summary,
+                    )
+                    .await;
                 }
                 Decision::BookAdditional(mut entry) => {
                     match self.receivable_account(&entry.party, &entry.company).await {
@@ -628,19 +703,40 @@ impl Engine {
                             let (kind, reason, name) = self
                                 .create(acc, &op, entry.clone(), DecisionKind::BookedAdditional)
                                 .await;
-                            self.finish(acc, &op, order.clone(), kind, &reason, name, Some(entry), opts, &mut summary)
-                                .await;
+                            self.finish(
+                                acc,
+                                &op,
+                                order.clone(),
+                                kind,
+                                &reason,
+                                name,
+                                Some(entry),
+                                opts,
+                                &mut summary,
+                            )
+                            .await;
                         }
                         Err(e) => {
-                            let reason = format!("could not read the customer's receivable account: {e}");
-                            self.finish(acc, &op, order.clone(), DecisionKind::Error, &reason, None, None, opts, &mut summary)
-                                .await;
+                            let reason =
+                                format!("could not read the customer's receivable account: {e}");
+                            self.finish(
+                                acc,
+                                &op,
+                                order.clone(),
+                                DecisionKind::Error,
+                                &reason,
+                                None,
+                                None,
+                                opts,
+                                &mut summary,
+                            )
+                            .await;
                         }
                     }
                 }
             }
         }
-        summary
+        (summary, has_entry)
     }
 
     /// Create one entry. Returns the decision to record, its reason and the entry name.
@@ -659,7 +755,11 @@ impl Engine {
             Err(e) if e.outcome_unknown() => {
                 // The entry may be committed even though the answer was lost: look before retrying.
                 warn!(account = %acc.name, uid = %op.uid, error = %e, "no answer to create; looking the entry up by reference_no");
-                match self.erp.entries_by_reference(std::slice::from_ref(&op.uid)).await {
+                match self
+                    .erp
+                    .entries_by_reference(std::slice::from_ref(&op.uid))
+                    .await
+                {
                     Ok(found) => match found.get(&op.uid) {
                         Some(ExistingEntry { name, .. }) => (
                             kind,
@@ -692,7 +792,11 @@ impl Engine {
                 } else {
                     DecisionKind::Error
                 };
-                (kind, format!("ERPNext {status} {exc_type}: {message}"), None)
+                (
+                    kind,
+                    format!("ERPNext {status} {exc_type}: {message}"),
+                    None,
+                )
             }
             Err(e) => (DecisionKind::Error, e.to_string(), None),
         }
@@ -746,6 +850,10 @@ impl Engine {
         log_decision(&out, op);
         report(&out, opts);
         summary.count(kind);
+        if !opts.dry_run {
+            metrics::counter!(crate::metrics::DECISIONS, "account" => acc.name.clone(), "kind" => kind.as_str())
+                .increment(1);
+        }
         if opts.collect_booked
             && (kind.is_booked())
             && let Some(entry) = planned
@@ -784,6 +892,99 @@ impl Engine {
         report(&out, opts);
         summary.count(kind);
     }
+}
+
+/// Slices of a sync window (see `sync_window`).
+const SLICE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// Operations per batch of ERP lookups (Mobbex's page size).
+const BATCH: usize = 50;
+
+/// Split `[from, to]` into consecutive, non-overlapping slices of at most `step`, oldest first.
+pub fn split_window(window: Window, step: jiff::SignedDuration) -> Vec<Window> {
+    let mut out = Vec::new();
+    let mut from = window.from;
+    while from <= window.to {
+        let end = from
+            .checked_add(step - jiff::SignedDuration::from_millis(1))
+            .unwrap_or(window.to)
+            .min(window.to);
+        out.push(Window {
+            field: window.field,
+            from,
+            to: end,
+        });
+        match end.checked_add(jiff::SignedDuration::from_millis(1)) {
+            Ok(next) => from = next,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Read every page of one slice. A source that ignores `page` would loop forever: a page that
+/// repeats the previous page's first operation stops the listing with an error.
+async fn fetch_all(
+    source: &dyn PaymentSource,
+    window: &Window,
+) -> Result<Vec<Fetched>, SourceError> {
+    let mut items = Vec::new();
+    let mut previous_first: Option<String> = None;
+    for page in 0u32.. {
+        let p = source.list_page(window, page).await?;
+        let first = p.items.iter().find_map(|i| match i {
+            Fetched::Op(o) => Some(o.uid.clone()),
+            Fetched::Bad { uid, .. } => uid.clone(),
+        });
+        if first.is_some() && first == previous_first {
+            return Err(SourceError::Malformed {
+                api: "Mobbex",
+                message: format!(
+                    "page {page} repeats page {}: paging is not honoured",
+                    page - 1
+                ),
+            });
+        }
+        previous_first = first;
+        let last = p.is_last;
+        items.extend(p.items);
+        if last {
+            break;
+        }
+    }
+    Ok(items)
+}
+
+/// Order a slice's operations by (order, creation time) and cut it into lookup batches, so each
+/// order's payments are decided oldest first (an order straddling two batches is chained).
+/// Duplicates (a listing that shifted while it was read) are dropped.
+fn order_batches(items: Vec<Fetched>, acc: &AccountSettings) -> Vec<Vec<Fetched>> {
+    let mut seen = HashSet::new();
+    let mut keyed: Vec<(String, Timestamp, Fetched)> = Vec::with_capacity(items.len());
+    for item in items {
+        match &item {
+            Fetched::Op(op) => {
+                if !seen.insert(op.uid.clone()) {
+                    continue;
+                }
+                let order = acc.order_name(&op.reference).unwrap_or("").to_string();
+                keyed.push((order, op.created, item));
+            }
+            Fetched::Bad { .. } => keyed.push((String::new(), Timestamp::MIN, item)),
+        }
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut batches = Vec::new();
+    let mut current = Vec::with_capacity(BATCH);
+    for (_, _, item) in keyed {
+        current.push(item);
+        if current.len() == BATCH {
+            batches.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// What the ERP said about one order group, read in the batch lookups.

@@ -45,6 +45,9 @@ mod tests {
             .parse()
             .unwrap();
         let next = next_after(&c, &now).unwrap();
-        assert_eq!(next.to_string(), "2026-11-23T03:00:00-03:00[America/Argentina/Buenos_Aires]");
+        assert_eq!(
+            next.to_string(),
+            "2026-11-23T03:00:00-03:00[America/Argentina/Buenos_Aires]"
+        );
     }
 }

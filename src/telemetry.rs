@@ -67,7 +67,11 @@ pub fn filter(configured: Option<&str>, default: &str) -> EnvFilter {
 }
 
 /// Build a subscriber writing to `writer` (tests pass a buffer).
-pub fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {

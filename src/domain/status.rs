@@ -22,7 +22,12 @@ pub enum StatusBucket {
 pub const STATUS_TABLE: &[(u16, u16, StatusBucket, &str)] = &[
     (0, 0, StatusBucket::Pending, "Sin Estado"),
     (1, 1, StatusBucket::Pending, "Pendiente"),
-    (2, 2, StatusBucket::Pending, "En Espera (cash coupon issued)"),
+    (
+        2,
+        2,
+        StatusBucket::Pending,
+        "En Espera (cash coupon issued)",
+    ),
     (3, 3, StatusBucket::Pending, "Autorizada (not captured)"),
     (100, 100, StatusBucket::Pending, "En Revisión"),
     (200, 200, StatusBucket::Paid, "Paga"),
@@ -33,7 +38,12 @@ pub const STATUS_TABLE: &[(u16, u16, StatusBucket, &str)] = &[
     (301, 301, StatusBucket::Paid, "Liberada"),
     (302, 302, StatusBucket::Paid, "Conciliada"),
     (303, 303, StatusBucket::Paid, "Liberación Retenida"),
-    (400, 403, StatusBucket::Rejected, "Declinada / Expirada / Abandonada / Fallida"),
+    (
+        400,
+        403,
+        StatusBucket::Rejected,
+        "Declinada / Expirada / Abandonada / Fallida",
+    ),
     (410, 415, StatusBucket::Rejected, "Denegada"),
     (500, 500, StatusBucket::Rejected, "Error"),
     (600, 600, StatusBucket::Pending, "Cancelación en proceso"),

@@ -49,7 +49,9 @@ impl ErpNextClient {
             api_secret.expose_secret()
         ))
         .map_err(|_| {
-            ErpError::Malformed("erp.api_key or erp.api_secret holds characters not allowed in a header".into())
+            ErpError::Malformed(
+                "erp.api_key or erp.api_secret holds characters not allowed in a header".into(),
+            )
         })?;
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
@@ -77,8 +79,20 @@ impl ErpNextClient {
         u
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ErpError> {
-        let resp = req.send().await.map_err(transport)?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ErpError> {
+        let started = std::time::Instant::now();
+        let sent = req.send().await;
+        let status_label = match &sent {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_string(),
+            Err(_) => "error".to_string(),
+        };
+        crate::metrics::api_request("erpnext", endpoint, &status_label, started.elapsed());
+        let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -97,23 +111,30 @@ impl ErpNextClient {
         serde_json::from_slice(&body).map_err(|e| {
             ErpError::Malformed(format!(
                 "{e}: {}",
-                String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ))
         })
     }
 
     async fn list<T: DeserializeOwned>(
         &self,
+        endpoint: &'static str,
         doctype: &str,
         filters: serde_json::Value,
         fields: &[&str],
     ) -> Result<Vec<T>, ErpError> {
-        let req = self.http.get(self.url(&["api", "resource", doctype])).query(&[
-            ("filters", filters.to_string()),
-            ("fields", serde_json::to_string(fields).expect("strings")),
-            ("limit_page_length", "0".to_string()),
-        ]);
-        let list: DataList<T> = self.send(req).await?;
+        let req = self
+            .http
+            .get(self.url(&["api", "resource", doctype]))
+            .query(&[
+                ("filters", filters.to_string()),
+                ("fields", serde_json::to_string(fields).expect("strings")),
+                ("limit_page_length", "0".to_string()),
+            ]);
+        let list: DataList<T> = self.send(endpoint, req).await?;
         Ok(list.data)
     }
 }
@@ -277,11 +298,15 @@ pub fn entry_body(e: &PaymentEntry) -> String {
 
 #[async_trait]
 impl Erp for ErpNextClient {
-    async fn sales_orders(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError> {
+    async fn sales_orders(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, SalesOrder>, ErpError> {
         let mut out = HashMap::new();
         for chunk in names.chunks(BATCH) {
             let rows: Vec<WireSalesOrder> = self
                 .list(
+                    "list_sales_orders",
                     "Sales Order",
                     json!([["name", "in", chunk]]),
                     &[
@@ -324,9 +349,15 @@ impl Erp for ErpNextClient {
         for chunk in names.chunks(BATCH) {
             let rows: Vec<WireOrderRef> = self
                 .list(
+                    "list_entries_by_order",
                     "Payment Entry",
                     json!([
-                        ["Payment Entry Reference", "reference_doctype", "=", "Sales Order"],
+                        [
+                            "Payment Entry Reference",
+                            "reference_doctype",
+                            "=",
+                            "Sales Order"
+                        ],
                         ["Payment Entry Reference", "reference_name", "in", chunk],
                         ["docstatus", "=", 1]
                     ]),
@@ -346,6 +377,7 @@ impl Erp for ErpNextClient {
         for chunk in refs.chunks(BATCH) {
             let rows: Vec<WireEntryRef> = self
                 .list(
+                    "list_entries_by_reference",
                     "Payment Entry",
                     json!([["reference_no", "in", chunk], ["docstatus", "<", 2]]),
                     &["name", "reference_no", "docstatus"],
@@ -384,7 +416,7 @@ impl Erp for ErpNextClient {
         let req = self
             .http
             .get(self.url(&["api", "resource", "Mode of Payment", mode]));
-        let m: DataOne<WireModeOfPayment> = self.send(req).await?;
+        let m: DataOne<WireModeOfPayment> = self.send("get_mode_of_payment", req).await?;
         m.data
             .accounts
             .into_iter()
@@ -409,10 +441,10 @@ impl Erp for ErpNextClient {
                 ("party", customer),
                 ("company", company),
             ]);
-        let m: Message<Option<String>> = self.send(req).await?;
-        m.message
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| ErpError::Malformed(format!("no receivable account for customer {customer:?}")))
+        let m: Message<Option<String>> = self.send("get_party_account", req).await?;
+        m.message.filter(|a| !a.is_empty()).ok_or_else(|| {
+            ErpError::Malformed(format!("no receivable account for customer {customer:?}"))
+        })
     }
 
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError> {
@@ -421,7 +453,7 @@ impl Erp for ErpNextClient {
             .post(self.url(&["api", "resource", "Payment Entry"]))
             .header("content-type", "application/json")
             .body(entry_body(entry));
-        let created: DataOne<WireCreated> = self.send(req).await?;
+        let created: DataOne<WireCreated> = self.send("create_payment_entry", req).await?;
         if created.data.docstatus.unwrap_or(1) != 1 {
             return Err(ErpError::Malformed(format!(
                 "entry {} was saved but not submitted (docstatus {:?})",
@@ -437,7 +469,7 @@ impl Erp for ErpNextClient {
         let req = self
             .http
             .get(self.url(&["api", "method", "frappe.auth.get_logged_user"]));
-        let m: Message<String> = self.send(req).await?;
+        let m: Message<String> = self.send("get_logged_user", req).await?;
         Ok(m.message)
     }
 }
@@ -484,7 +516,10 @@ mod tests {
         ] {
             assert!(v.get(k).is_some(), "{k} missing");
         }
-        assert!(v["paid_amount"].is_number(), "amounts must be numbers (24a)");
+        assert!(
+            v["paid_amount"].is_number(),
+            "amounts must be numbers (24a)"
+        );
         assert_eq!(v["docstatus"], 1);
         assert_eq!(v["references"][0]["reference_doctype"], "Sales Order");
         assert!(v.get("paid_from").is_none());

@@ -125,7 +125,11 @@ fn strip_tags(s: &str) -> String {
 fn plain_snippet(body: &str) -> String {
     let text = strip_tags(body);
     let t: String = text.chars().take(200).collect();
-    if t.is_empty() { "(empty body)".into() } else { t }
+    if t.is_empty() {
+        "(empty body)".into()
+    } else {
+        t
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +195,10 @@ mod tests {
         let (status, body) = recording("11c-get-no-auth-header.json");
         let e = from_response(status, None, &body);
         let text = e.to_string();
-        assert!(text.contains("User Guest does not have doctype access"), "{text}");
+        assert!(
+            text.contains("User Guest does not have doctype access"),
+            "{text}"
+        );
         assert!(!text.contains("<strong>"), "{text}");
     }
 
@@ -208,7 +215,11 @@ mod tests {
         let e = from_response(429, Some(Duration::from_secs(7)), "Too Many Requests");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.is_transient());
-        let e = from_response(502, None, "<html><body><h1>502 Bad Gateway</h1></body></html>");
+        let e = from_response(
+            502,
+            None,
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        );
         assert!(e.to_string().contains("502 Bad Gateway"), "{e}");
         assert!(e.outcome_unknown());
     }

@@ -82,7 +82,8 @@ pub struct CreatedEntry {
 #[async_trait]
 pub trait Erp: Send + Sync {
     /// The named sales orders that exist (names that do not exist are simply absent).
-    async fn sales_orders(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError>;
+    async fn sales_orders(&self, names: &[String])
+    -> Result<HashMap<String, SalesOrder>, ErpError>;
     /// Of these orders, the ones a *submitted* payment entry already references.
     async fn orders_with_entries(&self, names: &[String]) -> Result<HashSet<String>, ErpError>;
     /// Entries (draft or submitted, not cancelled) whose `reference_no` is one of `refs`.

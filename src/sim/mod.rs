@@ -1,1 +1,489 @@
-//! placeholder until the simulator lands
+//! A simulator of the two HTTP APIs paysync talks to: Mobbex and ERPNext (Frappe REST v1).
+//!
+//! Real HTTP on loopback (axum), in-process, so tests, benchmarks and `paysync demo` exercise the
+//! real clients. It follows `shared/spec/mobbex-api.md` and answers like the recorded ERPNext 15
+//! server in `shared/spec/erpnext-real/` (status codes, `exc_type`, message texts, JSON shapes).
+//! Faults can be injected: latency, 5xx, 429 with `Retry-After`, hangs, answers lost after commit.
+//!
+//! The state is one `Mutex<State>`; handlers sleep (latency) *before* taking the lock and never
+//! hold it across an await, so concurrent writes really run concurrently.
+
+mod erpnext;
+mod mobbex;
+pub mod sample;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Credentials and faults of a simulator.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub erp_api_key: String,
+    pub erp_api_secret: String,
+    pub mobbex_api_key: String,
+    pub mobbex_access_token: String,
+    pub faults: Faults,
+    /// Seed of the deterministic fault RNG.
+    pub seed: u64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            erp_api_key: "sim-erp-key".into(),
+            erp_api_secret: "sim-erp-secret".into(),
+            mobbex_api_key: "sim-mbx-key".into(),
+            mobbex_access_token: "sim-mbx-token".into(),
+            faults: Faults::default(),
+            seed: 42,
+        }
+    }
+}
+
+/// Injected faults. Rates are probabilities in `[0, 1]` drawn from a seeded RNG.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub erp_read_latency: Duration,
+    pub erp_write_latency: Duration,
+    pub mobbex_latency: Duration,
+    /// ERPNext answers 500 (a Frappe-shaped `OperationalError`) before doing anything.
+    pub erp_500_rate: f64,
+    /// ERPNext answers 429 "Too Many Requests" with `Retry-After: erp_retry_after_secs`.
+    pub erp_429_rate: f64,
+    pub erp_retry_after_secs: u64,
+    /// ERPNext takes `erp_hang` before answering (a write is committed first).
+    pub erp_timeout_rate: f64,
+    pub erp_hang: Duration,
+    /// A create is committed, then the answer is lost (504 with an empty body, as a proxy gives).
+    pub erp_lost_response_rate: f64,
+    pub mobbex_5xx_rate: f64,
+    pub mobbex_429_rate: f64,
+}
+
+/// A Mobbex operation as the simulator stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOperation {
+    pub uid: String,
+    pub reference: String,
+    pub status: u16,
+    pub total: Decimal,
+    /// "ARS", or "TEST" for test-mode operations.
+    pub currency: String,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub description: String,
+    pub payer_name: String,
+    /// Children (`CHD-...`) name their parent.
+    pub parent_uid: Option<String>,
+    /// "payment.v2", or "payment.multiple-sources" for a multicard parent.
+    pub operation_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSalesOrder {
+    pub name: String,
+    pub customer: String,
+    pub company: String,
+    pub currency: String,
+    pub grand_total: Decimal,
+    /// `None`: computed like a real ARS site, `grand_total` rounded to whole pesos.
+    pub rounded_total: Option<Decimal>,
+    pub advance_paid: Decimal,
+    pub docstatus: i32,
+    pub status: String,
+    pub per_billed: Decimal,
+    pub transaction_date: Date,
+}
+
+impl SimSalesOrder {
+    pub fn effective_rounded_total(&self) -> Decimal {
+        self.rounded_total.unwrap_or_else(|| {
+            self.grand_total
+                .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        })
+    }
+
+    /// `(rounded_total or grand_total) − advance_paid`.
+    pub fn outstanding(&self) -> Decimal {
+        let rt = self.effective_rounded_total();
+        let total = if rt.is_zero() { self.grand_total } else { rt };
+        total - self.advance_paid
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimPaymentEntry {
+    pub name: String,
+    pub docstatus: i32,
+    pub payment_type: String,
+    pub company: String,
+    pub party_type: String,
+    pub party: String,
+    pub paid_from: String,
+    pub paid_to: String,
+    pub mode_of_payment: Option<String>,
+    pub paid_amount: Decimal,
+    pub received_amount: Decimal,
+    pub reference_no: Option<String>,
+    pub reference_date: Option<Date>,
+    pub posting_date: Date,
+    pub references: Vec<SimReference>,
+    pub unallocated_amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimReference {
+    pub reference_doctype: String,
+    pub reference_name: String,
+    pub allocated_amount: Decimal,
+}
+
+/// Request counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimStats {
+    /// ERPNext GETs (lists, documents, methods).
+    pub erp_reads: u64,
+    /// `POST /api/resource/Payment Entry` attempts (including faulted ones).
+    pub erp_writes: u64,
+    /// Entries actually created.
+    pub erp_writes_ok: u64,
+    pub mobbex_list_calls: u64,
+    pub mobbex_get_calls: u64,
+    /// Every request, faulted or not, by "METHOD path-template".
+    pub by_endpoint: BTreeMap<String, u64>,
+    pub total_requests: u64,
+}
+
+/// A listing item: a well-formed operation or a raw document served verbatim.
+#[derive(Debug, Clone)]
+pub(crate) enum StoredOp {
+    Typed(SimOperation),
+    Raw {
+        doc: serde_json::Value,
+        created: Timestamp,
+    },
+}
+
+impl StoredOp {
+    fn created(&self) -> Timestamp {
+        match self {
+            StoredOp::Typed(o) => o.created,
+            StoredOp::Raw { created, .. } => *created,
+        }
+    }
+    fn updated(&self) -> Timestamp {
+        match self {
+            StoredOp::Typed(o) => o.updated,
+            StoredOp::Raw { doc, created } => doc
+                .get("updated")
+                .and_then(|u| u.as_str())
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(*created),
+        }
+    }
+    fn uid(&self) -> String {
+        match self {
+            StoredOp::Typed(o) => o.uid.clone(),
+            StoredOp::Raw { doc, .. } => doc
+                .get("uid")
+                .and_then(|u| u.as_str())
+                .unwrap_or("")
+                .to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ModeOfPayment {
+    pub bank: bool,
+    pub accounts: Vec<(String, String)>,
+}
+
+pub(crate) struct State {
+    pub opts: SimOptions,
+    pub rng: u64,
+    pub ops: Vec<StoredOp>,
+    pub company: String,
+    pub abbr: String,
+    pub companies: Vec<String>,
+    pub accounts: HashMap<String, bool>, // account name -> is bank
+    pub customers: Vec<String>,
+    pub modes: HashMap<String, ModeOfPayment>,
+    pub orders: BTreeMap<String, SimSalesOrder>,
+    pub entries: Vec<SimPaymentEntry>,
+    pub next_entry: u64,
+    pub stats: SimStats,
+}
+
+impl State {
+    /// Deterministic xorshift64*: a fault draw in `[0, 1)`.
+    pub fn draw(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn hit(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.draw() < rate
+    }
+
+    pub fn count(&mut self, endpoint: &str) {
+        self.stats.total_requests += 1;
+        *self
+            .stats
+            .by_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn receivable(&self) -> String {
+        format!("Deudores - {}", self.abbr)
+    }
+
+    fn set_company(&mut self, company: &str, abbr: &str) {
+        self.company = company.to_string();
+        self.abbr = abbr.to_string();
+        if !self.companies.iter().any(|c| c == company) {
+            self.companies.push(company.to_string());
+        }
+        self.accounts.insert(format!("Deudores - {abbr}"), false);
+        self.accounts.insert(format!("Mobbex - {abbr}"), true);
+        self.accounts.insert(format!("Caja - {abbr}"), false);
+    }
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+/// A running simulator. Dropping it stops both servers.
+pub struct Simulator {
+    pub mobbex_url: String,
+    pub erpnext_url: String,
+    state: Shared,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Start both servers on `127.0.0.1:0`. The ERPNext side starts with company "Mi Empresa SA"
+    /// (abbr MESA), accounts "Deudores - MESA" (receivable), "Mobbex - MESA" (bank), "Caja - MESA"
+    /// (cash), and Mode of Payment "Mobbex" → "Mobbex - MESA".
+    pub async fn start(opts: SimOptions) -> std::io::Result<Simulator> {
+        let mut st = State {
+            rng: opts.seed.max(1),
+            opts,
+            ops: Vec::new(),
+            company: String::new(),
+            abbr: String::new(),
+            companies: Vec::new(),
+            accounts: HashMap::new(),
+            customers: Vec::new(),
+            modes: HashMap::new(),
+            orders: BTreeMap::new(),
+            entries: Vec::new(),
+            next_entry: 1,
+            stats: SimStats::default(),
+        };
+        st.set_company("Mi Empresa SA", "MESA");
+        st.modes.insert(
+            "Mobbex".into(),
+            ModeOfPayment {
+                bank: true,
+                accounts: vec![("Mi Empresa SA".into(), "Mobbex - MESA".into())],
+            },
+        );
+        let state: Shared = Arc::new(Mutex::new(st));
+        let cancel = CancellationToken::new();
+
+        let mbx = TcpListener::bind("127.0.0.1:0").await?;
+        let erp = TcpListener::bind("127.0.0.1:0").await?;
+        let mobbex_url = format!("http://{}", mbx.local_addr()?);
+        let erpnext_url = format!("http://{}", erp.local_addr()?);
+        let mut tasks = Vec::new();
+        for (listener, router) in [
+            (mbx, mobbex::router(state.clone())),
+            (erp, erpnext::router(state.clone())),
+        ] {
+            let c = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await;
+            }));
+        }
+        Ok(Simulator {
+            mobbex_url,
+            erpnext_url,
+            state,
+            cancel,
+            tasks,
+        })
+    }
+
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().expect("sim state poisoned"))
+    }
+
+    // ---- Mobbex side
+
+    pub fn add_operation(&self, op: SimOperation) {
+        self.with(|s| s.ops.push(StoredOp::Typed(op)));
+    }
+
+    /// Change an operation in place (set `updated` yourself to make it show in updated-windows).
+    pub fn update_operation(&self, uid: &str, f: impl FnOnce(&mut SimOperation)) {
+        self.with(|s| {
+            if let Some(StoredOp::Typed(o)) = s
+                .ops
+                .iter_mut()
+                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
+            {
+                f(o);
+            }
+        });
+    }
+
+    /// A document served verbatim in listings (malformed input for tests).
+    pub fn add_raw_operation(&self, doc: serde_json::Value, created: Timestamp) {
+        self.with(|s| s.ops.push(StoredOp::Raw { doc, created }));
+    }
+
+    pub fn operations(&self) -> Vec<SimOperation> {
+        self.with(|s| {
+            s.ops
+                .iter()
+                .filter_map(|o| match o {
+                    StoredOp::Typed(t) => Some(t.clone()),
+                    StoredOp::Raw { .. } => None,
+                })
+                .collect()
+        })
+    }
+
+    // ---- ERPNext side
+
+    /// Add a company (the first one set stays the default for receivables).
+    pub fn set_company(&self, company: &str, abbr: &str) {
+        self.with(|s| s.set_company(company, abbr));
+    }
+
+    pub fn add_company(&self, company: &str) {
+        self.with(|s| {
+            if !s.companies.iter().any(|c| c == company) {
+                s.companies.push(company.to_string());
+            }
+        });
+    }
+
+    pub fn add_mode_of_payment(&self, name: &str, bank: bool, accounts: &[(&str, &str)]) {
+        self.with(|s| {
+            for (_, a) in accounts {
+                s.accounts.entry(a.to_string()).or_insert(bank);
+            }
+            s.modes.insert(
+                name.to_string(),
+                ModeOfPayment {
+                    bank,
+                    accounts: accounts
+                        .iter()
+                        .map(|(c, a)| (c.to_string(), a.to_string()))
+                        .collect(),
+                },
+            );
+        });
+    }
+
+    pub fn add_customer(&self, name: &str) {
+        self.with(|s| {
+            if !s.customers.iter().any(|c| c == name) {
+                s.customers.push(name.to_string());
+            }
+        });
+    }
+
+    pub fn add_sales_order(&self, so: SimSalesOrder) {
+        self.with(|s| {
+            s.orders.insert(so.name.clone(), so);
+        });
+    }
+
+    pub fn set_sales_order_status(&self, name: &str, status: &str) {
+        self.with(|s| {
+            if let Some(o) = s.orders.get_mut(name) {
+                o.status = status.to_string();
+            }
+        });
+    }
+
+    pub fn cancel_sales_order(&self, name: &str) {
+        self.with(|s| {
+            if let Some(o) = s.orders.get_mut(name) {
+                o.docstatus = 2;
+                o.status = "Cancelled".into();
+            }
+        });
+    }
+
+    pub fn sales_order(&self, name: &str) -> Option<SimSalesOrder> {
+        self.with(|s| s.orders.get(name).cloned())
+    }
+
+    pub fn payment_entries(&self) -> Vec<SimPaymentEntry> {
+        self.with(|s| s.entries.clone())
+    }
+
+    /// As if a person had booked it in ERPNext (advance_paid updated when submitted).
+    pub fn insert_payment_entry_directly(&self, pe: SimPaymentEntry) {
+        self.with(|s| {
+            if pe.docstatus == 1 {
+                for r in &pe.references {
+                    if let Some(o) = s.orders.get_mut(&r.reference_name) {
+                        o.advance_paid += r.allocated_amount;
+                    }
+                }
+            }
+            s.entries.push(pe);
+        });
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.with(|s| s.stats.clone())
+    }
+
+    pub fn reset_stats(&self) {
+        self.with(|s| s.stats = SimStats::default());
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.with(|s| s.opts.faults = f);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Decimal as a JSON number with Frappe's float look (`600.0`).
+pub(crate) fn frappe_number(d: Decimal) -> serde_json::Value {
+    use std::str::FromStr;
+    let f = f64::from_str(&d.normalize().to_string()).unwrap_or(0.0);
+    serde_json::Value::from(f)
+}

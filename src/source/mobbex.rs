@@ -73,17 +73,23 @@ impl MobbexClient {
     }
 
     /// Send a GET and return the `data` member of a `{result:true, data}` answer, as raw JSON text.
-    async fn get_data(&self, url: Url, query: &[(&str, String)]) -> Result<String, SourceError> {
-        let resp = self
-            .http
-            .get(url)
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| SourceError::Transport {
-                api: API,
-                message: describe_reqwest(&e),
-            })?;
+    async fn get_data(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        query: &[(&str, String)],
+    ) -> Result<String, SourceError> {
+        let started = std::time::Instant::now();
+        let sent = self.http.get(url).query(query).send().await;
+        let status_label = match &sent {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        crate::metrics::api_request("mobbex", endpoint, &status_label, started.elapsed());
+        let resp = sent.map_err(|e| SourceError::Transport {
+            api: API,
+            message: describe_reqwest(&e),
+        })?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -139,7 +145,10 @@ impl MobbexClient {
             }),
             _ => Err(SourceError::Malformed {
                 api: API,
-                message: format!("expected {{\"result\":true,\"data\":...}}, got {}", snippet(&body)),
+                message: format!(
+                    "expected {{\"result\":true,\"data\":...}}, got {}",
+                    snippet(&body)
+                ),
             }),
         }
     }
@@ -220,7 +229,9 @@ impl PaymentSource for MobbexClient {
             (from_key, window.from.as_millisecond().to_string()),
             (to_key, window.to.as_millisecond().to_string()),
         ];
-        let data = self.get_data(self.url("/p/entity/operations"), &query).await?;
+        let data = self
+            .get_data("list_operations", self.url("/p/entity/operations"), &query)
+            .await?;
         parse_list(&data)
     }
 
@@ -233,7 +244,7 @@ impl PaymentSource for MobbexClient {
             })?
             .pop_if_empty()
             .push(uid);
-        match self.get_data(url, &[]).await {
+        match self.get_data("get_operation", url, &[]).await {
             Err(SourceError::Http { status: 404, .. }) => Err(SourceError::NotFound {
                 api: API,
                 uid: uid.to_string(),
@@ -268,7 +279,11 @@ pub fn parse_list(data: &str) -> Result<Page, SourceError> {
         message: format!("listing has no docs array: {e}"),
     })?;
     let is_last = list.docs.len() < PAGE_SIZE;
-    let items = list.docs.into_iter().map(|raw| parse_doc(raw.get())).collect();
+    let items = list
+        .docs
+        .into_iter()
+        .map(|raw| parse_doc(raw.get()))
+        .collect();
     Ok(Page { items, is_last })
 }
 
@@ -286,7 +301,13 @@ fn parse_doc(text: &str) -> Fetched {
         Err(e) => return bad(format!("unreadable operation: {e}")),
     };
     match build(
-        w.uid, w.status, w.total, w.currency, w.reference, w.created, w.updated,
+        w.uid,
+        w.status,
+        w.total,
+        w.currency,
+        w.reference,
+        w.created,
+        w.updated,
     ) {
         Ok(op) => Fetched::Op(op),
         Err(reason) => bad(reason),
@@ -301,7 +322,13 @@ fn parse_one(data: &str) -> Result<Operation, SourceError> {
         .and_then(|t| t.payment)
         .ok_or_else(|| malformed("no data.transaction.payment".into()))?;
     build(
-        p.id, p.status, p.total, p.currency, p.reference, p.created, p.updated,
+        p.id,
+        p.status,
+        p.total,
+        p.currency,
+        p.reference,
+        p.created,
+        p.updated,
     )
     .map_err(malformed)
 }
@@ -316,9 +343,7 @@ fn build(
     created: Option<String>,
     updated: Option<String>,
 ) -> Result<Operation, String> {
-    let uid = uid
-        .filter(|u| !u.trim().is_empty())
-        .ok_or("missing uid")?;
+    let uid = uid.filter(|u| !u.trim().is_empty()).ok_or("missing uid")?;
     if uid.len() > 200 {
         return Err(format!("uid is {} characters long", uid.len()));
     }
@@ -497,14 +522,18 @@ mod tests {
             }
             x => panic!("{x:?}"),
         }
-        assert!(matches!(&p.items[2], Fetched::Bad { uid: Some(u), reason } if u == "u3" && reason.contains("comma")));
+        assert!(
+            matches!(&p.items[2], Fetched::Bad { uid: Some(u), reason } if u == "u3" && reason.contains("comma"))
+        );
         assert!(matches!(&p.items[3], Fetched::Bad { uid: None, .. }));
         assert!(matches!(&p.items[4], Fetched::Bad { uid: None, .. }));
     }
 
     #[test]
     fn full_page_is_not_last() {
-        let docs: Vec<String> = (0..PAGE_SIZE).map(|i| GOOD.replace("u1", &format!("u{i}"))).collect();
+        let docs: Vec<String> = (0..PAGE_SIZE)
+            .map(|i| GOOD.replace("u1", &format!("u{i}")))
+            .collect();
         let refs: Vec<&str> = docs.iter().map(|s| s.as_str()).collect();
         assert!(!page_of(&refs).is_last);
     }
@@ -513,7 +542,10 @@ mod tests {
     fn single_operation_shape() {
         let data = r#"{"transactions":[],"transaction":{"result":true,"payment":{"id":"u9","status":{"code":"602","text":"Devuelta"},"total":100.5,"currency":{"code":"ARS","symbol":"$"},"reference":"R","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-02T12:00:00.000Z"}}}"#;
         let op = parse_one(data).unwrap();
-        assert_eq!((op.uid.as_str(), op.status, op.total.to_string().as_str()), ("u9", 602, "100.5"));
+        assert_eq!(
+            (op.uid.as_str(), op.status, op.total.to_string().as_str()),
+            ("u9", 602, "100.5")
+        );
         assert!(op.updated.is_some());
     }
 }

@@ -34,7 +34,10 @@ pub enum Fetched {
     Op(Operation),
     /// A malformed document: recorded as an `error` decision (when it has an id) and skipped,
     /// so one bad document never stops the others.
-    Bad { uid: Option<String>, reason: String },
+    Bad {
+        uid: Option<String>,
+        reason: String,
+    },
 }
 
 /// One page of a listing.

@@ -67,8 +67,11 @@ pub struct LedgerRow {
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Rows for these operation ids of an account (ids never seen are absent).
-    async fn rows(&self, account: &str, uids: &[String])
-    -> Result<HashMap<String, LedgerRow>, StoreError>;
+    async fn rows(
+        &self,
+        account: &str,
+        uids: &[String],
+    ) -> Result<HashMap<String, LedgerRow>, StoreError>;
     /// The entry we booked as the initial payment of an order, if any.
     async fn booked_for_order(
         &self,
@@ -88,6 +91,102 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Vec<LedgerRow>, StoreError>;
     /// Cheap liveness check.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Operations worth re-examining although Mobbex may never report them as updated again:
+    /// `order_missing`, `order_not_payable`, `error`, not seen since `now` minus a backoff that
+    /// grows with how often they were seen (1 min, 2, 4, ... up to a day). Oldest first.
+    async fn retryable(
+        &self,
+        account: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    // ---- the daemon's state -------------------------------------------------------------
+
+    /// The instant up to which the account's polling has examined updated operations.
+    async fn watermark(&self, account: &str) -> Result<Option<Timestamp>, StoreError>;
+    /// Move the watermark (never backwards).
+    async fn set_watermark(&self, account: &str, at: Timestamp) -> Result<(), StoreError>;
+    async fn record_poll(&self, poll: &PollRecord) -> Result<(), StoreError>;
+    /// The latest polls of an account, newest first.
+    async fn polls(&self, account: &str, limit: i64) -> Result<Vec<PollRecord>, StoreError>;
+    /// The latest successful poll of an account.
+    async fn last_good_poll(&self, account: &str) -> Result<Option<PollRecord>, StoreError>;
+
+    /// Queue a trigger. Returns false when the same trigger is already pending (collapsed).
+    async fn inbox_push(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Record a trigger that is deliberately ignored (expired checkouts, child ids).
+    async fn inbox_ignore(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Claim up to `limit` due triggers (pending and due, or running with an expired lease).
+    async fn inbox_claim(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
+    /// Put a failed trigger back, due again at `run_after`.
+    async fn inbox_retry(
+        &self,
+        id: i64,
+        run_after: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// Give up on a trigger after too many attempts (polling still covers its operation).
+    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    /// Put triggers left `running` (by a process that stopped) back to pending; returns how many.
+    async fn inbox_requeue_running(&self) -> Result<u64, StoreError>;
+    /// Pending or running triggers, per account.
+    async fn inbox_depth(&self) -> Result<HashMap<String, i64>, StoreError>;
+    /// The earliest `run_after` among pending triggers (for the worker's sleep).
+    async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Try to take the cross-process claim on `(account, key)` for `ttl`. Re-entrant for the
+    /// same holder. Returns false while another live holder has it.
+    async fn try_claim(
+        &self,
+        account: &str,
+        key: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+    async fn release_claim(&self, account: &str, key: &str, holder: &str)
+    -> Result<(), StoreError>;
+}
+
+/// One poll of one account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRecord {
+    pub account: String,
+    pub started: Timestamp,
+    pub finished: Timestamp,
+    pub window_from: Timestamp,
+    pub window_to: Timestamp,
+    pub ok: bool,
+    pub summary: String,
+    pub error: Option<String>,
+}
+
+/// A claimed inbox trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub account: String,
+    pub uid: String,
+    pub received: Timestamp,
+    pub attempts: i64,
 }
 
 /// Open the ledger named by `url` (`sqlite://FILE`, created if missing) and apply migrations.

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{Ledger, LedgerRow, Record, StoreError};
+use super::{InboxItem, Ledger, LedgerRow, PollRecord, Record, StoreError};
 use crate::domain::DecisionKind;
 
 #[derive(Clone)]
@@ -72,7 +72,9 @@ fn row_to_ledger(r: &sqlx::sqlite::SqliteRow) -> Result<LedgerRow, StoreError> {
             .try_get::<Option<i64>, _>("status_code")?
             .map(|c| c as u16),
         amount: amount
-            .map(|a| Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}"))))
+            .map(|a| {
+                Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}")))
+            })
             .transpose()?,
         currency: r.try_get("currency")?,
         decision: DecisionKind::parse(&decision)
@@ -209,6 +211,291 @@ impl Ledger for SqliteLedger {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn retryable(
+        &self,
+        account: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT uid FROM operations \
+             WHERE account = $1 AND decision IN ('order_missing', 'order_not_payable', 'error') \
+               AND last_seen_ms + MIN(60000 * (1 << MIN(times_seen - 1, 11)), 86400000) <= $2 \
+             ORDER BY last_seen_ms LIMIT $3",
+        )
+        .bind(account)
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn inbox_requeue_running(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL WHERE state = 'running'",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn watermark(&self, account: &str) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query("SELECT watermark_ms FROM watermarks WHERE account = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_ms(r.get(0))).transpose()
+    }
+
+    async fn set_watermark(&self, account: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO watermarks (account, watermark_ms, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (account) DO UPDATE SET \
+               watermark_ms = MAX(watermarks.watermark_ms, excluded.watermark_ms), \
+               updated_ms = excluded.updated_ms",
+        )
+        .bind(account)
+        .bind(ms(at))
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_poll(&self, p: &PollRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO polls (account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.account)
+        .bind(ms(p.started))
+        .bind(ms(p.finished))
+        .bind(ms(p.window_from))
+        .bind(ms(p.window_to))
+        .bind(p.ok)
+        .bind(&p.summary)
+        .bind(&p.error)
+        .execute(&self.pool)
+        .await?;
+        // Keep the history bounded.
+        sqlx::query(
+            "DELETE FROM polls WHERE account = $1 AND id <= (SELECT MAX(id) FROM polls WHERE account = $1) - 1000",
+        )
+        .bind(&p.account)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn polls(&self, account: &str, limit: i64) -> Result<Vec<PollRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
+             FROM polls WHERE account = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_poll).collect()
+    }
+
+    async fn last_good_poll(&self, account: &str) -> Result<Option<PollRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
+             FROM polls WHERE account = $1 AND ok = 1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_poll).transpose()
+    }
+
+    async fn inbox_push(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO inbox (account, uid, received_ms, run_after_ms) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (account, uid) WHERE state IN ('pending', 'running') DO NOTHING",
+        )
+        .bind(account)
+        .bind(uid)
+        .bind(ms(received))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn inbox_ignore(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inbox (account, uid, received_ms, run_after_ms, state, last_error, done_ms) \
+             VALUES ($1, $2, $3, $3, 'ignored', $4, $3)",
+        )
+        .bind(account)
+        .bind(uid)
+        .bind(ms(received))
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_claim(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        // BEGIN IMMEDIATE: take the write lock up front so two processes never claim the same row
+        // (a deferred transaction upgrading to a write can fail with SQLITE_BUSY at once).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1 \
+             WHERE id IN (SELECT id FROM inbox \
+                          WHERE (state = 'pending' AND run_after_ms <= $2) \
+                             OR (state = 'running' AND lease_until_ms < $2) \
+                          ORDER BY id LIMIT $3) \
+             RETURNING id, account, uid, received_ms, attempts",
+        )
+        .bind(ms(now) + lease.as_millis() as i64)
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(InboxItem {
+                id: r.try_get("id")?,
+                account: r.try_get("account")?,
+                uid: r.try_get("uid")?,
+                received: from_ms(r.try_get("received_ms")?)?,
+                attempts: r.try_get("attempts")?,
+            });
+        }
+        out.sort_by_key(|i| i.id);
+        Ok(out)
+    }
+
+    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'done', done_ms = $2, lease_until_ms = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_retry(
+        &self,
+        id: i64,
+        run_after: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'pending', run_after_ms = $2, last_error = $3, lease_until_ms = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(run_after))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'dead', last_error = $2, lease_until_ms = NULL, done_ms = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_depth(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, COUNT(*) FROM inbox WHERE state IN ('pending', 'running') GROUP BY account",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN state = 'pending' THEN run_after_ms ELSE lease_until_ms END) \
+             FROM inbox WHERE state IN ('pending', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        row.get::<Option<i64>, _>(0).map(from_ms).transpose()
+    }
+
+    async fn try_claim(
+        &self,
+        account: &str,
+        key: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO claims (account, key, holder, expires_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, key) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+             WHERE claims.holder = excluded.holder OR claims.expires_ms < $5",
+        )
+        .bind(account)
+        .bind(key)
+        .bind(holder)
+        .bind(ms(now) + ttl.as_millis() as i64)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_claim(
+        &self,
+        account: &str,
+        key: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM claims WHERE account = $1 AND key = $2 AND holder = $3")
+            .bind(account)
+            .bind(key)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn row_to_poll(r: &sqlx::sqlite::SqliteRow) -> Result<PollRecord, StoreError> {
+    Ok(PollRecord {
+        account: r.try_get("account")?,
+        started: from_ms(r.try_get("started_ms")?)?,
+        finished: from_ms(r.try_get("finished_ms")?)?,
+        window_from: from_ms(r.try_get("window_from_ms")?)?,
+        window_to: from_ms(r.try_get("window_to_ms")?)?,
+        ok: r.try_get("ok")?,
+        summary: r.try_get("summary")?,
+        error: r.try_get("error")?,
+    })
 }
 
 #[cfg(test)]
@@ -245,7 +532,9 @@ mod tests {
         l.record(&rec("u1", DecisionKind::BookedInitial, Some("ACC-PAY-1")))
             .await
             .unwrap();
-        l.record(&rec("u1", DecisionKind::Error, None)).await.unwrap();
+        l.record(&rec("u1", DecisionKind::Error, None))
+            .await
+            .unwrap();
         l.record(&rec("u1", DecisionKind::AlreadyLoaded, Some("ACC-PAY-9")))
             .await
             .unwrap();
@@ -257,7 +546,9 @@ mod tests {
         assert_eq!(r.amount.unwrap().to_string(), "2871.74");
         assert_eq!(rows.len(), 1);
         assert_eq!(
-            l.booked_for_order("main", "SAL-ORD-2026-00001").await.unwrap(),
+            l.booked_for_order("main", "SAL-ORD-2026-00001")
+                .await
+                .unwrap(),
             Some("ACC-PAY-1".into())
         );
     }
@@ -265,9 +556,15 @@ mod tests {
     #[tokio::test]
     async fn skips_are_updated_and_counted() {
         let (_d, l) = ledger().await;
-        l.record(&rec("u1", DecisionKind::OrderMissing, None)).await.unwrap();
-        l.record(&rec("u2", DecisionKind::Pending, None)).await.unwrap();
-        l.record(&rec("u1", DecisionKind::BookedInitial, Some("E1"))).await.unwrap();
+        l.record(&rec("u1", DecisionKind::OrderMissing, None))
+            .await
+            .unwrap();
+        l.record(&rec("u2", DecisionKind::Pending, None))
+            .await
+            .unwrap();
+        l.record(&rec("u1", DecisionKind::BookedInitial, Some("E1")))
+            .await
+            .unwrap();
         let c = l.counts("main").await.unwrap();
         assert_eq!(c.get(&DecisionKind::BookedInitial), Some(&1));
         assert_eq!(c.get(&DecisionKind::Pending), Some(&1));

@@ -1,0 +1,145 @@
+//! The inbox worker: turns queued triggers into decisions.
+//!
+//! For each due trigger it re-reads the operation from the payment source by id — the webhook body
+//! is never trusted for status, amount or reference — and hands it to the same [`Engine`] path polls
+//! use. A trigger is marked done only after its decision was made and recorded; failures are retried
+//! with growing delays (2 s, 4 s, ... up to 10 min, with jitter) and given up after `MAX_ATTEMPTS`
+//! (polling still covers the operation). Every retry and every give-up is one log line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::DaemonCtx;
+use crate::pipeline::RunOptions;
+use crate::source::{Fetched, SourceError};
+use crate::store::InboxItem;
+
+/// How long a claimed trigger is ours before another worker may take it.
+const LEASE: Duration = Duration::from_secs(120);
+/// Triggers worked on at once.
+const BATCH: i64 = 16;
+pub const MAX_ATTEMPTS: i64 = 10;
+/// Longest sleep when nothing is due (new webhooks wake the worker at once).
+const IDLE: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
+    loop {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        let items = match ctx.ledger.inbox_claim(ctx.clock.now(), LEASE, BATCH).await {
+            Ok(items) => items,
+            Err(e) => {
+                warn!(error = %e, "inbox: cannot claim triggers; retrying");
+                Vec::new()
+            }
+        };
+        update_depth_gauge(&ctx).await;
+        if items.is_empty() {
+            let wait = match ctx.ledger.inbox_next_due().await {
+                Ok(Some(due)) => Duration::try_from(due.duration_since(ctx.clock.now()))
+                    .unwrap_or(Duration::ZERO)
+                    .min(IDLE),
+                _ => IDLE,
+            };
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                _ = ctx.inbox_wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let mut set = JoinSet::new();
+        for item in items {
+            let ctx = ctx.clone();
+            set.spawn(async move { handle(&ctx, item).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+async fn update_depth_gauge(ctx: &DaemonCtx) {
+    if let Ok(depth) = ctx.ledger.inbox_depth().await {
+        for name in ctx.accounts.keys() {
+            let n = depth.get(name).copied().unwrap_or(0);
+            metrics::gauge!(crate::metrics::INBOX_DEPTH, "account" => name.clone()).set(n as f64);
+        }
+    }
+}
+
+/// Exponential backoff with ±20% jitter: 2 s, 4 s, 8 s, ... capped at 10 minutes.
+pub fn backoff(attempts: i64) -> Duration {
+    let base = 2f64.powi(attempts.clamp(1, 20) as i32).min(600.0);
+    let jitter = 0.8 + 0.4 * fastrand_f64();
+    Duration::from_secs_f64(base * jitter)
+}
+
+/// A cheap jitter source (no need for a cryptographic RNG here).
+fn fastrand_f64() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 1000) as f64 / 1000.0
+}
+
+async fn handle(ctx: &DaemonCtx, item: InboxItem) {
+    let Some(acc) = ctx.accounts.get(&item.account) else {
+        give_up(ctx, &item, "no such account in the configuration").await;
+        return;
+    };
+    let outcome: Result<(), (bool, String)> = match acc.source.get_operation(&item.uid).await {
+        Ok(op) => {
+            match ctx
+                .engine
+                .process_operations(acc, vec![Fetched::Op(op)], &RunOptions::default())
+                .await
+            {
+                Ok(summary) if summary.errors() == 0 => Ok(()),
+                Ok(summary) => Err((true, format!("decided with errors: {summary}"))),
+                Err(e) => Err((true, e.to_string())),
+            }
+        }
+        // An id Mobbex does not know: a spoof, or a webhook for another account. Nothing to retry.
+        Err(SourceError::NotFound { .. }) => Err((false, "operation not found in Mobbex".into())),
+        Err(e) if e.is_transient() => Err((true, e.to_string())),
+        Err(e) => Err((true, e.to_string())),
+    };
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = ctx.ledger.inbox_done(item.id, ctx.clock.now()).await {
+                warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark done");
+            }
+            let latency_ms = (ctx.clock.now() - item.received).get_milliseconds();
+            info!(account = %item.account, uid = %item.uid, attempts = item.attempts, latency_ms, "trigger done");
+        }
+        Err((retry, reason)) if retry && item.attempts < MAX_ATTEMPTS => {
+            let delay = backoff(item.attempts);
+            let run_after = ctx.clock.now() + SignedDuration::try_from(delay).unwrap_or_default();
+            metrics::counter!(crate::metrics::RETRIES, "api" => "inbox").increment(1);
+            warn!(
+                account = %item.account, uid = %item.uid, attempt = item.attempts,
+                retry_in_s = delay.as_secs(), reason = %reason, "trigger failed; will retry"
+            );
+            if let Err(e) = ctx.ledger.inbox_retry(item.id, run_after, &reason).await {
+                warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not reschedule");
+            }
+        }
+        Err((_, reason)) => give_up(ctx, &item, &reason).await,
+    }
+}
+
+async fn give_up(ctx: &DaemonCtx, item: &InboxItem, reason: &str) {
+    warn!(
+        account = %item.account, uid = %item.uid, attempts = item.attempts, reason,
+        "trigger given up (polling still covers this operation)"
+    );
+    if let Err(e) = ctx.ledger.inbox_dead(item.id, reason).await {
+        warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark dead");
+    }
+}

@@ -1,0 +1,332 @@
+//! `paysync run`: the long-running service.
+//!
+//! Three activities share one [`Engine`] (so webhooks and polls book through the same path, under
+//! the same per-order locks):
+//! - the **scheduler** (`scheduler.rs`) polls each account on its cron schedule for operations
+//!   *updated* in `[watermark − lookback, now]`, and moves the watermark only after the whole window
+//!   was processed;
+//! - the **HTTP listener** (`http.rs`) takes webhooks into the durable inbox and serves `/healthz`
+//!   and `/metrics`;
+//! - the **inbox worker** (`inbox.rs`) re-reads each triggered operation from the API and decides.
+//!
+//! Shutdown: on SIGTERM/SIGINT, `STOPPING=1`, no new polls or inbox claims, in-flight work gets
+//! `SHUTDOWN_GRACE` to finish (ERPNext calls are bounded by their timeout), then exit 0.
+
+pub mod http;
+pub mod inbox;
+pub mod scheduler;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::DecisionKind;
+use crate::pipeline::{AccountCtx, Engine, RunOptions};
+use crate::source::{Window, WindowField};
+use crate::store::{Ledger, PollRecord};
+
+/// How long in-flight work may take to finish after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// Non-final ledger rows re-examined per poll (orders that reached the ERP later, passing errors).
+const RECHECK_PER_POLL: i64 = 200;
+
+/// What the daemon's parts share.
+pub struct DaemonCtx {
+    pub settings: Settings,
+    pub engine: Arc<Engine>,
+    pub ledger: Arc<dyn Ledger>,
+    pub accounts: HashMap<String, Arc<AccountCtx>>,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the inbox worker when a webhook queued something.
+    pub inbox_wake: Notify,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Stop taking new work.
+    pub cancel: CancellationToken,
+    pub started: Timestamp,
+    last_status: Mutex<String>,
+}
+
+impl DaemonCtx {
+    pub fn new(
+        app: App,
+        clock: Arc<dyn Clock>,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Arc<DaemonCtx> {
+        let App {
+            settings,
+            engine,
+            ledger,
+            accounts,
+            ..
+        } = app;
+        let accounts = accounts
+            .into_iter()
+            .map(|a| (a.settings.name.clone(), Arc::new(a)))
+            .collect();
+        Arc::new(DaemonCtx {
+            started: clock.now(),
+            settings,
+            engine,
+            ledger,
+            accounts,
+            clock,
+            inbox_wake: Notify::new(),
+            metrics,
+            cancel: CancellationToken::new(),
+            last_status: Mutex::new(String::new()),
+        })
+    }
+
+    fn set_status(&self, status: String) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+        *self.last_status.lock().expect("poisoned") = status;
+    }
+}
+
+/// Run the daemon on `listener` until `shutdown` resolves. Returns once everything has stopped.
+pub async fn run(
+    ctx: Arc<DaemonCtx>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let addr = listener.local_addr()?;
+
+    // Triggers left running by a crash or a hard stop are picked up again now.
+    let requeued = ctx.ledger.inbox_requeue_running().await?;
+    if requeued > 0 {
+        info!(
+            requeued,
+            "resuming webhook triggers left running by the previous process"
+        );
+    }
+
+    // HTTP: webhooks, /healthz, /metrics.
+    let router = http::router(ctx.clone());
+    let http_cancel = ctx.cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
+            .await
+    });
+
+    // Inbox worker.
+    tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
+
+    // Scheduler.
+    let mut schedules = Vec::new();
+    for (name, acc) in &ctx.accounts {
+        let expr = acc
+            .settings
+            .schedule
+            .clone()
+            .unwrap_or_else(|| ctx.settings.daemon.schedule.clone());
+        let cron = crate::schedule::parse(&expr).map_err(anyhow::Error::msg)?;
+        schedules.push(scheduler::AccountSchedule {
+            account: name.clone(),
+            cron,
+        });
+    }
+    let poll: scheduler::PollFn = {
+        let ctx = ctx.clone();
+        Arc::new(move |account| {
+            let ctx = ctx.clone();
+            Box::pin(async move { poll_account(&ctx, &account).await })
+        })
+    };
+    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        let ctx = ctx.clone();
+        let ping: scheduler::WatchdogFn = Arc::new(move || {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                // Only claim liveness if the store answers.
+                match ctx.ledger.ping().await {
+                    Ok(()) => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    Err(e) => warn!(error = %e, "store check failed; watchdog not fed"),
+                }
+            })
+        });
+        (every / 2, ping)
+    });
+    tracker.spawn(scheduler::run(
+        schedules,
+        ctx.settings.daemon.timezone.clone(),
+        ctx.clock.clone(),
+        poll,
+        watchdog,
+        tracker.clone(),
+        ctx.cancel.clone(),
+    ));
+
+    info!(listen = %addr, accounts = ctx.accounts.len(), "paysync running");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    ctx.set_status(format!("listening on {addr}; no poll yet"));
+
+    tokio::select! {
+        _ = shutdown => info!("stop requested"),
+        _ = ctx.cancel.cancelled() => {}
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    ctx.cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "in-flight work did not finish in time; leaving it for the next start"
+        );
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "HTTP server error"),
+        Err(e) => error!(error = %e, "HTTP server task failed"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// One poll of one account: operations updated in `[watermark − lookback, now]`.
+pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
+    let Some(acc) = ctx.accounts.get(account) else {
+        return;
+    };
+    let started = ctx.clock.now();
+    let lookback = SignedDuration::try_from(ctx.settings.daemon.lookback).unwrap_or_default();
+    let watermark = match ctx.ledger.watermark(account).await {
+        Ok(w) => w,
+        Err(e) => {
+            error!(account, error = %e, "poll skipped: ledger unavailable");
+            return;
+        }
+    };
+    // First poll ever: start `lookback` ago (older operations: `paysync sync --since`).
+    let from = watermark.unwrap_or(started) - lookback;
+    let window = Window {
+        field: WindowField::Updated,
+        from,
+        to: started,
+    };
+    let opts = RunOptions::default();
+    let result = ctx.engine.sync_window(acc, window, &opts).await;
+    let (mut summary, error) = match result {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e.to_string())),
+    };
+
+    // Re-examine what earlier runs could not book yet (an order that reached the ERP, a passing
+    // error): these operations may not change in Mobbex, so the updated-window would miss them.
+    if error.is_none() && !ctx.cancel.is_cancelled() {
+        match ctx
+            .ledger
+            .retryable(
+                account,
+                started - SignedDuration::from_secs(60),
+                RECHECK_PER_POLL,
+            )
+            .await
+        {
+            Ok(uids) if !uids.is_empty() => {
+                let mut queued = 0;
+                for uid in uids {
+                    if ctx
+                        .ledger
+                        .inbox_push(account, &uid, started)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        queued += 1;
+                    }
+                }
+                if queued > 0 {
+                    info!(account, queued, "re-examining operations not booked yet");
+                    ctx.inbox_wake.notify_one();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(account, error = %e, "could not list operations to re-examine"),
+        }
+    }
+
+    let finished = ctx.clock.now();
+    let ok = error.is_none();
+    if ok && let Err(e) = ctx.ledger.set_watermark(account, window.to).await {
+        error!(account, error = %e, "could not store the watermark; the next poll repeats this window");
+    }
+    let duration_ms = (finished - started).get_milliseconds();
+    summary.failures.clear();
+    let line = summary.to_string();
+    let record = PollRecord {
+        account: account.to_string(),
+        started,
+        finished,
+        window_from: window.from,
+        window_to: window.to,
+        ok,
+        summary: line.clone(),
+        error: error.clone(),
+    };
+    if let Err(e) = ctx.ledger.record_poll(&record).await {
+        warn!(account, error = %e, "could not record the poll");
+    }
+    metrics::counter!(crate::metrics::POLLS, "account" => account.to_string(), "ok" => ok.to_string()).increment(1);
+    let skipped: Vec<String> = summary
+        .by_kind
+        .iter()
+        .filter(|(k, _)| !k.is_booked() && **k != DecisionKind::Error)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    match &error {
+        None => {
+            metrics::gauge!(crate::metrics::LAST_GOOD_POLL, "account" => account.to_string())
+                .set(finished.as_second() as f64);
+            info!(
+                account,
+                window_from = %window.from, window_to = %window.to,
+                examined = summary.examined,
+                booked_initial = summary.get(DecisionKind::BookedInitial),
+                booked_additional = summary.get(DecisionKind::BookedAdditional),
+                skipped = %skipped.join(" "),
+                errors = summary.errors(),
+                duration_ms,
+                "poll finished"
+            );
+            ctx.set_status(format!(
+                "last poll {account} at {}: examined {}, booked {}",
+                finished
+                    .to_zoned(ctx.settings.daemon.timezone.clone())
+                    .strftime("%H:%M:%S"),
+                summary.examined,
+                summary.get(DecisionKind::BookedInitial)
+                    + summary.get(DecisionKind::BookedAdditional)
+            ));
+        }
+        Some(e) => {
+            error!(
+                account,
+                window_from = %window.from, window_to = %window.to,
+                examined = summary.examined,
+                errors = summary.errors(),
+                duration_ms,
+                error = %e,
+                "poll failed; the watermark stays, the next poll repeats this window"
+            );
+            ctx.set_status(format!("last poll {account} FAILED: {e}"));
+        }
+    }
+}

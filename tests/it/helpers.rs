@@ -1,0 +1,101 @@
+//! Spawning a simulator and a paysync app wired to it, with a fresh SQLite ledger per test.
+
+use std::path::PathBuf;
+
+use jiff::civil::{Date, date};
+use paysync::app::{App, created_window};
+use paysync::config;
+use paysync::pipeline::RunOptions;
+use paysync::sim::{SimOptions, Simulator};
+use paysync::summary::Summary;
+
+/// "Today" for every test entry.
+pub const TODAY: Date = date(2026, 11, 22);
+
+pub struct TestEnv {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        Self::start_with(SimOptions::default(), "").await
+    }
+
+    /// `extra_account_toml` is appended to the account table (e.g. `order_pattern = '...'`).
+    pub async fn start_with(opts: SimOptions, extra_account_toml: &str) -> TestEnv {
+        let erp_key = opts.erp_api_key.clone();
+        let erp_secret = opts.erp_api_secret.clone();
+        let mbx_key = opts.mobbex_api_key.clone();
+        let mbx_token = opts.mobbex_access_token.clone();
+        let sim = Simulator::start(opts).await.expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("sync.toml");
+        let text = format!(
+            r#"
+[daemon]
+timezone = "America/Argentina/Buenos_Aires"
+[store]
+url = "sqlite://{db}"
+[erp]
+kind = "erpnext"
+url = "{erp}"
+api_key = "{erp_key}"
+api_secret = "{erp_secret}"
+max_in_flight = 4
+timeout = "5s"
+[[accounts]]
+name = "main"
+source = "mobbex"
+api_url = "{mbx}"
+api_key = "{mbx_key}"
+access_token = "{mbx_token}"
+webhook_token = "hook-secret-token"
+company = "Mi Empresa SA"
+mode_of_payment = "Mobbex"
+{extra_account_toml}
+"#,
+            db = dir.path().join("ledger.db").display(),
+            erp = sim.erpnext_url,
+            mbx = sim.mobbex_url,
+        );
+        std::fs::write(&config_path, text).unwrap();
+        TestEnv {
+            sim,
+            dir,
+            config_path,
+        }
+    }
+
+    pub fn settings(&self) -> config::Settings {
+        config::load_with_env(&self.config_path, &Default::default()).expect("test config loads")
+    }
+
+    pub async fn app(&self) -> App {
+        App::build(self.settings()).await.unwrap().with_today(TODAY)
+    }
+
+    /// Sync operations created between two dates, as `paysync sync --since --until` does.
+    pub async fn sync(&self, since: Date, until: Date, dry_run: bool) -> Summary {
+        let app = self.app().await;
+        sync_with(&app, since, until, dry_run).await
+    }
+}
+
+pub async fn sync_with(app: &App, since: Date, until: Date, dry_run: bool) -> Summary {
+    let window = created_window(&app.settings.daemon.timezone, since, until);
+    let opts = RunOptions {
+        dry_run,
+        collect_booked: true,
+        observer: None,
+    };
+    match app
+        .engine
+        .sync_window(&app.accounts[0], window, &opts)
+        .await
+    {
+        Ok(s) => s,
+        Err((s, e)) => panic!("sync failed: {e} (after {s})"),
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real paysync pipeline and binary against the simulator over loopback HTTP.
+//!
+//! One test binary (one link step) with a module per feature, as in zero-to-production.
+
+mod cli;
+mod helpers;
+mod sync;

@@ -1,0 +1,657 @@
+//! `sync --since`: the whole pipeline against the simulator.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use jiff::civil::date;
+use jiff::{SignedDuration, Timestamp};
+use paysync::domain::DecisionKind;
+use paysync::sim::sample::{ExpectedOutcome, SampleSpec, populate};
+use paysync::sim::{SimOperation, SimSalesOrder};
+use rust_decimal::Decimal;
+
+use crate::helpers::{TODAY, TestEnv};
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn expected_kind(o: &ExpectedOutcome) -> DecisionKind {
+    match o {
+        ExpectedOutcome::BookedInitial { .. } => DecisionKind::BookedInitial,
+        ExpectedOutcome::BookedAdditional { .. } => DecisionKind::BookedAdditional,
+        ExpectedOutcome::AlreadyLoaded => DecisionKind::AlreadyLoaded,
+        ExpectedOutcome::Rejected => DecisionKind::Rejected,
+        ExpectedOutcome::Pending => DecisionKind::Pending,
+        ExpectedOutcome::Refunded => DecisionKind::Refunded,
+        ExpectedOutcome::OrderMissing => DecisionKind::OrderMissing,
+        ExpectedOutcome::OrderNotPayable => DecisionKind::OrderNotPayable,
+        ExpectedOutcome::CurrencyMismatch => DecisionKind::CurrencyMismatch,
+        ExpectedOutcome::IgnoredChild => DecisionKind::IgnoredChild,
+        ExpectedOutcome::IgnoredTest => DecisionKind::IgnoredTest,
+    }
+}
+
+fn order(name: &str, customer: &str, total: &str) -> SimSalesOrder {
+    SimSalesOrder {
+        name: name.into(),
+        customer: customer.into(),
+        company: "Mi Empresa SA".into(),
+        currency: "ARS".into(),
+        grand_total: d(total),
+        rounded_total: Some(d(total)),
+        advance_paid: Decimal::ZERO,
+        docstatus: 1,
+        status: "To Deliver and Bill".into(),
+        per_billed: Decimal::ZERO,
+        transaction_date: date(2026, 10, 1),
+    }
+}
+
+fn op(uid: &str, reference: &str, status: u16, total: &str, created: &str) -> SimOperation {
+    SimOperation {
+        uid: uid.into(),
+        reference: reference.into(),
+        status,
+        total: d(total),
+        currency: "ARS".into(),
+        created: ts(created),
+        updated: ts(created),
+        description: "Compra".into(),
+        payer_name: "Juan Pérez".into(),
+        parent_uid: None,
+        operation_type: "payment.v2".into(),
+    }
+}
+
+/// The acceptance scenario: a few hundred operations of every status, booked exactly as the
+/// generator (an independent oracle) says; then a rerun books nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_of_every_status_books_exactly_the_paid_ones() {
+    let env = TestEnv::start().await;
+    let spec = SampleSpec {
+        operations: 300,
+        start: ts("2026-10-01T12:00:00Z"),
+        span: SignedDuration::from_hours(24 * 28),
+        company: "Mi Empresa SA".into(),
+        seed: 7,
+        suffixed_references: false,
+    };
+    let expected = populate(&env.sim, &spec);
+    assert!(expected.len() >= 300);
+    let before: Vec<String> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+
+    let app = env.app().await;
+    let summary =
+        crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+
+    // Counts: the summary agrees with the oracle, kind by kind.
+    let mut want: HashMap<DecisionKind, u64> = HashMap::new();
+    for e in &expected {
+        *want.entry(expected_kind(&e.outcome)).or_default() += 1;
+    }
+    for k in DecisionKind::ALL {
+        assert_eq!(
+            summary.get(k),
+            want.get(&k).copied().unwrap_or(0),
+            "count of {k}: {summary}"
+        );
+    }
+    assert_eq!(summary.errors(), 0, "{summary}");
+    for k in [
+        DecisionKind::BookedInitial,
+        DecisionKind::BookedAdditional,
+        DecisionKind::Rejected,
+        DecisionKind::Pending,
+        DecisionKind::Refunded,
+        DecisionKind::OrderMissing,
+        DecisionKind::IgnoredChild,
+    ] {
+        assert!(
+            want.get(&k).copied().unwrap_or(0) > 0,
+            "the sample lacks {k}"
+        );
+    }
+
+    // The ledger: one row per operation with the expected decision.
+    let uids: Vec<String> = expected.iter().map(|e| e.uid.clone()).collect();
+    let rows = app.ledger.rows("main", &uids).await.unwrap();
+    for e in &expected {
+        let row = rows
+            .get(&e.uid)
+            .unwrap_or_else(|| panic!("no ledger row for {}", e.uid));
+        assert_eq!(
+            row.decision,
+            expected_kind(&e.outcome),
+            "{}: {}",
+            e.uid,
+            row.reason
+        );
+    }
+
+    // ERPNext: exactly one submitted entry per booked operation, with the right shape.
+    let entries = env.sim.payment_entries();
+    let ops: HashMap<String, SimOperation> = env
+        .sim
+        .operations()
+        .into_iter()
+        .map(|o| (o.uid.clone(), o))
+        .collect();
+    let mut by_ref: HashMap<String, Vec<_>> = HashMap::new();
+    for e in entries.iter().filter(|e| !before.contains(&e.name)) {
+        by_ref
+            .entry(e.reference_no.clone().unwrap_or_default())
+            .or_default()
+            .push(e.clone());
+    }
+    let mut booked = 0;
+    for e in &expected {
+        let created = by_ref.get(&e.uid).cloned().unwrap_or_default();
+        match &e.outcome {
+            ExpectedOutcome::BookedInitial {
+                order,
+                allocated,
+                party,
+            } => {
+                booked += 1;
+                assert_eq!(created.len(), 1, "{}: {created:?}", e.uid);
+                let pe = &created[0];
+                assert_eq!(pe.docstatus, 1);
+                assert_eq!(&pe.party, party);
+                assert_eq!(pe.paid_amount, ops[&e.uid].total, "{}", e.uid);
+                assert_eq!(pe.received_amount, ops[&e.uid].total);
+                assert_eq!(pe.posting_date, TODAY);
+                assert_eq!(pe.reference_date, Some(TODAY));
+                assert_eq!(pe.mode_of_payment.as_deref(), Some("Mobbex"));
+                assert_eq!(pe.references.len(), 1, "{}", e.uid);
+                assert_eq!(&pe.references[0].reference_name, order);
+                assert_eq!(pe.references[0].allocated_amount, *allocated, "{}", e.uid);
+            }
+            ExpectedOutcome::BookedAdditional { party, .. } => {
+                booked += 1;
+                assert_eq!(created.len(), 1, "{}: {created:?}", e.uid);
+                let pe = &created[0];
+                assert_eq!(pe.docstatus, 1);
+                assert_eq!(&pe.party, party);
+                assert!(
+                    pe.references.is_empty(),
+                    "{}: additional must be unallocated",
+                    e.uid
+                );
+                assert_eq!(pe.unallocated_amount, ops[&e.uid].total);
+                assert!(pe.paid_from.starts_with("Deudores"), "{}", pe.paid_from);
+            }
+            _ => assert!(
+                created.is_empty(),
+                "{} must not be booked: {created:?}",
+                e.uid
+            ),
+        }
+    }
+    assert_eq!(by_ref.values().map(Vec::len).sum::<usize>(), booked);
+
+    // A rerun books nothing and sees every booked operation as already loaded.
+    let stats_before = env.sim.stats();
+    let again = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(again.get(DecisionKind::BookedInitial), 0, "{again}");
+    assert_eq!(again.get(DecisionKind::BookedAdditional), 0, "{again}");
+    assert_eq!(
+        again.get(DecisionKind::AlreadyLoaded),
+        summary.get(DecisionKind::AlreadyLoaded)
+            + summary.get(DecisionKind::BookedInitial)
+            + summary.get(DecisionKind::BookedAdditional)
+    );
+    assert_eq!(env.sim.payment_entries().len(), entries.len());
+    let stats_after = env.sim.stats();
+    assert_eq!(
+        stats_after.erp_writes, stats_before.erp_writes,
+        "a rerun must not write"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_creates_and_records_nothing() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        200,
+        "600",
+        "2026-10-02T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "op-2",
+        "SAL-ORD-2026-00001",
+        200,
+        "100",
+        "2026-10-03T12:00:00Z",
+    ));
+
+    let app = env.app().await;
+    let s = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), true).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    assert_eq!(s.get(DecisionKind::BookedAdditional), 1, "{s}");
+    assert_eq!(s.booked.len(), 2);
+    assert!(s.booked.iter().all(|b| b.entry_name.is_none()));
+    assert!(env.sim.payment_entries().is_empty());
+    assert_eq!(env.sim.stats().erp_writes, 0);
+    let rows = app
+        .ledger
+        .rows("main", &["op-1".into(), "op-2".into()])
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "a dry run records nothing: {rows:?}");
+
+    // The real run then books exactly what the dry run showed.
+    let real = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(real.get(DecisionKind::BookedInitial), 1);
+    assert_eq!(real.get(DecisionKind::BookedAdditional), 1);
+    assert_eq!(env.sim.payment_entries().len(), 2);
+}
+
+#[tokio::test]
+async fn payments_of_one_order_are_decided_oldest_first() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
+    // Listed newest first by Mobbex; the oldest paid one must be the initial payment.
+    env.sim.add_operation(op(
+        "late",
+        "SAL-ORD-2026-00001",
+        200,
+        "300",
+        "2026-10-05T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "early",
+        "SAL-ORD-2026-00001",
+        200,
+        "900",
+        "2026-10-02T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "middle",
+        "SAL-ORD-2026-00001",
+        300,
+        "50",
+        "2026-10-03T12:00:00Z",
+    ));
+
+    env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    let entries = env.sim.payment_entries();
+    let get = |r: &str| {
+        entries
+            .iter()
+            .find(|e| e.reference_no.as_deref() == Some(r))
+            .unwrap()
+            .clone()
+    };
+    let early = get("early");
+    assert_eq!(early.references.len(), 1);
+    assert_eq!(early.references[0].allocated_amount, d("900"));
+    assert!(get("middle").references.is_empty());
+    assert!(get("late").references.is_empty());
+    assert_eq!(
+        env.sim
+            .sales_order("SAL-ORD-2026-00001")
+            .unwrap()
+            .advance_paid,
+        d("900")
+    );
+}
+
+#[tokio::test]
+async fn order_with_an_existing_entry_gets_an_additional_payment() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
+    // Someone booked a first payment by hand in ERPNext.
+    env.sim
+        .insert_payment_entry_directly(paysync::sim::SimPaymentEntry {
+            name: "ACC-PAY-2026-09999".into(),
+            docstatus: 1,
+            payment_type: "Receive".into(),
+            company: "Mi Empresa SA".into(),
+            party_type: "Customer".into(),
+            party: "Cliente Demo".into(),
+            paid_from: "Deudores - MESA".into(),
+            paid_to: "Mobbex - MESA".into(),
+            mode_of_payment: Some("Efectivo".into()),
+            paid_amount: d("200"),
+            received_amount: d("200"),
+            reference_no: Some("manual-1".into()),
+            reference_date: Some(date(2026, 10, 1)),
+            posting_date: date(2026, 10, 1),
+            references: vec![paysync::sim::SimReference {
+                reference_doctype: "Sales Order".into(),
+                reference_name: "SAL-ORD-2026-00001".into(),
+                allocated_amount: d("200"),
+            }],
+            unallocated_amount: Decimal::ZERO,
+        });
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        200,
+        "800",
+        "2026-10-02T12:00:00Z",
+    ));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedAdditional), 1, "{s}");
+    let pe = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .find(|e| e.reference_no.as_deref() == Some("op-1"))
+        .unwrap();
+    assert!(pe.references.is_empty());
+    assert_eq!(pe.paid_from, "Deudores - MESA");
+}
+
+#[tokio::test]
+async fn an_order_that_reaches_the_erp_later_is_booked_on_the_next_run() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00077",
+        200,
+        "123.45",
+        "2026-10-02T12:00:00Z",
+    ));
+    let first = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(first.get(DecisionKind::OrderMissing), 1, "{first}");
+    assert!(env.sim.payment_entries().is_empty());
+
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00077", "Cliente Demo", "123.45"));
+    let second = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(second.get(DecisionKind::BookedInitial), 1, "{second}");
+    let pe = &env.sim.payment_entries()[0];
+    assert_eq!(pe.references[0].allocated_amount, d("123.45"));
+}
+
+#[tokio::test]
+async fn money_stays_exact() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "2871.74"));
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00002", "Cliente Demo", "0.30"));
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00003", "Cliente Demo", "1000000000.00"));
+    env.sim.add_operation(op(
+        "a",
+        "SAL-ORD-2026-00001",
+        200,
+        "2871.74",
+        "2026-10-02T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "b1",
+        "SAL-ORD-2026-00002",
+        200,
+        "0.10",
+        "2026-10-02T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "b2",
+        "SAL-ORD-2026-00002",
+        200,
+        "0.20",
+        "2026-10-03T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "c",
+        "SAL-ORD-2026-00003",
+        200,
+        "1000000000.00",
+        "2026-10-02T12:00:00Z",
+    ));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.errors(), 0, "{s}");
+    let entries = env.sim.payment_entries();
+    let get = |r: &str| {
+        entries
+            .iter()
+            .find(|e| e.reference_no.as_deref() == Some(r))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("a").paid_amount, d("2871.74"));
+    assert_eq!(get("a").references[0].allocated_amount, d("2871.74"));
+    assert_eq!(get("b1").paid_amount + get("b2").paid_amount, d("0.30"));
+    assert_eq!(get("c").paid_amount, d("1000000000.00"));
+    assert_eq!(get("c").references[0].allocated_amount, d("1000000000.00"));
+    // The ledger keeps the exact amount too.
+    let app = env.app().await;
+    let rows = app
+        .ledger
+        .rows("main", &["a".into(), "b1".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows["a"].amount, Some(d("2871.74")));
+    assert_eq!(rows["b1"].amount, Some(d("0.10")));
+}
+
+#[tokio::test]
+async fn malformed_operations_are_errors_and_the_others_still_book() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
+    env.sim.add_operation(op(
+        "good",
+        "SAL-ORD-2026-00001",
+        200,
+        "10",
+        "2026-10-02T12:00:00Z",
+    ));
+    let created = ts("2026-10-03T12:00:00Z");
+    let base = serde_json::json!({
+        "uid": "bad-status", "status": "abc", "total": 10.0, "currency": "ARS",
+        "reference": "SAL-ORD-2026-00001", "created": "2026-10-03T12:00:00.000Z"
+    });
+    env.sim.add_raw_operation(base.clone(), created);
+    let mut comma = base.clone();
+    comma["uid"] = "bad-total".into();
+    comma["status"] = "200".into();
+    comma["total"] = "1.234,56".into();
+    env.sim.add_raw_operation(comma, created);
+    let mut no_uid = base.clone();
+    no_uid.as_object_mut().unwrap().remove("uid");
+    no_uid["status"] = "200".into();
+    env.sim.add_raw_operation(no_uid, created);
+
+    let app = env.app().await;
+    let s = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    assert_eq!(s.get(DecisionKind::Error), 3, "{s}");
+    let rows = app
+        .ledger
+        .rows("main", &["bad-status".into(), "bad-total".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows["bad-status"].decision, DecisionKind::Error);
+    assert!(
+        rows["bad-status"].reason.contains("abc"),
+        "{}",
+        rows["bad-status"].reason
+    );
+    assert!(
+        rows["bad-total"].reason.contains("comma"),
+        "{}",
+        rows["bad-total"].reason
+    );
+    assert_eq!(env.sim.payment_entries().len(), 1);
+}
+
+#[tokio::test]
+async fn closed_order_is_not_payable_and_not_tried() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    let mut o = order("SAL-ORD-2026-00001", "Cliente Demo", "100");
+    o.status = "Closed".into();
+    env.sim.add_sales_order(o);
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        200,
+        "10",
+        "2026-10-02T12:00:00Z",
+    ));
+    let app = env.app().await;
+    let s = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::OrderNotPayable), 1, "{s}");
+    let rows = app.ledger.rows("main", &["op-1".into()]).await.unwrap();
+    assert!(
+        rows["op-1"].reason.contains("Closed"),
+        "{}",
+        rows["op-1"].reason
+    );
+    assert_eq!(
+        env.sim.stats().erp_writes,
+        0,
+        "a closed order is not even tried"
+    );
+}
+
+#[tokio::test]
+async fn erp_rejection_is_recorded_with_its_message_and_retried_later() {
+    let env = TestEnv::start_with(
+        paysync::sim::SimOptions::default(),
+        "paid_to = \"Caja Inexistente - MESA\"",
+    )
+    .await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "100"));
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        200,
+        "10",
+        "2026-10-02T12:00:00Z",
+    ));
+    let app = env.app().await;
+    let s = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::Error), 1, "{s}");
+    let rows = app.ledger.rows("main", &["op-1".into()]).await.unwrap();
+    let reason = &rows["op-1"].reason;
+    assert!(reason.contains("417"), "{reason}");
+    assert!(reason.contains("Caja Inexistente - MESA"), "{reason}");
+    assert!(env.sim.payment_entries().is_empty());
+    assert_eq!(env.sim.stats().erp_writes, 1, "a 417 is not retried");
+}
+
+/// Every log line of a full run of the real binary, at the most verbose level, is searched for
+/// the secrets; so are the ledger file and the output of `check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_or_ledger() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
+    env.sim.add_operation(op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        200,
+        "600",
+        "2026-10-02T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "op-2",
+        "SAL-ORD-2026-00001",
+        200,
+        "100",
+        "2026-10-03T12:00:00Z",
+    ));
+    env.sim.add_operation(op(
+        "op-3",
+        "SAL-ORD-2026-00404",
+        200,
+        "100",
+        "2026-10-03T12:00:00Z",
+    ));
+    let settings = env.settings();
+    let secrets = {
+        use secrecy::ExposeSecret;
+        let a = &settings.accounts[0];
+        vec![
+            settings.erp.api_key.expose_secret().to_string(),
+            settings.erp.api_secret.expose_secret().to_string(),
+            a.api_key.expose_secret().to_string(),
+            a.access_token.expose_secret().to_string(),
+            a.webhook_token
+                .as_ref()
+                .unwrap()
+                .expose_secret()
+                .to_string(),
+        ]
+    };
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let run = |args: Vec<&'static str>| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut full = vec!["--config", cfg.as_str(), "--log-format", "json"];
+            full.extend(args);
+            std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+                .args(&full)
+                .env("RUST_LOG", "trace")
+                .output()
+                .unwrap()
+        })
+    };
+    let sync = run(vec![
+        "sync",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-10-31",
+    ])
+    .await
+    .unwrap();
+    let check = run(vec!["check"]).await.unwrap();
+    let mut logs = String::new();
+    for o in [&sync, &check] {
+        logs.push_str(&String::from_utf8_lossy(&o.stdout));
+        logs.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(
+        logs.contains("booked_initial"),
+        "the capture works: {logs:.2000}"
+    );
+    assert!(
+        logs.contains("\"level\":\"TRACE\"") || logs.contains("\"level\":\"DEBUG\""),
+        "verbose logs were on"
+    );
+    let mut ledger_bytes = Vec::new();
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.to_string_lossy().contains("ledger") {
+            ledger_bytes.extend(std::fs::read(p).unwrap());
+        }
+    }
+    let ledger_text = String::from_utf8_lossy(&ledger_bytes);
+    assert!(ledger_text.contains("op-1"), "the ledger was read");
+    for s in secrets {
+        assert!(s.len() >= 8, "secret {s:?} too short to search for");
+        assert!(!logs.contains(&s), "secret leaked into logs");
+        assert!(!ledger_text.contains(&s), "secret leaked into the ledger");
+    }
+}
