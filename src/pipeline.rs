@@ -253,10 +253,11 @@ impl Engine {
         let mut chains: HashMap<String, oneshot::Receiver<bool>> = HashMap::new();
         let mut tasks: JoinSet<Summary> = JoinSet::new();
         let mut failure = None;
+        let mut batcher = Batcher::new(&account.settings);
         while let Some(slice) = rx.recv().await {
             match slice {
                 Ok(items) => {
-                    for batch in order_batches(items, &account.settings) {
+                    for batch in batcher.push(items) {
                         let s = self
                             .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks)
                             .await;
@@ -275,6 +276,13 @@ impl Engine {
         }
         drop(rx);
         let _ = fetcher.await;
+        // The remainder is decided even when a later slice failed: its operations were read.
+        if let Some(batch) = batcher.finish() {
+            let s = self
+                .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks)
+                .await;
+            summary.merge(s);
+        }
         while let Some(done) = tasks.join_next().await {
             summary.merge(done.unwrap_or_else(panicked));
         }
@@ -954,37 +962,67 @@ async fn fetch_all(
     Ok(items)
 }
 
-/// Order a slice's operations by (order, creation time) and cut it into lookup batches, so each
-/// order's payments are decided oldest first (an order straddling two batches is chained).
+/// Cuts the listing into lookup batches of [`BATCH`] operations, ordered by (order, creation
+/// time) so each order's payments are decided oldest first (an order straddling two batches is
+/// chained). A slice's remainder waits for the next slice, so sparse days still make full batches;
+/// the remainder is older than anything a later slice brings, so the order is kept.
 /// Duplicates (a listing that shifted while it was read) are dropped.
-fn order_batches(items: Vec<Fetched>, acc: &AccountSettings) -> Vec<Vec<Fetched>> {
-    let mut seen = HashSet::new();
-    let mut keyed: Vec<(String, Timestamp, Fetched)> = Vec::with_capacity(items.len());
-    for item in items {
-        match &item {
-            Fetched::Op(op) => {
-                if !seen.insert(op.uid.clone()) {
-                    continue;
+struct Batcher<'a> {
+    acc: &'a AccountSettings,
+    seen: HashSet<String>,
+    pending: Vec<(String, Timestamp, Fetched)>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(acc: &'a AccountSettings) -> Self {
+        Batcher {
+            acc,
+            seen: HashSet::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Add a slice; returns the full batches now ready.
+    fn push(&mut self, items: Vec<Fetched>) -> Vec<Vec<Fetched>> {
+        for item in items {
+            match &item {
+                Fetched::Op(op) => {
+                    if !self.seen.insert(op.uid.clone()) {
+                        continue;
+                    }
+                    let order = self.acc.order_name(&op.reference).unwrap_or("").to_string();
+                    self.pending.push((order, op.created, item));
                 }
-                let order = acc.order_name(&op.reference).unwrap_or("").to_string();
-                keyed.push((order, op.created, item));
+                Fetched::Bad { .. } => self.pending.push((String::new(), Timestamp::MIN, item)),
             }
-            Fetched::Bad { .. } => keyed.push((String::new(), Timestamp::MIN, item)),
         }
-    }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut batches = Vec::new();
-    let mut current = Vec::with_capacity(BATCH);
-    for (_, _, item) in keyed {
-        current.push(item);
-        if current.len() == BATCH {
-            batches.push(std::mem::take(&mut current));
+        self.pending
+            .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let full = self.pending.len() / BATCH * BATCH;
+        let rest = self.pending.split_off(full);
+        let ready = std::mem::replace(&mut self.pending, rest);
+        let mut batches = Vec::new();
+        let mut it = ready.into_iter().map(|(_, _, f)| f).peekable();
+        while it.peek().is_some() {
+            batches.push(it.by_ref().take(BATCH).collect());
         }
+        batches
     }
-    if !current.is_empty() {
-        batches.push(current);
+
+    /// The last, partial batch.
+    fn finish(&mut self) -> Option<Vec<Fetched>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.pending
+            .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        Some(
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|(_, _, f)| f)
+                .collect(),
+        )
     }
-    batches
 }
 
 /// What the ERP said about one order group, read in the batch lookups.

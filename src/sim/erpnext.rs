@@ -128,8 +128,12 @@ async fn gate(
         .unwrap_or("");
     if auth.is_empty() {
         // Guest (recording 11c).
-        let doctype = endpoint.rsplit(' ').next().unwrap_or("");
-        let doctype = doctype.trim_start_matches("/api/resource/");
+        let path = endpoint.split_once(' ').map(|(_, p)| p).unwrap_or(endpoint);
+        let doctype = path
+            .trim_start_matches("/api/resource/")
+            .split('/')
+            .next()
+            .unwrap_or("");
         let mut r = frappe_error(
             StatusCode::FORBIDDEN,
             "PermissionError",
@@ -680,12 +684,33 @@ fn type_error() -> Response {
     })
 }
 
+/// Counts a write as in progress from arrival to answer (for `max_concurrent_writes`).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(state: &Shared) -> InFlight {
+        let mut s = state.lock().expect("poisoned");
+        s.writes_in_flight += 1;
+        s.stats.max_concurrent_writes = s.stats.max_concurrent_writes.max(s.writes_in_flight);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.writes_in_flight -= 1;
+        }
+    }
+}
+
 async fn insert(
     AxState(state): AxState<Shared>,
     headers: HeaderMap,
     Path(doctype): Path<String>,
     raw: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::enter(&state);
     if let Err(r) = gate(
         &state,
         &headers,

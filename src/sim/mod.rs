@@ -159,6 +159,8 @@ pub struct SimStats {
     /// Every request, faulted or not, by "METHOD path-template".
     pub by_endpoint: BTreeMap<String, u64>,
     pub total_requests: u64,
+    /// The most Payment Entry writes ever in progress at once (latency included).
+    pub max_concurrent_writes: u64,
 }
 
 /// A listing item: a well-formed operation or a raw document served verbatim.
@@ -220,6 +222,7 @@ pub(crate) struct State {
     pub entries: Vec<SimPaymentEntry>,
     pub next_entry: u64,
     pub stats: SimStats,
+    pub writes_in_flight: u64,
 }
 
 impl State {
@@ -292,6 +295,7 @@ impl Simulator {
             entries: Vec::new(),
             next_entry: 1,
             stats: SimStats::default(),
+            writes_in_flight: 0,
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
@@ -406,6 +410,13 @@ impl Simulator {
                         .collect(),
                 },
             );
+        });
+    }
+
+    /// An account of the chart (`bank` = account type Bank: entries to it need reference no/date).
+    pub fn add_account(&self, name: &str, bank: bool) {
+        self.with(|s| {
+            s.accounts.insert(name.to_string(), bank);
         });
     }
 

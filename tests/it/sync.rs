@@ -199,6 +199,20 @@ async fn a_month_of_every_status_books_exactly_the_paid_ones() {
     }
     assert_eq!(by_ref.values().map(Vec::len).sum::<usize>(), booked);
 
+    // Calls: one write per booked entry, reads batched.
+    let stats = env.sim.stats();
+    eprintln!(
+        "first run: {} operations, {booked} booked, ERPNext writes {} reads {}, Mobbex list calls {}",
+        expected.len(),
+        stats.erp_writes,
+        stats.erp_reads,
+        stats.mobbex_list_calls
+    );
+    assert_eq!(
+        stats.erp_writes as usize, booked,
+        "exactly one write per booked entry"
+    );
+
     // A rerun books nothing and sees every booked operation as already loaded.
     let stats_before = env.sim.stats();
     let again = crate::helpers::sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
@@ -216,6 +230,13 @@ async fn a_month_of_every_status_books_exactly_the_paid_ones() {
         stats_after.erp_writes, stats_before.erp_writes,
         "a rerun must not write"
     );
+    let rerun_reads = stats_after.erp_reads - stats_before.erp_reads;
+    eprintln!(
+        "rerun: ERPNext reads {rerun_reads} for {} operations",
+        expected.len()
+    );
+    // Only operations that are not final are looked up again, in batches.
+    assert!(rerun_reads as usize <= expected.len() / 10, "{rerun_reads}");
 }
 
 #[tokio::test]
@@ -654,4 +675,65 @@ async fn secrets_never_reach_logs_or_ledger() {
         assert!(!logs.contains(&s), "secret leaked into logs");
         assert!(!ledger_text.contains(&s), "secret leaked into the ledger");
     }
+}
+
+/// Different orders are booked in parallel, never more than `max_in_flight` writes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_in_parallel_up_to_max_in_flight() {
+    let opts = paysync::sim::SimOptions {
+        faults: paysync::sim::Faults {
+            erp_write_latency: std::time::Duration::from_millis(40),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    env.sim.add_customer("Cliente Demo");
+    for i in 1..=12 {
+        let name = format!("SAL-ORD-2026-{i:05}");
+        env.sim.add_sales_order(order(&name, "Cliente Demo", "100"));
+        env.sim.add_operation(op(
+            &format!("op-{i}"),
+            &name,
+            200,
+            "100",
+            "2026-10-02T12:00:00Z",
+        ));
+    }
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 12, "{s}");
+    let stats = env.sim.stats();
+    assert_eq!(
+        stats.max_concurrent_writes, 4,
+        "max_in_flight = 4 in the test config"
+    );
+}
+
+#[tokio::test]
+async fn refused_mobbex_credentials_fail_the_window_with_the_reason() {
+    let opts = paysync::sim::SimOptions {
+        mobbex_access_token: "the-real-token".into(),
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    // The test config is written with the simulator's token; break it.
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        "access_token = \"the-real-token\"",
+        "access_token = \"a-wrong-token\"",
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    let app = env.app().await;
+    let window = paysync::app::created_window(
+        &app.settings.daemon.timezone,
+        date(2026, 10, 1),
+        date(2026, 10, 31),
+    );
+    let err = app
+        .engine
+        .sync_window(&app.accounts[0], window, &Default::default())
+        .await
+        .expect_err("the listing must fail");
+    let text = err.1.to_string();
+    assert!(text.contains("Mobbex") && text.contains("401"), "{text}");
+    assert!(!text.contains("a-wrong-token"));
 }

@@ -1,0 +1,302 @@
+//! The simulator answers like the recorded ERPNext 15 server: every recorded failing
+//! `POST /api/resource/Payment Entry` is replayed against it and must get the same status code,
+//! `exc_type` and message.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use jiff::civil::date;
+use paysync::sim::{SimOptions, SimSalesOrder, Simulator};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+fn recordings() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/erpnext-real")
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// The recorded site's data: company Test Co AR, customers, the Bank-type mode of payment, and
+/// the sales orders in the state each recording was made in.
+async fn recorded_site() -> Simulator {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    sim.set_company("Test Co AR", "TCA");
+    sim.add_account("Bank Account - TCA", true);
+    sim.add_account("Debtors - TCA", false);
+    sim.add_mode_of_payment("Mobbex", true, &[("Test Co AR", "Bank Account - TCA")]);
+    sim.add_customer("Cliente Demo");
+    sim.add_customer("Cliente Dos");
+    let so = |name: &str, total: &str, advance: &str, docstatus: i32, status: &str| SimSalesOrder {
+        name: name.into(),
+        customer: "Cliente Demo".into(),
+        company: "Test Co AR".into(),
+        currency: "ARS".into(),
+        grand_total: d(total),
+        rounded_total: Some(d(total)),
+        advance_paid: d(advance),
+        docstatus,
+        status: status.into(),
+        per_billed: Decimal::ZERO,
+        transaction_date: date(2026, 11, 22),
+    };
+    sim.add_sales_order(so(
+        "SAL-ORD-2026-00001",
+        "1000",
+        "600",
+        1,
+        "To Deliver and Bill",
+    ));
+    sim.add_sales_order(so(
+        "SAL-ORD-2026-00002",
+        "500",
+        "0",
+        1,
+        "To Deliver and Bill",
+    ));
+    sim.add_sales_order(so("SAL-ORD-2026-00003", "170", "0", 0, "Draft"));
+    sim.add_sales_order(so("SAL-ORD-2026-00004", "180", "0", 1, "Closed"));
+    sim.add_sales_order(so(
+        "SAL-ORD-2026-00005",
+        "190",
+        "190",
+        1,
+        "To Deliver and Bill",
+    ));
+    sim.add_sales_order(so("SAL-ORD-2026-00006", "200", "0", 1, "Draft"));
+    sim.add_sales_order(so("SAL-ORD-2026-00007", "210", "0", 1, "Draft"));
+    sim.add_sales_order(so("SAL-ORD-2026-00008", "220", "0", 2, "Cancelled"));
+    sim
+}
+
+fn messages(body: &Value) -> Vec<String> {
+    let Some(sm) = body.get("_server_messages").and_then(|v| v.as_str()) else {
+        return Vec::new();
+    };
+    let list: Vec<String> = serde_json::from_str(sm).unwrap();
+    list.iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(m).unwrap();
+            v["message"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_recorded_payment_entry_failure_is_reproduced() {
+    let sim = recorded_site().await;
+    let opts = SimOptions::default();
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    let mut files: Vec<_> = std::fs::read_dir(recordings())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    for path in files {
+        let rec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if rec["method"] != "POST"
+            || !rec["path"].as_str().unwrap().contains("Payment%20Entry")
+            || rec["status"] == 200
+        {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let auth = match rec["status"].as_u64() {
+            // 11/11b: a wrong key or secret.
+            Some(401) => format!("token {}:wrong-secret", opts.erp_api_key),
+            _ => format!("token {}:{}", opts.erp_api_key, opts.erp_api_secret),
+        };
+        let resp = http
+            .post(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+            .header("Authorization", auth)
+            .header("Accept", "application/json")
+            .json(&rec["request_body"])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        let want = &rec["response_body"];
+        assert_eq!(
+            status as u64,
+            rec["status"].as_u64().unwrap(),
+            "{name}: {body}"
+        );
+        assert_eq!(body["exc_type"], want["exc_type"], "{name}: {body}");
+        assert_eq!(messages(&body), messages(want), "{name}");
+        assert_eq!(
+            body.get("_server_messages").is_some(),
+            want.get("_server_messages").is_some(),
+            "{name}: _server_messages present in one and not the other"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} recordings replayed");
+    assert!(
+        sim.payment_entries().is_empty(),
+        "no failed POST leaves a document behind"
+    );
+}
+
+#[tokio::test]
+async fn recorded_successes_and_lookups_have_the_recorded_shape() {
+    let sim = recorded_site().await;
+    let opts = SimOptions::default();
+    let http = reqwest::Client::new();
+    let auth = format!("token {}:{}", opts.erp_api_key, opts.erp_api_secret);
+    // 07: an unallocated payment (an "additional" one) submits with no references.
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(recordings().join("07-post-unallocated-advance.json")).unwrap(),
+    )
+    .unwrap();
+    let resp = http
+        .post(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+        .header("Authorization", &auth)
+        .json(&rec["request_body"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["status"], "Submitted");
+    assert_eq!(
+        body["data"]["unallocated_amount"],
+        rec["response_body"]["data"]["unallocated_amount"]
+    );
+    assert_eq!(body["data"]["references"], serde_json::json!([]));
+    assert!(
+        body["data"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("ACC-PAY-2026-")
+    );
+
+    // 07b: the same reference_no again is accepted (no uniqueness in ERPNext).
+    let again = http
+        .post(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+        .header("Authorization", &auth)
+        .json(&rec["request_body"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+
+    // 23: child-table lookup returns child columns without the table prefix.
+    let pay = serde_json::json!({
+        "docstatus": 1, "payment_type": "Receive", "party_type": "Customer", "party": "Cliente Demo",
+        "company": "Test Co AR", "mode_of_payment": "Mobbex", "paid_to": "Bank Account - TCA",
+        "reference_no": "mbx-x", "reference_date": "2026-11-22", "paid_amount": 200.0, "received_amount": 200.0,
+        "references": [{"reference_doctype": "Sales Order", "reference_name": "SAL-ORD-2026-00006", "allocated_amount": 200.0}]
+    });
+    let r = http
+        .post(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+        .header("Authorization", &auth)
+        .json(&pay)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(
+        sim.sales_order("SAL-ORD-2026-00006").unwrap().advance_paid,
+        d("200")
+    );
+    let list: Value = http
+        .get(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+        .header("Authorization", &auth)
+        .query(&[
+            ("filters", r#"[["Payment Entry Reference","reference_name","in",["SAL-ORD-2026-00006","SAL-ORD-2026-00002"]],["docstatus","=",1]]"#),
+            ("fields", r#"["name","reference_no","`tabPayment Entry Reference`.reference_name","`tabPayment Entry Reference`.allocated_amount"]"#),
+            ("limit_page_length", "0"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = list["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["reference_name"], "SAL-ORD-2026-00006");
+    assert_eq!(rows[0]["allocated_amount"], 200.0);
+
+    // 11c: no Authorization header at all is a 403 for Guest.
+    let guest = http
+        .get(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guest.status().as_u16(), 403);
+    let g: Value = guest.json().await.unwrap();
+    assert_eq!(g["exc_type"], "PermissionError");
+    assert_eq!(g["_error_message"], "No permission for Payment Entry");
+}
+
+#[tokio::test]
+async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials() {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    for i in 0..60 {
+        sim.add_operation(paysync::sim::SimOperation {
+            uid: format!("op-{i:03}"),
+            reference: "R".into(),
+            status: 200,
+            total: d("2871.74"),
+            currency: "ARS".into(),
+            created: jiff::Timestamp::from_second(1_790_000_000 + i).unwrap(),
+            updated: jiff::Timestamp::from_second(1_790_000_000 + i).unwrap(),
+            description: "x".into(),
+            payer_name: "y".into(),
+            parent_uid: None,
+            operation_type: "payment.v2".into(),
+        });
+    }
+    let http = reqwest::Client::new();
+    let get = |page: &str, limit: &str, token: &str| {
+        http.get(format!("{}/p/entity/operations", sim.mobbex_url))
+            .header("x-api-key", "sim-mbx-key")
+            .header("x-access-token", token)
+            .query(&[("page", page), ("limit", limit)])
+            .send()
+    };
+    let p0: Value = get("0", "50", "sim-mbx-token")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p0["result"], true);
+    let docs = p0["data"]["docs"].as_array().unwrap();
+    assert_eq!(docs.len(), 50);
+    assert_eq!(docs[0]["uid"], "op-059", "newest first");
+    assert_eq!(docs[0]["status"], "200", "status codes are strings");
+    let raw = get("1", "50", "sim-mbx-token")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("\"total\":2871.74"),
+        "totals are exact numbers: {raw:.300}"
+    );
+    let p1: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(p1["data"]["docs"].as_array().unwrap().len(), 10);
+    assert!(p1["data"]["nextPage"].is_null());
+    let over: Value = get("0", "500", "sim-mbx-token")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        over["data"]["docs"].as_array().unwrap().len(),
+        50,
+        "limit is capped at 50"
+    );
+    let bad = get("0", "50", "wrong").await.unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    let b: Value = bad.json().await.unwrap();
+    assert_eq!(b["result"], false);
+}
