@@ -59,6 +59,14 @@ pub enum Command {
     Check,
     /// Run against a built-in simulator of Mobbex and ERPNext with sample data (no set-up needed).
     Demo,
+    /// The service: poll on the cron schedule, take webhooks, serve /healthz and /metrics.
+    Run,
+    /// Per account: watermark, last poll, counts by decision, inbox depth, latest errors.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_date(s: &str) -> Result<Date, String> {
@@ -106,6 +114,22 @@ pub fn run(cli: Cli) -> ExitCode {
                     if show_bar { "warn" } else { "info" },
                 );
                 sync(settings, since, until, account, dry_run, show_bar).await
+            }
+            Command::Run => {
+                let settings = match load_settings(&cli.config) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "info");
+                run_daemon(settings).await
+            }
+            Command::Status { json } => {
+                let settings = match load_settings(&cli.config) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
+                status(settings, json).await
             }
             Command::Check => {
                 let settings = match load_settings(&cli.config) {
@@ -325,4 +349,167 @@ async fn check(settings: Settings) -> u8 {
         }
     }
     if failed { EXIT_FAILED } else { EXIT_OK }
+}
+
+async fn run_daemon(settings: Settings) -> u8 {
+    let listen = settings.daemon.listen;
+    let app = match App::build(settings).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("paysync: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %listen, error = %e, "cannot listen");
+            eprintln!("paysync: cannot listen on {listen} ([daemon] listen): {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let ctx = crate::daemon::DaemonCtx::new(
+        app,
+        Arc::new(crate::clock::SystemClock),
+        Some(crate::metrics::install()),
+    );
+    match crate::daemon::run(ctx, listener, stop_signal()).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped on an error");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn status(settings: Settings, as_json: bool) -> u8 {
+    let ledger = match crate::store::open(&settings.store.url).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("paysync: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let tz = settings.daemon.timezone.clone();
+    let depth = ledger.inbox_depth().await.unwrap_or_default();
+    let mut accounts = Vec::new();
+    for acc in &settings.accounts {
+        let name = &acc.name;
+        let result = async {
+            let watermark = ledger.watermark(name).await?;
+            let last = ledger.polls(name, 1).await?.into_iter().next();
+            let last_ok = ledger.last_good_poll(name).await?;
+            let counts = ledger.counts(name).await?;
+            let errors = ledger.latest(name, DecisionKind::Error, 10).await?;
+            Ok::<_, crate::store::StoreError>((watermark, last, last_ok, counts, errors))
+        }
+        .await;
+        let (watermark, last, last_ok, counts, errors) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("paysync: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        let local = |t: jiff::Timestamp| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        };
+        let counts_json: serde_json::Map<String, serde_json::Value> = DecisionKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.as_str().to_string(),
+                    counts.get(k).copied().unwrap_or(0).into(),
+                )
+            })
+            .collect();
+        accounts.push(serde_json::json!({
+            "account": name,
+            "watermark": watermark.map(local),
+            "last_poll": last.as_ref().map(|p| serde_json::json!({
+                "finished": local(p.finished),
+                "ok": p.ok,
+                "window": [local(p.window_from), local(p.window_to)],
+                "summary": p.summary,
+                "error": p.error,
+            })),
+            "last_successful_poll": last_ok.map(|p| local(p.finished)),
+            "decisions": counts_json,
+            "inbox_depth": depth.get(name).copied().unwrap_or(0),
+            "latest_errors": errors.iter().map(|r| serde_json::json!({
+                "uid": r.uid, "reference": r.reference, "order": r.sales_order,
+                "reason": r.reason, "last_seen": local(r.last_seen),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"accounts": accounts})).expect("json")
+        );
+        return EXIT_OK;
+    }
+    for a in &accounts {
+        println!("account {}", a["account"].as_str().unwrap_or(""));
+        println!(
+            "  watermark             {}",
+            a["watermark"].as_str().unwrap_or("(never polled)")
+        );
+        match a["last_poll"].as_object() {
+            Some(p) => println!(
+                "  last poll             {} {} ({})",
+                p["finished"].as_str().unwrap_or(""),
+                if p["ok"].as_bool() == Some(true) {
+                    "ok"
+                } else {
+                    "FAILED"
+                },
+                p["error"]
+                    .as_str()
+                    .unwrap_or_else(|| p["summary"].as_str().unwrap_or(""))
+            ),
+            None => println!("  last poll             (none)"),
+        }
+        println!("  inbox depth           {}", a["inbox_depth"]);
+        println!("  decisions");
+        if let Some(d) = a["decisions"].as_object() {
+            for (k, v) in d {
+                if v.as_i64().unwrap_or(0) > 0 {
+                    println!("    {k:<20} {v:>8}");
+                }
+            }
+        }
+        let errors = a["latest_errors"].as_array().cloned().unwrap_or_default();
+        if !errors.is_empty() {
+            println!("  latest errors");
+            for e in errors {
+                println!(
+                    "    {} {} {}",
+                    e["last_seen"].as_str().unwrap_or(""),
+                    e["uid"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    EXIT_OK
 }

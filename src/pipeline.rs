@@ -122,7 +122,14 @@ pub struct Engine {
     receivable: Mutex<HashMap<(String, String), String>>,
     group_slots: Arc<Semaphore>,
     today: Option<Date>,
+    /// Names this process in cross-process claims.
+    holder: String,
 }
+
+/// How long a cross-process order claim lives without being released (a crashed holder's claim
+/// expires after this), and how long to wait for another process to release one.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Order groups queued or running at once (see `process_batch`).
 const GROUP_SLOTS: usize = 512;
@@ -144,6 +151,11 @@ impl Engine {
             receivable: Mutex::new(HashMap::new()),
             group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
+            holder: format!(
+                "pid{}-{:x}",
+                std::process::id(),
+                Timestamp::now().as_nanosecond() as u64
+            ),
         }
     }
 
@@ -590,10 +602,45 @@ impl Engine {
             Some(l) => Some(l.lock().await),
             None => None,
         };
+        // One write slot for the whole group, taken after the order lock (so waiting for the lock
+        // never holds a slot) and before the claim (so a claim is never held while queueing).
+        let _permit = self.writes.acquire().await.expect("semaphore never closed");
+        // Across processes sharing the ledger (the daemon and a manual sync), the order's claim.
+        let claim_key = order.as_ref().map(|o| format!("order:{o}"));
+        if let Some(key) = &claim_key
+            && !opts.dry_run
+            && let Err(reason) = self.claim(&acc.name, key).await
+        {
+            let mut summary = Summary::default();
+            for op in &group {
+                self.finish(
+                    acc,
+                    op,
+                    order.clone(),
+                    DecisionKind::Error,
+                    &reason,
+                    None,
+                    None,
+                    opts,
+                    &mut summary,
+                )
+                .await;
+            }
+            return (summary, facts.order_has_entry || inherited_has_entry);
+        }
         // Booked in this group so far (a dry run books nothing, but must still see the first
         // payment as initial and the next ones as additional).
         let mut has_entry = facts.order_has_entry || inherited_has_entry;
         for op in group {
+            // Keep the claim alive across a long group (re-entrant: extends our own claim).
+            if let Some(key) = &claim_key
+                && !opts.dry_run
+            {
+                let _ = self
+                    .ledger
+                    .try_claim(&acc.name, key, &self.holder, Timestamp::now(), CLAIM_TTL)
+                    .await;
+            }
             // Another trigger may have booked this operation or this order since the batch was read.
             let fresh: Result<(Option<LedgerRow>, Option<String>), StoreError> = async {
                 let row = self
@@ -744,7 +791,39 @@ impl Engine {
                 }
             }
         }
+        if let Some(key) = &claim_key
+            && !opts.dry_run
+            && let Err(e) = self
+                .ledger
+                .release_claim(&acc.name, key, &self.holder)
+                .await
+        {
+            warn!(account = %acc.name, key = %key, error = %e, "could not release a claim; it expires by itself");
+        }
         (summary, has_entry)
+    }
+
+    /// Take the cross-process claim on `key`, waiting up to `CLAIM_WAIT` for another holder.
+    async fn claim(&self, account: &str, key: &str) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            match self
+                .ledger
+                .try_claim(account, key, &self.holder, Timestamp::now(), CLAIM_TTL)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Ok(false) => {
+                    return Err(format!(
+                        "{key} is being booked by another paysync process; re-examined later"
+                    ));
+                }
+                Err(e) => return Err(format!("ledger unavailable for the {key} claim: {e}")),
+            }
+        }
     }
 
     /// Create one entry. Returns the decision to record, its reason and the entry name.
@@ -755,9 +834,8 @@ impl Engine {
         entry: PaymentEntry,
         kind: DecisionKind,
     ) -> (DecisionKind, String, Option<String>) {
-        let permit = self.writes.acquire().await.expect("semaphore never closed");
+        // The caller (`book_group`) holds a write slot.
         let result = self.erp.create_entry(&entry).await;
-        drop(permit);
         match result {
             Ok(created) => (kind, String::new(), Some(created.name)),
             Err(e) if e.outcome_unknown() => {

@@ -102,7 +102,29 @@ fn is_terminal_stderr() -> bool {
 }
 
 /// Install the process-wide subscriber (once, at the binary's start).
+///
+/// Under systemd (`JOURNAL_STREAM` set) text logs become native journal entries with proper
+/// priorities (so `journalctl -p warning` works) and structured fields; `--log-format json`
+/// always writes JSON lines.
 pub fn init(format: LogFormat, configured: Option<&str>, default: &str) {
+    if format == LogFormat::Text
+        && std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let mappings = tracing_journald::PriorityMappings {
+            info: tracing_journald::Priority::Informational,
+            debug: tracing_journald::Priority::Debug,
+            ..tracing_journald::PriorityMappings::new()
+        };
+        let layer = layer
+            .with_syslog_identifier("paysync".into())
+            .with_priority_mappings(mappings);
+        let sub = tracing_subscriber::registry()
+            .with(filter(configured, default))
+            .with(layer);
+        let _ = tracing::subscriber::set_global_default(sub);
+        return;
+    }
     let sub = subscriber(format, filter(configured, default), Stderr);
     let _ = tracing::subscriber::set_global_default(sub);
 }

@@ -115,6 +115,7 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
             if let Err(e) = ctx.ledger.inbox_done(item.id, ctx.clock.now()).await {
                 warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark done");
             }
+            ctx.progress.send_modify(|p| p.triggers_done += 1);
             let latency_ms = (ctx.clock.now() - item.received).get_milliseconds();
             info!(account = %item.account, uid = %item.uid, attempts = item.attempts, latency_ms, "trigger done");
         }
@@ -129,6 +130,7 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
             if let Err(e) = ctx.ledger.inbox_retry(item.id, run_after, &reason).await {
                 warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not reschedule");
             }
+            ctx.progress.send_modify(|p| p.triggers_retried += 1);
         }
         Err((_, reason)) => give_up(ctx, &item, &reason).await,
     }
@@ -142,4 +144,5 @@ async fn give_up(ctx: &DaemonCtx, item: &InboxItem, reason: &str) {
     if let Err(e) = ctx.ledger.inbox_dead(item.id, reason).await {
         warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark dead");
     }
+    ctx.progress.send_modify(|p| p.triggers_given_up += 1);
 }

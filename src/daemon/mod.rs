@@ -55,7 +55,19 @@ pub struct DaemonCtx {
     /// Stop taking new work.
     pub cancel: CancellationToken,
     pub started: Timestamp,
+    /// Counters tests (and `status`) can wait on: a signal instead of sleeps.
+    pub progress: tokio::sync::watch::Sender<Progress>,
     last_status: Mutex<String>,
+}
+
+/// What the daemon has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub polls: u64,
+    pub polls_ok: u64,
+    pub triggers_done: u64,
+    pub triggers_retried: u64,
+    pub triggers_given_up: u64,
 }
 
 impl DaemonCtx {
@@ -85,6 +97,7 @@ impl DaemonCtx {
             inbox_wake: Notify::new(),
             metrics,
             cancel: CancellationToken::new(),
+            progress: tokio::sync::watch::channel(Progress::default()).0,
             last_status: Mutex::new(String::new()),
         })
     }
@@ -285,6 +298,12 @@ pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
         warn!(account, error = %e, "could not record the poll");
     }
     metrics::counter!(crate::metrics::POLLS, "account" => account.to_string(), "ok" => ok.to_string()).increment(1);
+    ctx.progress.send_modify(|p| {
+        p.polls += 1;
+        if ok {
+            p.polls_ok += 1;
+        }
+    });
     let skipped: Vec<String> = summary
         .by_kind
         .iter()
