@@ -175,6 +175,24 @@ pub async fn run(
         });
         (every / 2, ping)
     });
+    // Catch up at once after downtime: an account whose schedule fired since its watermark missed
+    // a poll. The window starts at the stored watermark: no gap, however long the downtime.
+    for s in &schedules {
+        let now = ctx.clock.now();
+        let Ok(Some(watermark)) = ctx.ledger.watermark(&s.account).await else {
+            continue;
+        };
+        let tz = ctx.settings.daemon.timezone.clone();
+        let missed = crate::schedule::next_after(&s.cron, &watermark.to_zoned(tz))
+            .is_some_and(|next| next.timestamp() <= now);
+        if missed {
+            info!(account = %s.account, watermark = %watermark, "catching up after downtime");
+            let ctx = ctx.clone();
+            let account = s.account.clone();
+            tracker.spawn(async move { poll_account(&ctx, &account).await });
+        }
+    }
+
     tracker.spawn(scheduler::run(
         schedules,
         ctx.settings.daemon.timezone.clone(),

@@ -493,3 +493,143 @@ async fn sigterm_stops_the_service_cleanly_and_it_speaks_sd_notify() {
         "{stderr}"
     );
 }
+
+/// After days of downtime the first poll starts at the stored watermark: an operation paid while
+/// the daemon was down (and whose webhook was lost) is booked at once, without waiting for cron.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_the_first_poll_starts_at_the_watermark() {
+    let env = TestEnv::start().await;
+    seed_order(&env, "SAL-ORD-2026-00001");
+    env.sim.add_operation(live_op(
+        "while-down",
+        "SAL-ORD-2026-00001",
+        200,
+        250,
+        SignedDuration::from_hours(48),
+    ));
+    let ledger = paysync::store::open(&env.settings().store.url)
+        .await
+        .unwrap();
+    let three_days_ago = Timestamp::now() - SignedDuration::from_hours(72);
+    ledger.set_watermark("main", three_days_ago).await.unwrap();
+    // Hourly: many fires were missed while down; the first poll must not wait for the next one.
+    let d = Daemon::start(&env, "0 * * * *").await;
+    d.wait_for("the catch-up poll", |p| p.polls_ok >= 1).await;
+    assert_eq!(entries_for(&env, "while-down"), 1);
+    let w = d.ctx.ledger.watermark("main").await.unwrap().unwrap();
+    assert!(
+        w > Timestamp::now() - SignedDuration::from_mins(1),
+        "watermark advanced to the poll's end: {w}"
+    );
+    let polls = d.ctx.ledger.polls("main", 1).await.unwrap();
+    assert!(
+        polls[0].window_from <= three_days_ago,
+        "no gap: the window starts at the old watermark"
+    );
+    d.stop().await;
+}
+
+/// A manual `sync --since` running while the daemon polls the same ledger books nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_sync_while_the_daemon_runs_books_nothing_twice() {
+    let opts = SimOptions {
+        faults: Faults {
+            erp_write_latency: Duration::from_millis(15),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    env.sim.add_customer("Cliente Demo");
+    for i in 1..=20 {
+        let name = format!("SAL-ORD-2026-{i:05}");
+        env.sim.add_sales_order(SimSalesOrder {
+            name: name.clone(),
+            customer: "Cliente Demo".into(),
+            company: "Mi Empresa SA".into(),
+            currency: "ARS".into(),
+            grand_total: Decimal::from(100),
+            rounded_total: None,
+            advance_paid: Decimal::ZERO,
+            docstatus: 1,
+            status: "To Deliver and Bill".into(),
+            per_billed: Decimal::ZERO,
+            transaction_date: jiff::civil::date(2026, 11, 1),
+        });
+        for j in 0..2 {
+            env.sim.add_operation(live_op(
+                &format!("op-{i}-{j}"),
+                &name,
+                200,
+                60,
+                SignedDuration::from_mins(30 - j),
+            ));
+        }
+    }
+    let d = Daemon::start(&env, EVERY_SECOND).await;
+    // The manual sync is a second engine on the same ledger file (as a second process would be).
+    let app = env.app().await;
+    let today = jiff::Zoned::now().date();
+    let manual = crate::helpers::sync_with(
+        &app,
+        today.yesterday().unwrap(),
+        today.tomorrow().unwrap(),
+        false,
+    );
+    let (s, _) = tokio::join!(manual, d.wait_for("a poll", |p| p.polls_ok >= 2));
+    assert_eq!(s.errors(), 0, "{s}");
+    d.wait_for("one more poll", |p| p.polls_ok >= 3).await;
+    let entries = env.sim.payment_entries();
+    assert_eq!(entries.len(), 40, "one entry per paid operation");
+    let mut refs: Vec<_> = entries
+        .iter()
+        .filter_map(|e| e.reference_no.clone())
+        .collect();
+    refs.sort();
+    refs.dedup();
+    assert_eq!(refs.len(), 40, "no reference_no twice");
+    let initial = entries.iter().filter(|e| !e.references.is_empty()).count();
+    assert_eq!(initial, 20, "one initial entry per order");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_watermark_counts_inbox_and_errors() {
+    let env = TestEnv::start().await;
+    seed_order(&env, "SAL-ORD-2026-00001");
+    env.sim.add_operation(live_op(
+        "ok-1",
+        "SAL-ORD-2026-00001",
+        200,
+        100,
+        SignedDuration::from_mins(5),
+    ));
+    env.sim.add_operation(live_op(
+        "no-order",
+        "SAL-ORD-2026-00404",
+        200,
+        100,
+        SignedDuration::from_mins(5),
+    ));
+    let d = Daemon::start(&env, EVERY_SECOND).await;
+    d.wait_for("a poll", |p| p.polls_ok >= 1).await;
+    d.stop().await;
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .args(["--config", &cfg, "status", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &v["accounts"][0];
+    assert_eq!(a["account"], "main");
+    assert!(a["watermark"].is_string(), "{v}");
+    assert_eq!(a["last_poll"]["ok"], true);
+    assert_eq!(a["decisions"]["booked_initial"], 1);
+    assert_eq!(a["decisions"]["order_missing"], 1);
+    assert_eq!(a["inbox_depth"], 0);
+}
