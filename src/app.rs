@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::erp::Erp;
 use crate::erp::erpnext::ErpNextClient;
 use crate::pipeline::{AccountCtx, Engine};
+use crate::retry::RetryPolicy;
 use crate::source::mobbex::MobbexClient;
 use crate::source::{Window, WindowField};
 use crate::store;
@@ -46,18 +47,28 @@ impl App {
         settings: Settings,
         ledger: Arc<dyn store::Ledger>,
     ) -> Result<App, AppError> {
-        let erp: Arc<dyn Erp> = Arc::new(ErpNextClient::new(
-            settings.erp.url.clone(),
-            &settings.erp.api_key,
-            &settings.erp.api_secret,
-            settings.erp.timeout,
-        )?);
-        let engine = Arc::new(Engine::new(
-            erp.clone(),
-            ledger.clone(),
-            settings.daemon.timezone.clone(),
-            settings.erp.max_in_flight,
-        ));
+        let retry = RetryPolicy {
+            max_total: settings.daemon.retry_budget,
+            ..RetryPolicy::default()
+        };
+        let erp: Arc<dyn Erp> = Arc::new(
+            ErpNextClient::new(
+                settings.erp.url.clone(),
+                &settings.erp.api_key,
+                &settings.erp.api_secret,
+                settings.erp.timeout,
+            )?
+            .with_retry(retry),
+        );
+        let engine = Arc::new(
+            Engine::new(
+                erp.clone(),
+                ledger.clone(),
+                settings.daemon.timezone.clone(),
+                settings.erp.max_in_flight,
+            )
+            .with_retry(retry),
+        );
         let mut accounts = Vec::new();
         for a in &settings.accounts {
             let source = MobbexClient::new(
@@ -65,7 +76,8 @@ impl App {
                 &a.api_key,
                 &a.access_token,
                 Duration::from_secs(30),
-            )?;
+            )?
+            .with_retry(retry);
             accounts.push(AccountCtx {
                 settings: a.clone(),
                 source: Arc::new(source),
@@ -89,7 +101,11 @@ impl App {
                 self.settings.daemon.timezone.clone(),
                 self.settings.erp.max_in_flight,
             )
-            .with_today(today),
+            .with_today(today)
+            .with_retry(RetryPolicy {
+                max_total: self.settings.daemon.retry_budget,
+                ..RetryPolicy::default()
+            }),
         );
         self
     }

@@ -56,6 +56,11 @@ pub struct DaemonSettings {
     pub lookback: Duration,
     pub listen: SocketAddr,
     pub log_level: Option<String>,
+    /// Total time one API call may spend waiting between retries before the operation is left
+    /// for the next run.
+    pub retry_budget: Duration,
+    /// Webhooks are refused with 429 past this many queued triggers per account.
+    pub inbox_limit: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +141,10 @@ struct RawDaemon {
     listen: String,
     #[serde(default)]
     log_level: Option<String>,
+    #[serde(default)]
+    retry_budget: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    inbox_limit: Option<u64>,
 }
 
 impl Default for RawDaemon {
@@ -146,6 +155,8 @@ impl Default for RawDaemon {
             lookback: default_lookback(),
             listen: default_listen(),
             log_level: None,
+            retry_budget: None,
+            inbox_limit: None,
         }
     }
 }
@@ -439,6 +450,16 @@ fn validate(
             format!("expected a duration like \"2h\": {m}"),
         )
     })?;
+    let retry_budget = match &d.retry_budget {
+        None => Duration::from_secs(60),
+        Some(t) => parse_duration(t).map_err(|m| {
+            bad("daemon.retry_budget", format!("expected a duration like \"60s\": {m}"))
+        })?,
+    };
+    let inbox_limit = d.inbox_limit.unwrap_or(10_000);
+    if inbox_limit == 0 {
+        return Err(bad("daemon.inbox_limit", "expected a positive number".into()));
+    }
     let listen: SocketAddr = d.listen.parse().map_err(|e| {
         bad(
             "daemon.listen",
@@ -595,6 +616,8 @@ fn validate(
             lookback,
             listen,
             log_level: d.log_level,
+            retry_budget,
+            inbox_limit: inbox_limit as i64,
         },
         store: StoreSettings { url: store_url },
         erp,

@@ -26,6 +26,7 @@ pub mod domain;
 pub mod erp;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 pub mod schedule;
 pub mod sim;
 pub mod source;

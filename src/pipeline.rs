@@ -124,6 +124,7 @@ pub struct Engine {
     today: Option<Date>,
     /// Names this process in cross-process claims.
     holder: String,
+    retry: crate::retry::RetryPolicy,
 }
 
 /// How long a cross-process order claim lives without being released (a crashed holder's claim
@@ -151,12 +152,19 @@ impl Engine {
             receivable: Mutex::new(HashMap::new()),
             group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
+            retry: crate::retry::RetryPolicy::default(),
             holder: format!(
                 "pid{}-{:x}",
                 std::process::id(),
                 Timestamp::now().as_nanosecond() as u64
             ),
         }
+    }
+
+    /// How hard to retry a create that failed before committing.
+    pub fn with_retry(mut self, retry: crate::retry::RetryPolicy) -> Engine {
+        self.retry = retry;
+        self
     }
 
     /// Fix "today" (tests and the demo use it to get stable dates).
@@ -827,6 +835,12 @@ impl Engine {
     }
 
     /// Create one entry. Returns the decision to record, its reason and the entry name.
+    ///
+    /// The rule for writes: a create is sent again only when it certainly did not commit
+    /// (connection refused, 429, 500, 503). When the answer was lost (timeout, broken connection,
+    /// 502/504) the entry is looked up by `reference_no` first; if it is not found, it is *not*
+    /// sent again in this run (the server may still be committing it): the operation is recorded
+    /// as `error` and the next run's batched lookup decides.
     async fn create(
         &self,
         acc: &AccountSettings,
@@ -834,57 +848,89 @@ impl Engine {
         entry: PaymentEntry,
         kind: DecisionKind,
     ) -> (DecisionKind, String, Option<String>) {
-        // The caller (`book_group`) holds a write slot.
-        let result = self.erp.create_entry(&entry).await;
-        match result {
-            Ok(created) => (kind, String::new(), Some(created.name)),
-            Err(e) if e.outcome_unknown() => {
-                // The entry may be committed even though the answer was lost: look before retrying.
-                warn!(account = %acc.name, uid = %op.uid, error = %e, "no answer to create; looking the entry up by reference_no");
-                match self
-                    .erp
-                    .entries_by_reference(std::slice::from_ref(&op.uid))
-                    .await
-                {
-                    Ok(found) => match found.get(&op.uid) {
-                        Some(ExistingEntry { name, .. }) => (
-                            kind,
-                            "created (answer lost; found by reference_no)".into(),
-                            Some(name.clone()),
-                        ),
-                        None => (
-                            DecisionKind::Error,
-                            format!("{e}; not found by reference_no, will retry on the next run"),
-                            None,
-                        ),
-                    },
-                    Err(e2) => (
-                        DecisionKind::Error,
-                        format!("{e}; lookup by reference_no failed too: {e2}"),
-                        None,
-                    ),
+        let started = tokio::time::Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            // The caller (`book_group`) holds a write slot.
+            let err = match self.erp.create_entry(&entry).await {
+                Ok(created) => {
+                    let note = if attempt > 1 {
+                        format!("created on attempt {attempt}")
+                    } else {
+                        String::new()
+                    };
+                    return (kind, note, Some(created.name));
                 }
-            }
-            Err(ErpError::Rejected {
-                status,
-                exc_type,
-                message,
-            }) => {
-                // A business rejection: retrying the same body gives the same answer. When it is
-                // about the order, record it as such (the order may change; re-examined later).
-                let about_order = message.contains("Sales Order") || message.contains("Row #");
-                let kind = if about_order {
-                    DecisionKind::OrderNotPayable
-                } else {
-                    DecisionKind::Error
-                };
-                (
-                    kind,
-                    format!("ERPNext {status} {exc_type}: {message}"),
+                Err(e) => e,
+            };
+            if err.outcome_unknown() {
+                warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
+                for wait_ms in [0u64, 1000, 2000] {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    match self.erp.entries_by_reference(std::slice::from_ref(&op.uid)).await {
+                        Ok(found) => {
+                            if let Some(ExistingEntry { name, .. }) = found.get(&op.uid) {
+                                return (
+                                    kind,
+                                    "created (answer lost; found by reference_no)".into(),
+                                    Some(name.clone()),
+                                );
+                            }
+                        }
+                        Err(e2) => {
+                            return (
+                                DecisionKind::Error,
+                                format!("{err}; the lookup by reference_no failed too: {e2}; re-examined on the next run"),
+                                None,
+                            );
+                        }
+                    }
+                }
+                return (
+                    DecisionKind::Error,
+                    format!("{err}; not found by reference_no, so not sent again in this run; re-examined on the next run"),
                     None,
-                )
+                );
             }
-            Err(e) => (DecisionKind::Error, e.to_string(), None),
+            if err.is_transient() {
+                let delay = err
+                    .retry_after()
+                    .unwrap_or_else(|| self.retry.delay(attempt))
+                    .max(self.retry.delay(attempt));
+                if (attempt as usize) <= self.retry.max_times
+                    && started.elapsed() + delay <= self.retry.max_total
+                {
+                    metrics::counter!(crate::metrics::RETRIES, "api" => "erpnext").increment(1);
+                    warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, retry_in_ms = delay.as_millis() as u64, "create failed before committing; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, "create gave up for this run");
+                return (
+                    DecisionKind::Error,
+                    format!("{err} (gave up after {attempt} attempts; re-examined on the next run)"),
+                    None,
+                );
+            }
+            return match err {
+                ErpError::Rejected {
+                    status,
+                    exc_type,
+                    message,
+                } => {
+                    // A business rejection: the same body gets the same answer. When it is about
+                    // the order, record it as such (the order may change; re-examined later).
+                    let about_order = message.contains("Sales Order") || message.contains("Row #");
+                    let kind = if about_order {
+                        DecisionKind::OrderNotPayable
+                    } else {
+                        DecisionKind::Error
+                    };
+                    (kind, format!("ERPNext {status} {exc_type}: {message}"), None)
+                }
+                e => (DecisionKind::Error, e.to_string(), None),
+            };
         }
     }
 

@@ -25,8 +25,6 @@ use super::webhook::{self, Trigger};
 
 /// Largest webhook body accepted (Mobbex bodies are a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Past this many pending triggers, webhooks are refused with 429 (Mobbex retries; polling covers).
-pub const INBOX_LIMIT: i64 = 10_000;
 
 pub fn router(ctx: Arc<DaemonCtx>) -> Router {
     Router::new()
@@ -102,7 +100,8 @@ async fn mobbex_webhook(
                 .ok()
                 .and_then(|d| d.get(&account).copied())
                 .unwrap_or(0);
-            if depth >= INBOX_LIMIT {
+            // Past the limit, refuse with 429: Mobbex retries, polling covers, the inbox stays bounded.
+            if depth >= ctx.settings.daemon.inbox_limit {
                 warn!(account = %account, uid = %uid, depth, "inbox full; webhook refused with 429");
                 return (
                     StatusCode::TOO_MANY_REQUESTS,

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::frappe_error;
+use crate::retry::{RetryPolicy, retrying};
 use super::{CreatedEntry, Erp, ErpError};
 use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
 
@@ -34,6 +35,7 @@ const BATCH: usize = 50;
 pub struct ErpNextClient {
     http: reqwest::Client,
     base: Url,
+    retry: RetryPolicy,
 }
 
 impl ErpNextClient {
@@ -65,7 +67,32 @@ impl ErpNextClient {
             .user_agent(concat!("paysync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ErpError::Transport(e.to_string()))?;
-        Ok(ErpNextClient { http, base })
+        Ok(ErpNextClient {
+            http,
+            base,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Use this retry policy for reads (writes are never retried here).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ErpNextClient {
+        self.retry = retry;
+        self
+    }
+
+    /// A read, retried on passing failures (reads are idempotent).
+    async fn read<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ErpError> {
+        retrying(&self.retry, "erpnext", endpoint, || async {
+            let r = req
+                .try_clone()
+                .ok_or_else(|| ErpError::Malformed("request cannot be repeated".into()))?;
+            self.send(endpoint, r).await
+        })
+        .await
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -134,7 +161,7 @@ impl ErpNextClient {
                 ("fields", serde_json::to_string(fields).expect("strings")),
                 ("limit_page_length", "0".to_string()),
             ]);
-        let list: DataList<T> = self.send(endpoint, req).await?;
+        let list: DataList<T> = self.read(endpoint, req).await?;
         Ok(list.data)
     }
 }
@@ -143,6 +170,8 @@ fn transport(e: reqwest::Error) -> ErpError {
     let text = crate::source::mobbex::describe_reqwest(&e);
     if e.is_timeout() {
         ErpError::Timeout(text)
+    } else if e.is_connect() {
+        ErpError::Connect(text)
     } else {
         ErpError::Transport(text)
     }
@@ -416,7 +445,7 @@ impl Erp for ErpNextClient {
         let req = self
             .http
             .get(self.url(&["api", "resource", "Mode of Payment", mode]));
-        let m: DataOne<WireModeOfPayment> = self.send("get_mode_of_payment", req).await?;
+        let m: DataOne<WireModeOfPayment> = self.read("get_mode_of_payment", req).await?;
         m.data
             .accounts
             .into_iter()
@@ -441,7 +470,7 @@ impl Erp for ErpNextClient {
                 ("party", customer),
                 ("company", company),
             ]);
-        let m: Message<Option<String>> = self.send("get_party_account", req).await?;
+        let m: Message<Option<String>> = self.read("get_party_account", req).await?;
         m.message.filter(|a| !a.is_empty()).ok_or_else(|| {
             ErpError::Malformed(format!("no receivable account for customer {customer:?}"))
         })
@@ -469,7 +498,7 @@ impl Erp for ErpNextClient {
         let req = self
             .http
             .get(self.url(&["api", "method", "frappe.auth.get_logged_user"]));
-        let m: Message<String> = self.send("get_logged_user", req).await?;
+        let m: Message<String> = self.read("get_logged_user", req).await?;
         Ok(m.message)
     }
 }

@@ -15,7 +15,11 @@ use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ErpError {
-    #[error("ERPNext: cannot connect or no answer: {0}")]
+    /// The request never reached the server (refused, DNS, TLS): safe to send again.
+    #[error("ERPNext: cannot connect: {0}")]
+    Connect(String),
+    /// The connection broke after the request was sent: a write's outcome is unknown.
+    #[error("ERPNext: the connection broke: {0}")]
     Transport(String),
     /// The request may have reached the server; a write's outcome is unknown. Look the entry up
     /// by `reference_no` before trying again (never re-POST blindly).
@@ -47,7 +51,10 @@ impl ErpError {
     /// Worth retrying soon. 4xx business rejections are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            ErpError::Transport(_) | ErpError::Timeout(_) | ErpError::RateLimited { .. } => true,
+            ErpError::Connect(_)
+            | ErpError::Transport(_)
+            | ErpError::Timeout(_)
+            | ErpError::RateLimited { .. } => true,
             ErpError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
             _ => false,
         }

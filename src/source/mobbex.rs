@@ -21,6 +21,7 @@ use url::Url;
 
 use super::{Fetched, Page, PaymentSource, SourceError, Window, WindowField};
 use crate::domain::Operation;
+use crate::retry::{RetryPolicy, retrying};
 
 const API: &str = "Mobbex";
 /// Mobbex's maximum page size.
@@ -29,6 +30,7 @@ pub const PAGE_SIZE: usize = 50;
 pub struct MobbexClient {
     http: reqwest::Client,
     base: Url,
+    retry: RetryPolicy,
 }
 
 impl MobbexClient {
@@ -62,7 +64,29 @@ impl MobbexClient {
                 api: API,
                 message: e.to_string(),
             })?;
-        Ok(MobbexClient { http, base })
+        Ok(MobbexClient {
+            http,
+            base,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> MobbexClient {
+        self.retry = retry;
+        self
+    }
+
+    /// [`Self::get_data_once`], retried on passing failures (5xx, 429 with Retry-After, network).
+    async fn get_data(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        query: &[(&str, String)],
+    ) -> Result<String, SourceError> {
+        retrying(&self.retry, "mobbex", endpoint, || {
+            self.get_data_once(endpoint, url.clone(), query)
+        })
+        .await
     }
 
     fn url(&self, path: &str) -> Url {
@@ -73,7 +97,7 @@ impl MobbexClient {
     }
 
     /// Send a GET and return the `data` member of a `{result:true, data}` answer, as raw JSON text.
-    async fn get_data(
+    async fn get_data_once(
         &self,
         endpoint: &'static str,
         url: Url,

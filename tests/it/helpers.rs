@@ -36,6 +36,7 @@ impl TestEnv {
             r#"
 [daemon]
 timezone = "America/Argentina/Buenos_Aires"
+retry_budget = "2s"
 [store]
 url = "sqlite://{db}"
 [erp]
