@@ -453,12 +453,18 @@ fn validate(
     let retry_budget = match &d.retry_budget {
         None => Duration::from_secs(60),
         Some(t) => parse_duration(t).map_err(|m| {
-            bad("daemon.retry_budget", format!("expected a duration like \"60s\": {m}"))
+            bad(
+                "daemon.retry_budget",
+                format!("expected a duration like \"60s\": {m}"),
+            )
         })?,
     };
     let inbox_limit = d.inbox_limit.unwrap_or(10_000);
     if inbox_limit == 0 {
-        return Err(bad("daemon.inbox_limit", "expected a positive number".into()));
+        return Err(bad(
+            "daemon.inbox_limit",
+            "expected a positive number".into(),
+        ));
     }
     let listen: SocketAddr = d.listen.parse().map_err(|e| {
         bad(

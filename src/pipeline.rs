@@ -153,11 +153,7 @@ impl Engine {
             group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
             retry: crate::retry::RetryPolicy::default(),
-            holder: format!(
-                "pid{}-{:x}",
-                std::process::id(),
-                Timestamp::now().as_nanosecond() as u64
-            ),
+            holder: holder_name(),
         }
     }
 
@@ -811,6 +807,35 @@ impl Engine {
         (summary, has_entry)
     }
 
+    /// A claim left by a process of this host that no longer runs (killed, crashed) is taken over
+    /// at once instead of waiting for it to expire.
+    async fn take_over_dead(&self, account: &str, key: &str) -> bool {
+        let Ok(Some(other)) = self.ledger.claim_holder(account, key).await else {
+            return false;
+        };
+        if !holder_is_dead(&other) {
+            return false;
+        }
+        match self
+            .ledger
+            .steal_claim(
+                account,
+                key,
+                &other,
+                &self.holder,
+                Timestamp::now(),
+                CLAIM_TTL,
+            )
+            .await
+        {
+            Ok(true) => {
+                warn!(account, key, previous = %other, "took over a claim left by a process that is gone");
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Take the cross-process claim on `key`, waiting up to `CLAIM_WAIT` for another holder.
     async fn claim(&self, account: &str, key: &str) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
@@ -821,6 +846,7 @@ impl Engine {
                 .await
             {
                 Ok(true) => return Ok(()),
+                Ok(false) if self.take_over_dead(account, key).await => return Ok(()),
                 Ok(false) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
@@ -868,7 +894,11 @@ impl Engine {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
                 for wait_ms in [0u64, 1000, 2000] {
                     tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-                    match self.erp.entries_by_reference(std::slice::from_ref(&op.uid)).await {
+                    match self
+                        .erp
+                        .entries_by_reference(std::slice::from_ref(&op.uid))
+                        .await
+                    {
                         Ok(found) => {
                             if let Some(ExistingEntry { name, .. }) = found.get(&op.uid) {
                                 return (
@@ -881,7 +911,9 @@ impl Engine {
                         Err(e2) => {
                             return (
                                 DecisionKind::Error,
-                                format!("{err}; the lookup by reference_no failed too: {e2}; re-examined on the next run"),
+                                format!(
+                                    "{err}; the lookup by reference_no failed too: {e2}; re-examined on the next run"
+                                ),
                                 None,
                             );
                         }
@@ -889,7 +921,9 @@ impl Engine {
                 }
                 return (
                     DecisionKind::Error,
-                    format!("{err}; not found by reference_no, so not sent again in this run; re-examined on the next run"),
+                    format!(
+                        "{err}; not found by reference_no, so not sent again in this run; re-examined on the next run"
+                    ),
                     None,
                 );
             }
@@ -909,7 +943,9 @@ impl Engine {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, "create gave up for this run");
                 return (
                     DecisionKind::Error,
-                    format!("{err} (gave up after {attempt} attempts; re-examined on the next run)"),
+                    format!(
+                        "{err} (gave up after {attempt} attempts; re-examined on the next run)"
+                    ),
                     None,
                 );
             }
@@ -927,7 +963,11 @@ impl Engine {
                     } else {
                         DecisionKind::Error
                     };
-                    (kind, format!("ERPNext {status} {exc_type}: {message}"), None)
+                    (
+                        kind,
+                        format!("ERPNext {status} {exc_type}: {message}"),
+                        None,
+                    )
                 }
                 e => (DecisionKind::Error, e.to_string(), None),
             };
@@ -1023,6 +1063,39 @@ impl Engine {
         log_decision(&out, op);
         report(&out, opts);
         summary.count(kind);
+    }
+}
+
+/// `host:pid:nonce`: who holds a claim.
+fn holder_name() -> String {
+    format!(
+        "{}:{}:{:x}",
+        this_host(),
+        std::process::id(),
+        Timestamp::now().as_nanosecond() as u64
+    )
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// True when `holder` names a process of this host that does not exist any more.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != this_host() || host == "unknown-host" {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) if pid != std::process::id() => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
     }
 }
 

@@ -83,7 +83,12 @@ impl RetryPolicy {
 }
 
 /// Run `op` until it succeeds, fails for good, or the policy is spent.
-pub async fn retrying<T, E, F, Fut>(policy: &RetryPolicy, api: &'static str, what: &str, op: F) -> Result<T, E>
+pub async fn retrying<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    api: &'static str,
+    what: &str,
+    op: F,
+) -> Result<T, E>
 where
     E: Transient,
     F: FnMut() -> Fut,
@@ -165,7 +170,11 @@ mod tests {
         })
         .await;
         assert!(r.is_ok());
-        assert!(start.elapsed() >= Duration::from_secs(7), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
 
         let start = tokio::time::Instant::now();
         let r: Result<(), E> = retrying(&RetryPolicy::default(), "t", "x", || async {
@@ -173,6 +182,10 @@ mod tests {
         })
         .await;
         assert!(r.is_err());
-        assert!(start.elapsed() <= Duration::from_secs(60), "bounded: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= Duration::from_secs(60),
+            "bounded: {:?}",
+            start.elapsed()
+        );
     }
 }

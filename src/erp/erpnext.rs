@@ -25,9 +25,9 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::frappe_error;
-use crate::retry::{RetryPolicy, retrying};
 use super::{CreatedEntry, Erp, ErpError};
 use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
+use crate::retry::{RetryPolicy, retrying};
 
 /// Names per batched lookup: keeps URLs short (a page of Mobbex operations is 50).
 const BATCH: usize = 50;

@@ -745,6 +745,8 @@ async fn insert(
         let committed = r.is_ok();
         if committed {
             s.stats.erp_writes_ok += 1;
+            let n = s.stats.erp_writes_ok;
+            s.writes_ok_tx.send_replace(n);
         }
         (r.unwrap_or_else(|e| e), committed)
     };

@@ -66,6 +66,13 @@ async fn gate(state: &Shared, headers: &HeaderMap, endpoint: &str) -> Result<(),
         )
             .into_response());
     }
+    if s.hit(f.mobbex_garbage_rate) {
+        return Err((
+            StatusCode::OK,
+            "<html><body>Gateway says hello</body></html>",
+        )
+            .into_response());
+    }
     if s.hit(f.mobbex_5xx_rate) {
         let status = if s.draw() < 0.5 {
             StatusCode::BAD_GATEWAY
@@ -142,6 +149,18 @@ async fn list(
     let docs: Vec<String> = {
         let mut s = state.lock().expect("poisoned");
         s.stats.mobbex_list_calls += 1;
+        if let Some(hook) = s.list_hook.clone() {
+            for op in hook(s.stats.mobbex_list_calls) {
+                match s
+                    .ops
+                    .iter_mut()
+                    .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == op.uid))
+                {
+                    Some(existing) => *existing = StoredOp::Typed(op),
+                    None => s.ops.push(StoredOp::Typed(op)),
+                }
+            }
+        }
         let mut ops: Vec<&StoredOp> = s
             .ops
             .iter()

@@ -65,7 +65,14 @@ pub struct Faults {
     pub erp_lost_response_rate: f64,
     pub mobbex_5xx_rate: f64,
     pub mobbex_429_rate: f64,
+    /// Mobbex answers 200 with a body that is not JSON (a proxy's error page).
+    pub mobbex_garbage_rate: f64,
 }
+
+/// Called at every listing call (with its number, from 1) before the page is cut: the operations it
+/// returns are inserted, or replace the stored one with the same uid. Lets a test change the data
+/// between two page reads.
+pub type ListHook = Arc<dyn Fn(u64) -> Vec<SimOperation> + Send + Sync>;
 
 /// A Mobbex operation as the simulator stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +230,8 @@ pub(crate) struct State {
     pub next_entry: u64,
     pub stats: SimStats,
     pub writes_in_flight: u64,
+    pub list_hook: Option<ListHook>,
+    pub writes_ok_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -296,6 +305,8 @@ impl Simulator {
             next_entry: 1,
             stats: SimStats::default(),
             writes_in_flight: 0,
+            list_hook: None,
+            writes_ok_tx: tokio::sync::watch::channel(0).0,
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
@@ -483,6 +494,15 @@ impl Simulator {
 
     pub fn set_faults(&self, f: Faults) {
         self.with(|s| s.opts.faults = f);
+    }
+
+    pub fn set_list_hook(&self, hook: Option<ListHook>) {
+        self.with(|s| s.list_hook = hook);
+    }
+
+    /// The number of entries created so far, as a signal tests can wait on.
+    pub fn subscribe_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.with(|s| s.writes_ok_tx.subscribe())
     }
 }
 

@@ -164,6 +164,18 @@ pub trait Ledger: Send + Sync {
     ) -> Result<bool, StoreError>;
     async fn release_claim(&self, account: &str, key: &str, holder: &str)
     -> Result<(), StoreError>;
+    /// Who holds the claim on `(account, key)`, if anyone.
+    async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError>;
+    /// Take over a claim from `dead_holder` (a process known to be gone). True if taken.
+    async fn steal_claim(
+        &self,
+        account: &str,
+        key: &str,
+        dead_holder: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One poll of one account.

@@ -469,6 +469,37 @@ impl Ledger for SqliteLedger {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT holder FROM claims WHERE account = $1 AND key = $2")
+            .bind(account)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn steal_claim(
+        &self,
+        account: &str,
+        key: &str,
+        dead_holder: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE claims SET holder = $4, expires_ms = $5 WHERE account = $1 AND key = $2 AND holder = $3",
+        )
+        .bind(account)
+        .bind(key)
+        .bind(dead_holder)
+        .bind(holder)
+        .bind(ms(now) + ttl.as_millis() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn release_claim(
         &self,
         account: &str,

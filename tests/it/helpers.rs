@@ -100,3 +100,38 @@ pub async fn sync_with(app: &App, since: Date, until: Date, dry_run: bool) -> Su
         Err((s, e)) => panic!("sync failed: {e} (after {s})"),
     }
 }
+
+/// The final ERPNext state must be exactly what the oracle expects: one submitted entry per
+/// booked operation, none for the others, nothing else created since `before`.
+pub fn assert_exactly_expected(
+    sim: &paysync::sim::Simulator,
+    expected: &[paysync::sim::sample::Expected],
+    before: &[String],
+) {
+    use paysync::sim::sample::ExpectedOutcome;
+    use std::collections::HashMap;
+    let mut by_ref: HashMap<String, usize> = HashMap::new();
+    let new: Vec<_> = sim
+        .payment_entries()
+        .into_iter()
+        .filter(|e| !before.contains(&e.name))
+        .collect();
+    for e in &new {
+        assert_eq!(e.docstatus, 1, "{} is not submitted", e.name);
+        *by_ref
+            .entry(e.reference_no.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let mut booked = 0;
+    for e in expected {
+        let n = by_ref.get(&e.uid).copied().unwrap_or(0);
+        match e.outcome {
+            ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. } => {
+                booked += 1;
+                assert_eq!(n, 1, "{} must be booked exactly once, found {n}", e.uid);
+            }
+            _ => assert_eq!(n, 0, "{} ({:?}) must not be booked", e.uid, e.outcome),
+        }
+    }
+    assert_eq!(new.len(), booked, "entries beyond the expected ones");
+}

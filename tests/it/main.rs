@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod faults;
 mod helpers;
 mod sim;
 mod sync;

@@ -1,0 +1,284 @@
+//! Exactly once under faults, crashes and changing data: the final ERPNext state must equal the
+//! oracle's, with no duplicate and no loss.
+
+use std::time::Duration;
+
+use jiff::civil::date;
+use jiff::{SignedDuration, Timestamp};
+use paysync::sim::sample::{ExpectedOutcome, SampleSpec, populate};
+use paysync::sim::{Faults, SimOptions};
+
+use crate::helpers::{TestEnv, assert_exactly_expected, sync_with};
+
+fn spec(operations: usize, seed: u64) -> SampleSpec {
+    SampleSpec {
+        operations,
+        start: "2026-10-01T12:00:00Z".parse().unwrap(),
+        span: SignedDuration::from_hours(24 * 28),
+        company: "Mi Empresa SA".into(),
+        seed,
+        suffixed_references: false,
+    }
+}
+
+/// Sync, then rerun until a run ends without errors (operations left retryable by a fault are
+/// booked by a later run). Returns the number of runs.
+async fn sync_until_clean(env: &TestEnv, max_runs: usize) -> usize {
+    let app = env.app().await;
+    for run in 1..=max_runs {
+        let window = paysync::app::created_window(
+            &app.settings.daemon.timezone,
+            date(2026, 10, 1),
+            date(2026, 10, 31),
+        );
+        match app
+            .engine
+            .sync_window(&app.accounts[0], window, &Default::default())
+            .await
+        {
+            Ok(s) if s.errors() == 0 => return run,
+            _ => {}
+        }
+    }
+    panic!("still errors after {max_runs} runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erpnext_500_429_timeouts_and_lost_answers_end_exactly_once() {
+    let opts = SimOptions {
+        faults: Faults {
+            erp_500_rate: 0.05,
+            erp_429_rate: 0.05,
+            erp_retry_after_secs: 1,
+            erp_lost_response_rate: 0.10,
+            erp_timeout_rate: 0.01,
+            erp_hang: Duration::from_secs(6), // the test client gives up after 5 s
+            erp_write_latency: Duration::from_millis(2),
+            ..Default::default()
+        },
+        seed: 11,
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    let expected = populate(&env.sim, &spec(400, 3));
+    let before: Vec<String> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let runs = sync_until_clean(&env, 6).await;
+    assert_exactly_expected(&env.sim, &expected, &before);
+    let stats = env.sim.stats();
+    let booked = expected
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.outcome,
+                ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. }
+            )
+        })
+        .count() as u64;
+    assert!(
+        stats.erp_writes > booked,
+        "faults were really injected: {stats:?}"
+    );
+    eprintln!(
+        "runs {runs}; writes attempted {} for {booked} entries",
+        stats.erp_writes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mobbex_5xx_429_and_slow_pages_end_exactly_once() {
+    let opts = SimOptions {
+        faults: Faults {
+            mobbex_5xx_rate: 0.2,
+            mobbex_429_rate: 0.1,
+            mobbex_latency: Duration::from_millis(20),
+            ..Default::default()
+        },
+        seed: 5,
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    let expected = populate(&env.sim, &spec(300, 9));
+    let before: Vec<String> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    sync_until_clean(&env, 4).await;
+    assert_exactly_expected(&env.sim, &expected, &before);
+    let by = env.sim.stats().by_endpoint;
+    assert!(
+        by["GET /p/entity/operations"] > env.sim.stats().mobbex_list_calls,
+        "retried pages"
+    );
+}
+
+/// Operations added and updated between two page reads: the listing shifts, nothing is lost or
+/// booked twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_changes_while_it_is_read_loses_nothing() {
+    let env = TestEnv::start().await;
+    let mut expected = populate(&env.sim, &spec(600, 21));
+    let before: Vec<String> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    // Orders with a booked initial payment get one more paid payment at every page read, created
+    // inside the window (so the listing shifts under the reader); existing operations get touched.
+    let orders: Vec<(String, String)> = expected
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            ExpectedOutcome::BookedInitial { order, party, .. } => {
+                Some((order.clone(), party.clone()))
+            }
+            _ => None,
+        })
+        .take(40)
+        .collect();
+    let existing = env.sim.operations();
+    let added = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let orders = orders.clone();
+        let added = added.clone();
+        env.sim.set_list_hook(Some(std::sync::Arc::new(move |call| {
+            let i = call as usize;
+            if i > orders.len() {
+                return Vec::new();
+            }
+            let (order, _) = &orders[i - 1];
+            let created: Timestamp = "2026-10-29T12:00:00Z".parse::<Timestamp>().unwrap()
+                + SignedDuration::from_secs(i as i64);
+            let new_op = paysync::sim::SimOperation {
+                uid: format!("late-{i:03}"),
+                reference: order.clone(),
+                status: 200,
+                total: rust_decimal::Decimal::from(10),
+                currency: "ARS".into(),
+                created,
+                updated: created,
+                description: "Pago tardío".into(),
+                payer_name: "x".into(),
+                parent_uid: None,
+                operation_type: "payment.v2".into(),
+            };
+            added.lock().unwrap().push(new_op.uid.clone());
+            let mut touched = existing[i % existing.len()].clone();
+            touched.updated = Timestamp::now();
+            vec![new_op, touched]
+        })));
+    }
+    let app = env.app().await;
+    let s = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.errors(), 0, "{s}");
+    env.sim.set_list_hook(None);
+    // A rerun (as the next poll would) picks up whatever was added behind the reader.
+    sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    for uid in added.lock().unwrap().iter() {
+        let order = env
+            .sim
+            .operations()
+            .into_iter()
+            .find(|o| &o.uid == uid)
+            .unwrap()
+            .reference;
+        let party = orders.iter().find(|(o, _)| *o == order).unwrap().1.clone();
+        expected.push(paysync::sim::sample::Expected {
+            uid: uid.clone(),
+            outcome: ExpectedOutcome::BookedAdditional { order, party },
+        });
+    }
+    assert!(
+        added.lock().unwrap().len() >= 10,
+        "the listing really changed"
+    );
+    assert_exactly_expected(&env.sim, &expected, &before);
+}
+
+/// `kill -9` of a large sync, several times; after the last run every paid operation is booked
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_sync_several_times_books_exactly_once() {
+    let opts = SimOptions {
+        faults: Faults {
+            erp_write_latency: Duration::from_millis(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    let expected = populate(&env.sim, &spec(900, 77));
+    let before: Vec<String> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .args([
+                "--config",
+                &cfg,
+                "sync",
+                "--since",
+                "2026-10-01",
+                "--until",
+                "2026-10-31",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut writes = env.sim.subscribe_writes();
+    let mut kills = 0;
+    for threshold in [40u64, 120, 220, 330] {
+        let mut child = spawn();
+        // Kill as soon as the ERP has committed `threshold` entries in all.
+        let reached = tokio::time::timeout(
+            Duration::from_secs(60),
+            writes.wait_for(|n| *n >= threshold),
+        )
+        .await;
+        assert!(
+            reached.is_ok(),
+            "the sync stalled before {threshold} entries"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let last = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .args([
+                "--config",
+                &cfg,
+                "sync",
+                "--since",
+                "2026-10-01",
+                "--until",
+                "2026-10-31",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        last.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_eq!(kills, 4);
+    assert_exactly_expected(&env.sim, &expected, &before);
+}
