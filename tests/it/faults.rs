@@ -60,7 +60,7 @@ async fn erpnext_500_429_timeouts_and_lost_answers_end_exactly_once() {
         ..Default::default()
     };
     let env = TestEnv::start_with(opts, "").await;
-    let expected = populate(&env.sim, &spec(400, 3));
+    let expected = populate(&env.sim, &spec(1500, 3));
     let before: Vec<String> = env
         .sim
         .payment_entries()
@@ -213,7 +213,7 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
         ..Default::default()
     };
     let env = TestEnv::start_with(opts, "").await;
-    let expected = populate(&env.sim, &spec(900, 77));
+    let expected = populate(&env.sim, &spec(2000, 77));
     let before: Vec<String> = env
         .sim
         .payment_entries()
@@ -240,7 +240,7 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
     };
     let mut writes = env.sim.subscribe_writes();
     let mut kills = 0;
-    for threshold in [40u64, 120, 220, 330] {
+    for threshold in [100u64, 350, 600, 850] {
         let mut child = spawn();
         // Kill as soon as the ERP has committed `threshold` entries in all.
         let reached = tokio::time::timeout(

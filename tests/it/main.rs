@@ -2,6 +2,7 @@
 //!
 //! One test binary (one link step) with a module per feature, as in zero-to-production.
 
+mod bad_input;
 mod cli;
 mod daemon;
 mod faults;
