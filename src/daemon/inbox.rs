@@ -28,15 +28,25 @@ pub const MAX_ATTEMPTS: i64 = 10;
 const IDLE: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
+    // Up to BATCH triggers in work at once; a new one is claimed as soon as a slot frees, so a
+    // trigger never waits for a whole batch to finish.
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
+    let mut running = JoinSet::new();
     loop {
         if ctx.cancel.is_cancelled() {
             break;
         }
-        let items = match ctx.ledger.inbox_claim(ctx.clock.now(), LEASE, BATCH).await {
-            Ok(items) => items,
-            Err(e) => {
-                warn!(error = %e, "inbox: cannot claim triggers; retrying");
-                Vec::new()
+        while running.try_join_next().is_some() {}
+        let free = slots.available_permits() as i64;
+        let items = if free == 0 {
+            Vec::new()
+        } else {
+            match ctx.ledger.inbox_claim(ctx.clock.now(), LEASE, free).await {
+                Ok(items) => items,
+                Err(e) => {
+                    warn!(error = %e, "inbox: cannot claim triggers; retrying");
+                    Vec::new()
+                }
             }
         };
         update_depth_gauge(&ctx).await;
@@ -50,17 +60,23 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => break,
                 _ = ctx.inbox_wake.notified() => {}
+                // A slot freed: there may be due work waiting for it.
+                Some(_) = running.join_next(), if free == 0 => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;
         }
-        let mut set = JoinSet::new();
         for item in items {
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
             let ctx = ctx.clone();
-            set.spawn(async move { handle(&ctx, item).await });
+            running.spawn(async move {
+                handle(&ctx, item).await;
+                drop(permit);
+            });
         }
-        while set.join_next().await.is_some() {}
     }
+    // Let triggers in work finish (the daemon bounds this with its shutdown grace).
+    while running.join_next().await.is_some() {}
 }
 
 async fn update_depth_gauge(ctx: &DaemonCtx) {

@@ -29,8 +29,9 @@ use super::{CreatedEntry, Erp, ErpError};
 use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
 use crate::retry::{RetryPolicy, retrying};
 
-/// Names per batched lookup: keeps URLs short (a page of Mobbex operations is 50).
-const BATCH: usize = 50;
+/// Names per batched lookup: 100 operation ids keep a URL near 4 KB, well under the 8 KB most
+/// servers and proxies accept.
+const BATCH: usize = 100;
 
 pub struct ErpNextClient {
     http: reqwest::Client,
