@@ -979,6 +979,11 @@ fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response, Response> 
         }
     }
     let doc = pe_json(&pe, &s.orders);
+    if let Some(r) = &pe.reference_no {
+        s.commit_times
+            .entry(r.clone())
+            .or_insert_with(std::time::Instant::now);
+    }
     s.entries.push(pe);
     Ok(json_body(StatusCode::OK, json!({ "data": doc })))
 }

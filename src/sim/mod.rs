@@ -232,6 +232,8 @@ pub(crate) struct State {
     pub writes_in_flight: u64,
     pub list_hook: Option<ListHook>,
     pub writes_ok_tx: tokio::sync::watch::Sender<u64>,
+    /// When each `reference_no` was first committed (benchmarks measure webhook-to-entry latency).
+    pub commit_times: HashMap<String, std::time::Instant>,
 }
 
 impl State {
@@ -307,6 +309,7 @@ impl Simulator {
             writes_in_flight: 0,
             list_hook: None,
             writes_ok_tx: tokio::sync::watch::channel(0).0,
+            commit_times: HashMap::new(),
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
@@ -498,6 +501,11 @@ impl Simulator {
 
     pub fn set_list_hook(&self, hook: Option<ListHook>) {
         self.with(|s| s.list_hook = hook);
+    }
+
+    /// When the entry with this `reference_no` was committed.
+    pub fn commit_instant(&self, reference_no: &str) -> Option<std::time::Instant> {
+        self.with(|s| s.commit_times.get(reference_no).copied())
     }
 
     /// The number of entries created so far, as a signal tests can wait on.

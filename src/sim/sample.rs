@@ -26,6 +26,26 @@ pub struct SampleSpec {
     pub company: String,
     pub seed: u64,
     pub suffixed_references: bool,
+    /// Share of scenarios that are paid orders (the rest spread over every other case), in
+    /// twentieths: 9 = 45% (the default mix).
+    pub paid_weight: u64,
+    /// Payments per paid order: 1 to this many.
+    pub max_payments_per_order: u64,
+}
+
+impl Default for SampleSpec {
+    fn default() -> Self {
+        SampleSpec {
+            operations: 300,
+            start: "2026-10-01T12:00:00Z".parse().expect("timestamp"),
+            span: SignedDuration::from_hours(24 * 28),
+            company: "Mi Empresa SA".into(),
+            seed: 1,
+            suffixed_references: false,
+            paid_weight: 9,
+            max_payments_per_order: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +239,7 @@ impl Gen<'_> {
         let name = self.order(&customer, total, |_| {});
         let so = self.sim.sales_order(&name).expect("just added");
         let mut outstanding = so.outstanding();
-        let payments = 1 + self.rng.below(3) as usize;
+        let payments = 1 + self.rng.below(self.spec.max_payments_per_order.max(1)) as usize;
         let mut times: Vec<Timestamp> = (0..payments).map(|_| self.time()).collect();
         times.sort();
         times.dedup();
@@ -406,17 +426,24 @@ impl Gen<'_> {
         for f in opening {
             f(self);
         }
+        let paid = self.spec.paid_weight.min(19);
+        let others = 20 - paid;
         while self.ops < self.spec.operations {
-            match self.rng.below(20) {
-                0..=8 => self.paid_order(),
-                9..=10 => self.unpaid(REJECTED, ExpectedOutcome::Rejected),
-                11..=12 => self.unpaid(PENDING, ExpectedOutcome::Pending),
-                13 => self.unpaid(REFUNDED, ExpectedOutcome::Refunded),
-                14 => self.missing_order(),
-                15 => self.not_payable(),
-                16 => self.currency_mismatch(),
-                17 => self.multicard(),
-                18 => self.test_mode(),
+            let r = self.rng.below(20);
+            if r < paid {
+                self.paid_order();
+                continue;
+            }
+            // The other cases share the rest in the default proportions (11 slots).
+            match (r - paid) * 11 / others {
+                0..=1 => self.unpaid(REJECTED, ExpectedOutcome::Rejected),
+                2..=3 => self.unpaid(PENDING, ExpectedOutcome::Pending),
+                4 => self.unpaid(REFUNDED, ExpectedOutcome::Refunded),
+                5 => self.missing_order(),
+                6 => self.not_payable(),
+                7 => self.currency_mismatch(),
+                8 => self.multicard(),
+                9 => self.test_mode(),
                 _ => self.already_loaded(),
             }
         }
@@ -452,7 +479,7 @@ pub fn demo_month(sim: &Simulator) -> Vec<Expected> {
         span: SignedDuration::from_hours(24 * 29),
         company: "Mi Empresa SA".into(),
         seed: 2026,
-        suffixed_references: false,
+        ..SampleSpec::default()
     };
     generate(
         sim,

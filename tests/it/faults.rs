@@ -17,7 +17,7 @@ fn spec(operations: usize, seed: u64) -> SampleSpec {
         span: SignedDuration::from_hours(24 * 28),
         company: "Mi Empresa SA".into(),
         seed,
-        suffixed_references: false,
+        ..SampleSpec::default()
     }
 }
 

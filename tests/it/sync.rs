@@ -79,7 +79,7 @@ async fn a_month_of_every_status_books_exactly_the_paid_ones() {
         span: SignedDuration::from_hours(24 * 28),
         company: "Mi Empresa SA".into(),
         seed: 7,
-        suffixed_references: false,
+        ..SampleSpec::default()
     };
     let expected = populate(&env.sim, &spec);
     assert!(expected.len() >= 300);
