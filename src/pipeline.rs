@@ -33,7 +33,7 @@ use crate::domain::{
 };
 use crate::erp::{Erp, ErpError};
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
-use crate::store::{Ledger, LedgerRow, Record, StoreError};
+use crate::store::{Ledger, Record, StoreError};
 use crate::summary::{BookedLine, Summary};
 
 /// Observes each decision as it is made (the CLI's progress bar).
@@ -125,6 +125,8 @@ pub struct Engine {
     /// Names this process in cross-process claims.
     holder: String,
     retry: crate::retry::RetryPolicy,
+    /// How many groups of this process hold each claim.
+    claim_refs: Mutex<HashMap<(String, String), usize>>,
 }
 
 /// How long a cross-process order claim lives without being released (a crashed holder's claim
@@ -153,6 +155,7 @@ impl Engine {
             group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
             retry: crate::retry::RetryPolicy::default(),
+            claim_refs: Mutex::new(HashMap::new()),
             holder: holder_name(),
         }
     }
@@ -441,6 +444,7 @@ impl Engine {
             })
         };
         let mut candidates: Vec<Operation> = Vec::new();
+        let mut deferred: Vec<Record> = Vec::new();
         for op in ops {
             let needs_erp = !op.is_child()
                 && (!op.is_test() || policy.include_test)
@@ -470,7 +474,17 @@ impl Engine {
                 ),
             };
             let entry = ledger_rows.get(&op.uid).and_then(|r| r.erp_entry.clone());
-            self.finish(
+            if !opts.dry_run {
+                deferred.push(make_record(
+                    acc,
+                    &op,
+                    order_name.clone(),
+                    kind,
+                    &reason,
+                    entry.clone(),
+                ));
+            }
+            announce(
                 acc,
                 &op,
                 order_name,
@@ -480,8 +494,11 @@ impl Engine {
                 None,
                 opts,
                 &mut summary,
-            )
-            .await;
+            );
+        }
+        // Decisions that book nothing are written in one transaction per batch.
+        if let Err(e) = self.ledger.record_many(&deferred).await {
+            warn!(account = %acc.name, rows = deferred.len(), error = %e, "ledger write failed");
         }
         if candidates.is_empty() {
             return summary;
@@ -544,8 +561,37 @@ impl Engine {
             let order = acc.order_name(&op.reference).map(str::to_string);
             groups.entry(order).or_default().push(op);
         }
+        // Claim every order of the batch in one statement (cross-process safety); orders another
+        // live process holds fall back to a per-group claim that waits.
+        let keys: Vec<String> = groups
+            .keys()
+            .flatten()
+            .map(|o| format!("order:{o}"))
+            .collect();
+        let claimed: HashSet<String> = if opts.dry_run || keys.is_empty() {
+            HashSet::new()
+        } else {
+            match self
+                .ledger
+                .try_claim_many(&acc.name, &keys, &self.holder, Timestamp::now(), CLAIM_TTL)
+                .await
+            {
+                Ok(c) => {
+                    self.hold(&acc.name, c.iter());
+                    c
+                }
+                Err(e) => {
+                    warn!(account = %acc.name, error = %e, "batch claim failed; claiming per order");
+                    HashSet::new()
+                }
+            }
+        };
         for (order, mut group) in groups {
             group.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.uid.cmp(&b.uid)));
+            let pre_claimed = order
+                .as_ref()
+                .is_some_and(|o| claimed.contains(&format!("order:{o}")));
+
             let facts = GroupFacts {
                 order: order.as_ref().and_then(|o| orders.get(o).cloned()),
                 order_has_entry: order.as_ref().is_some_and(|o| with_entries.contains(o)),
@@ -579,7 +625,16 @@ impl Engine {
                         None => false,
                     };
                     let (s, has_entry) = engine
-                        .book_group(&acc, &policy, order, group, facts, inherited, &opts)
+                        .book_group(
+                            &acc,
+                            &policy,
+                            order,
+                            group,
+                            facts,
+                            inherited,
+                            pre_claimed,
+                            &opts,
+                        )
                         .await;
                     let _ = done_tx.send(has_entry);
                     drop(slot);
@@ -601,6 +656,7 @@ impl Engine {
         group: Vec<Operation>,
         facts: GroupFacts,
         inherited_has_entry: bool,
+        pre_claimed: bool,
         opts: &RunOptions,
     ) -> (Summary, bool) {
         let mut summary = Summary::default();
@@ -611,13 +667,12 @@ impl Engine {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        // One write slot for the whole group, taken after the order lock (so waiting for the lock
-        // never holds a slot) and before the claim (so a claim is never held while queueing).
-        let _permit = self.writes.acquire().await.expect("semaphore never closed");
-        // Across processes sharing the ledger (the daemon and a manual sync), the order's claim.
+        // Across processes sharing the ledger (the daemon and a manual sync), the order's claim:
+        // usually taken for the whole batch already; otherwise wait for it here.
         let claim_key = order.as_ref().map(|o| format!("order:{o}"));
         if let Some(key) = &claim_key
             && !opts.dry_run
+            && !pre_claimed
             && let Err(reason) = self.claim(&acc.name, key).await
         {
             let mut summary = Summary::default();
@@ -653,18 +708,10 @@ impl Engine {
                     .await;
             }
             // Another trigger may have booked this operation or this order since the batch was read.
-            let fresh: Result<(Option<LedgerRow>, Option<String>), StoreError> = async {
-                let row = self
-                    .ledger
-                    .rows(&acc.name, std::slice::from_ref(&op.uid))
-                    .await?;
-                let by_order = match &order {
-                    Some(o) => self.ledger.booked_for_order(&acc.name, o).await?,
-                    None => None,
-                };
-                Ok((row.into_values().next(), by_order))
-            }
-            .await;
+            let fresh = self
+                .ledger
+                .op_and_order(&acc.name, &op.uid, order.as_deref())
+                .await;
             let (row, booked_for_order) = match fresh {
                 Ok(x) => x,
                 Err(e) => {
@@ -804,14 +851,50 @@ impl Engine {
         }
         if let Some(key) = &claim_key
             && !opts.dry_run
-            && let Err(e) = self
-                .ledger
-                .release_claim(&acc.name, key, &self.holder)
-                .await
         {
-            warn!(account = %acc.name, key = %key, error = %e, "could not release a claim; it expires by itself");
+            self.release(&acc.name, std::slice::from_ref(key)).await;
         }
         (summary, has_entry)
+    }
+
+    /// Count a claim taken (claims are re-entrant per process: several batches of one run may hold
+    /// the same order's claim; the row is deleted only when the last of them lets go).
+    fn hold<'k>(&self, account: &str, keys: impl Iterator<Item = &'k String>) {
+        let mut refs = self.claim_refs.lock().expect("poisoned");
+        for k in keys {
+            *refs.entry((account.to_string(), k.clone())).or_default() += 1;
+        }
+    }
+
+    /// Let go of claims; the rows of those no longer held by any group of this process go.
+    async fn release(&self, account: &str, keys: &[String]) {
+        let free: Vec<String> = {
+            let mut refs = self.claim_refs.lock().expect("poisoned");
+            keys.iter()
+                .filter(|k| {
+                    let id = (account.to_string(), (*k).clone());
+                    match refs.get_mut(&id) {
+                        Some(n) if *n > 1 => {
+                            *n -= 1;
+                            false
+                        }
+                        Some(_) => {
+                            refs.remove(&id);
+                            true
+                        }
+                        None => false,
+                    }
+                })
+                .cloned()
+                .collect()
+        };
+        if let Err(e) = self
+            .ledger
+            .release_claims(account, &free, &self.holder)
+            .await
+        {
+            warn!(account, error = %e, "could not release claims; they expire by themselves");
+        }
     }
 
     /// A claim left by a process of this host that no longer runs (killed, crashed) is taken over
@@ -852,8 +935,14 @@ impl Engine {
                 .try_claim(account, key, &self.holder, Timestamp::now(), CLAIM_TTL)
                 .await
             {
-                Ok(true) => return Ok(()),
-                Ok(false) if self.take_over_dead(account, key).await => return Ok(()),
+                Ok(true) => {
+                    self.hold(account, std::iter::once(&key.to_string()));
+                    return Ok(());
+                }
+                Ok(false) if self.take_over_dead(account, key).await => {
+                    self.hold(account, std::iter::once(&key.to_string()));
+                    return Ok(());
+                }
                 Ok(false) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
@@ -885,8 +974,11 @@ impl Engine {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            // The caller (`book_group`) holds a write slot.
-            let err = match self.erp.create_entry(&entry).await {
+            // At most max_in_flight writes at once; the slot is held only during the request.
+            let permit = self.writes.acquire().await.expect("semaphore never closed");
+            let result = self.erp.create_entry(&entry).await;
+            drop(permit);
+            let err = match result {
                 Ok(created) => {
                     let note = if attempt > 1 {
                         format!("created on attempt {attempt}")
@@ -996,54 +1088,16 @@ impl Engine {
         summary: &mut Summary,
     ) {
         if !opts.dry_run {
-            let rec = Record {
-                account: acc.name.clone(),
-                uid: op.uid.clone(),
-                reference: op.reference.clone(),
-                sales_order: order.clone(),
-                status_code: Some(op.status),
-                amount: Some(op.total),
-                currency: Some(op.currency.clone()),
-                decision: kind,
-                reason: reason.to_string(),
-                erp_entry: entry_name.clone(),
-                op_created: Some(op.created),
-                seen_at: Timestamp::now(),
-            };
+            let rec = make_record(acc, op, order.clone(), kind, reason, entry_name.clone());
             if let Err(e) = self.ledger.record(&rec).await {
                 // The ERP lookup by reference_no on the next run covers a booked entry whose row
                 // could not be written.
                 warn!(account = %acc.name, uid = %op.uid, error = %e, decision = %kind, "ledger write failed");
             }
         }
-        let out = Outcome {
-            account: acc.name.clone(),
-            uid: op.uid.clone(),
-            reference: op.reference.clone(),
-            order,
-            kind,
-            reason: reason.to_string(),
-            entry_name: entry_name.clone(),
-            planned: planned.clone(),
-        };
-        log_decision(&out, op);
-        report(&out, opts);
-        summary.count(kind);
-        if !opts.dry_run {
-            metrics::counter!(crate::metrics::DECISIONS, "account" => acc.name.clone(), "kind" => kind.as_str())
-                .increment(1);
-        }
-        if opts.collect_booked
-            && (kind.is_booked())
-            && let Some(entry) = planned
-        {
-            summary.booked.push(BookedLine {
-                uid: op.uid.clone(),
-                kind,
-                entry_name,
-                entry,
-            });
-        }
+        announce(
+            acc, op, order, kind, reason, entry_name, planned, opts, summary,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1226,6 +1280,74 @@ impl<'a> Batcher<'a> {
                 .map(|(_, _, f)| f)
                 .collect(),
         )
+    }
+}
+
+/// The ledger row for one decision.
+fn make_record(
+    acc: &AccountSettings,
+    op: &Operation,
+    order: Option<String>,
+    kind: DecisionKind,
+    reason: &str,
+    entry_name: Option<String>,
+) -> Record {
+    Record {
+        account: acc.name.clone(),
+        uid: op.uid.clone(),
+        reference: op.reference.clone(),
+        sales_order: order,
+        status_code: Some(op.status),
+        amount: Some(op.total),
+        currency: Some(op.currency.clone()),
+        decision: kind,
+        reason: reason.to_string(),
+        erp_entry: entry_name,
+        op_created: Some(op.created),
+        seen_at: Timestamp::now(),
+    }
+}
+
+/// Log, report and count one decision (recording is the caller's business).
+#[allow(clippy::too_many_arguments)]
+fn announce(
+    acc: &AccountSettings,
+    op: &Operation,
+    order: Option<String>,
+    kind: DecisionKind,
+    reason: &str,
+    entry_name: Option<String>,
+    planned: Option<PaymentEntry>,
+    opts: &RunOptions,
+    summary: &mut Summary,
+) {
+    let out = Outcome {
+        account: acc.name.clone(),
+        uid: op.uid.clone(),
+        reference: op.reference.clone(),
+        order,
+        kind,
+        reason: reason.to_string(),
+        entry_name: entry_name.clone(),
+        planned: planned.clone(),
+    };
+    log_decision(&out, op);
+    report(&out, opts);
+    summary.count(kind);
+    if !opts.dry_run {
+        metrics::counter!(crate::metrics::DECISIONS, "account" => acc.name.clone(), "kind" => kind.as_str())
+            .increment(1);
+    }
+    if opts.collect_booked
+        && kind.is_booked()
+        && let Some(entry) = planned
+    {
+        summary.booked.push(BookedLine {
+            uid: op.uid.clone(),
+            kind,
+            entry_name,
+            entry,
+        });
     }
 }
 

@@ -80,6 +80,15 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
     /// Insert or update the row of `(account, uid)`. A booked row keeps its decision and entry.
     async fn record(&self, rec: &Record) -> Result<(), StoreError>;
+    /// [`Ledger::record`] for many rows in one transaction (one commit).
+    async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
+    /// In one query: the row of `uid`, and the entry of some booked operation of `sales_order`.
+    async fn op_and_order(
+        &self,
+        account: &str,
+        uid: &str,
+        sales_order: Option<&str>,
+    ) -> Result<(Option<LedgerRow>, Option<String>), StoreError>;
     /// Number of rows per decision for an account.
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError>;
     /// The most recent rows with the given decision.
@@ -164,6 +173,21 @@ pub trait Ledger: Send + Sync {
     ) -> Result<bool, StoreError>;
     async fn release_claim(&self, account: &str, key: &str, holder: &str)
     -> Result<(), StoreError>;
+    /// [`Ledger::try_claim`] for many keys in one statement; returns the keys taken.
+    async fn try_claim_many(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+    async fn release_claims(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+    ) -> Result<(), StoreError>;
     /// Who holds the claim on `(account, key)`, if anyone.
     async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError>;
     /// Take over a claim from `dead_holder` (a process known to be gone). True if taken.

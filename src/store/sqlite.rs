@@ -4,7 +4,7 @@
 //! `busy_timeout` makes a second writer wait instead of failing. Amounts are stored as canonical
 //! decimal text because sqlx's decimal support does not cover SQLite.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -131,44 +131,48 @@ impl Ledger for SqliteLedger {
     }
 
     async fn record(&self, rec: &Record) -> Result<(), StoreError> {
-        // A booked row keeps its decision, reason and entry: a later "already_loaded" (or a
-        // refund, which only adds a warning to the reason) must not make it look unbooked.
-        sqlx::query(
-            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
-                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
-             ON CONFLICT (account, uid) DO UPDATE SET \
-                reference = excluded.reference, \
-                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
-                status_code = excluded.status_code, \
-                amount = COALESCE(excluded.amount, operations.amount), \
-                currency = COALESCE(excluded.currency, operations.currency), \
-                decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
-                                THEN operations.decision ELSE excluded.decision END, \
-                reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
-                                THEN excluded.reason \
-                              WHEN excluded.decision = 'refunded' THEN excluded.reason \
-                              ELSE operations.reason END, \
-                erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
-                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
-                last_seen_ms = excluded.last_seen_ms, \
-                times_seen = operations.times_seen + 1",
-        )
-        .bind(&rec.account)
-        .bind(&rec.uid)
-        .bind(&rec.reference)
-        .bind(&rec.sales_order)
-        .bind(rec.status_code.map(i64::from))
-        .bind(rec.amount.map(|a| a.to_string()))
-        .bind(&rec.currency)
-        .bind(rec.decision.as_str())
-        .bind(&rec.reason)
-        .bind(&rec.erp_entry)
-        .bind(rec.op_created.map(ms))
-        .bind(ms(rec.seen_at))
-        .execute(&self.pool)
-        .await?;
+        upsert(rec).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for rec in recs {
+            upsert(rec).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn op_and_order(
+        &self,
+        account: &str,
+        uid: &str,
+        sales_order: Option<&str>,
+    ) -> Result<(Option<LedgerRow>, Option<String>), StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM operations WHERE account = $1 AND uid = $2"
+        )))
+        .bind(account)
+        .bind(uid);
+        let order_q = "SELECT erp_entry FROM operations WHERE account = $1 AND sales_order = $2 \
+                       AND decision IN ('booked_initial', 'booked_additional') LIMIT 1";
+        // One connection, two statements, no commit: cheap reads.
+        let mut conn = self.pool.acquire().await?;
+        let r = row.fetch_optional(&mut *conn).await?;
+        let o = match sales_order {
+            Some(so) => sqlx::query(order_q)
+                .bind(account)
+                .bind(so)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.get::<Option<String>, _>(0).unwrap_or_default()),
+            None => None,
+        };
+        Ok((r.as_ref().map(row_to_ledger).transpose()?, o))
     }
 
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError> {
@@ -469,6 +473,54 @@ impl Ledger for SqliteLedger {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn try_claim_many(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<HashSet<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows = sqlx::query(
+            "INSERT INTO claims (account, key, holder, expires_ms) \
+             SELECT $1, value, $3, $4 FROM json_each($2) WHERE true \
+             ON CONFLICT (account, key) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+             WHERE claims.holder = excluded.holder OR claims.expires_ms < $5 \
+             RETURNING key",
+        )
+        .bind(account)
+        .bind(serde_json::to_string(keys).expect("strings"))
+        .bind(holder)
+        .bind(ms(now) + ttl.as_millis() as i64)
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn release_claims(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "DELETE FROM claims WHERE account = $1 AND holder = $3 AND key IN (SELECT value FROM json_each($2))",
+        )
+        .bind(account)
+        .bind(serde_json::to_string(keys).expect("strings"))
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT holder FROM claims WHERE account = $1 AND key = $2")
             .bind(account)
@@ -514,6 +566,45 @@ impl Ledger for SqliteLedger {
             .await?;
         Ok(())
     }
+}
+
+/// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
+/// "already_loaded" (or a refund, which only replaces the reason with a warning) must not make it
+/// look unbooked.
+fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
+                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+             ON CONFLICT (account, uid) DO UPDATE SET \
+                reference = excluded.reference, \
+                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
+                status_code = excluded.status_code, \
+                amount = COALESCE(excluded.amount, operations.amount), \
+                currency = COALESCE(excluded.currency, operations.currency), \
+                decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                                THEN operations.decision ELSE excluded.decision END, \
+                reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
+                                THEN excluded.reason \
+                              WHEN excluded.decision = 'refunded' THEN excluded.reason \
+                              ELSE operations.reason END, \
+                erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
+                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+                last_seen_ms = excluded.last_seen_ms, \
+                times_seen = operations.times_seen + 1",
+        )
+        .bind(&rec.account)
+        .bind(&rec.uid)
+        .bind(&rec.reference)
+        .bind(&rec.sales_order)
+        .bind(rec.status_code.map(i64::from))
+        .bind(rec.amount.map(|a| a.to_string()))
+        .bind(&rec.currency)
+        .bind(rec.decision.as_str())
+        .bind(&rec.reason)
+        .bind(&rec.erp_entry)
+        .bind(rec.op_created.map(ms))
+        .bind(ms(rec.seen_at))
 }
 
 fn row_to_poll(r: &sqlx::sqlite::SqliteRow) -> Result<PollRecord, StoreError> {
