@@ -512,25 +512,76 @@ impl Engine {
             .collect();
         order_names.sort();
         order_names.dedup();
-        // The three lookups are independent: run them at once (one ERP round trip of latency).
+        // A single operation (a webhook) asks all three at once: one round trip of latency. A
+        // batch first reads the orders, then asks about entries only for the operations that could
+        // still be booked: re-examining operations whose order is missing costs one call, not three.
         let lookups = async {
             let erp = &self.erp;
-            let by_ref = erp.entries_by_reference(&cand_uids);
-            let orders = async {
+            let read_orders = async {
                 if order_names.is_empty() {
                     Ok(HashMap::new())
                 } else {
                     erp.sales_orders(&order_names).await
                 }
             };
-            let with_entries = async {
-                if order_names.is_empty() {
-                    Ok(HashSet::new())
+            if candidates.len() == 1 {
+                let with_entries = async {
+                    if order_names.is_empty() {
+                        Ok(HashSet::new())
+                    } else {
+                        erp.orders_with_entries(&order_names).await
+                    }
+                };
+                return tokio::try_join!(
+                    erp.entries_by_reference(&cand_uids),
+                    read_orders,
+                    with_entries
+                );
+            }
+            let orders = read_orders.await?;
+            let today = self.today();
+            let mut uids = Vec::new();
+            let mut names = Vec::new();
+            for op in &candidates {
+                let name = acc.order_name(&op.reference);
+                let order = name.and_then(|n| orders.get(n));
+                let bookable = matches!(
+                    decide(&DecisionInput {
+                        op,
+                        policy,
+                        order_name: name,
+                        order,
+                        order_has_entry: false,
+                        already_loaded: None,
+                        today,
+                    }),
+                    Decision::BookInitial(_) | Decision::BookAdditional(_)
+                );
+                if bookable {
+                    uids.push(op.uid.clone());
+                    if let Some(n) = name {
+                        names.push(n.to_string());
+                    }
+                }
+            }
+            names.sort();
+            names.dedup();
+            let by_ref = async {
+                if uids.is_empty() {
+                    Ok(HashMap::new())
                 } else {
-                    erp.orders_with_entries(&order_names).await
+                    erp.entries_by_reference(&uids).await
                 }
             };
-            tokio::try_join!(by_ref, orders, with_entries)
+            let with_entries = async {
+                if names.is_empty() {
+                    Ok(HashSet::new())
+                } else {
+                    erp.orders_with_entries(&names).await
+                }
+            };
+            let (existing, with_entries) = tokio::try_join!(by_ref, with_entries)?;
+            Ok((existing, orders, with_entries))
         };
         let (existing, orders, with_entries) = match lookups.await {
             Ok(x) => x,
@@ -586,6 +637,16 @@ impl Engine {
                 }
             }
         };
+        let batch_claims = Arc::new(BatchClaims {
+            keys: claimed.iter().cloned().collect(),
+            remaining: std::sync::atomic::AtomicUsize::new(
+                groups
+                    .keys()
+                    .flatten()
+                    .filter(|o| claimed.contains(&format!("order:{o}")))
+                    .count(),
+            ),
+        });
         for (order, mut group) in groups {
             group.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.uid.cmp(&b.uid)));
             let pre_claimed = order
@@ -613,6 +674,7 @@ impl Engine {
                 .await
                 .expect("semaphore never closed");
             let engine = self.clone();
+            let batch_claims = batch_claims.clone();
             let acc = acc.clone();
             let policy = policy.clone();
             let opts = opts.clone();
@@ -637,6 +699,14 @@ impl Engine {
                         )
                         .await;
                     let _ = done_tx.send(has_entry);
+                    if pre_claimed
+                        && batch_claims
+                            .remaining
+                            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+                            == 1
+                    {
+                        engine.release(&acc.name, &batch_claims.keys).await;
+                    }
                     drop(slot);
                     s
                 }
@@ -849,8 +919,11 @@ impl Engine {
                 }
             }
         }
+        // A claim this group took itself is released here; the batch's claims are released together
+        // when the batch's last group ends (see `process_batch`).
         if let Some(key) = &claim_key
             && !opts.dry_run
+            && !pre_claimed
         {
             self.release(&acc.name, std::slice::from_ref(key)).await;
         }
@@ -1349,6 +1422,12 @@ fn announce(
             entry,
         });
     }
+}
+
+/// The claims a batch took in one statement, released in one statement by its last group.
+struct BatchClaims {
+    keys: Vec<String>,
+    remaining: std::sync::atomic::AtomicUsize,
 }
 
 /// What the ERP said about one order group, read in the batch lookups.
