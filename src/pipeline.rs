@@ -278,7 +278,15 @@ impl Engine {
                 Ok(items) => {
                     for batch in batcher.push(items) {
                         let s = self
-                            .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks)
+                            .process_batch(
+                                account,
+                                &policy,
+                                batch,
+                                opts,
+                                &mut chains,
+                                &mut tasks,
+                                None,
+                            )
                             .await;
                         summary.merge(s);
                         // Reap finished groups so the set does not grow with the window.
@@ -298,7 +306,7 @@ impl Engine {
         // The remainder is decided even when a later slice failed: its operations were read.
         if let Some(batch) = batcher.finish() {
             let s = self
-                .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks)
+                .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks, None)
                 .await;
             summary.merge(s);
         }
@@ -327,6 +335,47 @@ impl Engine {
         items: Vec<Fetched>,
         opts: &RunOptions,
     ) -> Result<Summary, SyncError> {
+        self.process_operations_with(account, items, opts, None)
+            .await
+    }
+
+    /// The ERP facts about one operation, read *while* the operation itself is being re-read from
+    /// the source (a webhook's `reference` is used only as a guess of the order; the guess is used
+    /// only if the source confirms it). Saves one ERP round trip on the webhook path.
+    pub async fn prefetch(&self, uid: &str, order_guess: Option<&str>) -> Prefetched {
+        let uids = [uid.to_string()];
+        let names: Vec<String> = order_guess.map(|o| vec![o.to_string()]).unwrap_or_default();
+        let erp = &self.erp;
+        let orders = async {
+            if names.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                erp.sales_orders(&names).await
+            }
+        };
+        let with_entries = async {
+            if names.is_empty() {
+                Ok(HashSet::new())
+            } else {
+                erp.orders_with_entries(&names).await
+            }
+        };
+        let facts = tokio::try_join!(erp.entries_by_reference(&uids), orders, with_entries).ok();
+        Prefetched {
+            uid: uid.to_string(),
+            order: order_guess.map(str::to_string),
+            facts,
+        }
+    }
+
+    /// [`Engine::process_operations`] with facts read ahead by [`Engine::prefetch`].
+    pub async fn process_operations_with(
+        self: &Arc<Self>,
+        account: &AccountCtx,
+        items: Vec<Fetched>,
+        opts: &RunOptions,
+        prefetched: Option<Prefetched>,
+    ) -> Result<Summary, SyncError> {
         let policy =
             Arc::new(
                 self.policy(&account.settings)
@@ -339,7 +388,15 @@ impl Engine {
         let mut chains = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut summary = self
-            .process_batch(account, &policy, items, opts, &mut chains, &mut tasks)
+            .process_batch(
+                account,
+                &policy,
+                items,
+                opts,
+                &mut chains,
+                &mut tasks,
+                prefetched,
+            )
             .await;
         while let Some(done) = tasks.join_next().await {
             summary.merge(done.unwrap_or_else(panicked));
@@ -350,6 +407,7 @@ impl Engine {
     /// Decide one batch. Operations that cannot be booked are decided here; bookable ones are
     /// handed to per-order tasks pushed onto `tasks` (chained after earlier tasks of the same
     /// order through `chains`, so an order's payments are decided in order across batches).
+    #[allow(clippy::too_many_arguments)]
     async fn process_batch(
         self: &Arc<Self>,
         account: &AccountCtx,
@@ -358,6 +416,7 @@ impl Engine {
         opts: &RunOptions,
         chains: &mut HashMap<String, oneshot::Receiver<bool>>,
         tasks: &mut JoinSet<Summary>,
+        prefetched: Option<Prefetched>,
     ) -> Summary {
         let acc = &account.settings;
         let slots = self.group_slots.clone();
@@ -515,7 +574,15 @@ impl Engine {
         // A single operation (a webhook) asks all three at once: one round trip of latency. A
         // batch first reads the orders, then asks about entries only for the operations that could
         // still be booked: re-examining operations whose order is missing costs one call, not three.
+        let reuse = prefetched.and_then(|p| {
+            let only = (candidates.len() == 1).then(|| &candidates[0])?;
+            let same = p.uid == only.uid && p.order.as_deref() == acc.order_name(&only.reference);
+            if same { p.facts } else { None }
+        });
         let lookups = async {
+            if let Some(facts) = reuse {
+                return Ok(facts);
+            }
             let erp = &self.erp;
             let read_orders = async {
                 if order_names.is_empty() {
@@ -1422,6 +1489,18 @@ fn announce(
             entry,
         });
     }
+}
+
+/// ERP facts read ahead for one operation (see [`Engine::prefetch`]).
+pub struct Prefetched {
+    uid: String,
+    order: Option<String>,
+    #[allow(clippy::type_complexity)]
+    facts: Option<(
+        HashMap<String, ExistingEntry>,
+        HashMap<String, SalesOrder>,
+        HashSet<String>,
+    )>,
 }
 
 /// The claims a batch took in one statement, released in one statement by its last group.

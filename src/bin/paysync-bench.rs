@@ -440,13 +440,16 @@ async fn webhooks(args: &Args) -> anyhow::Result<()> {
     for i in 0..args.webhooks {
         tick.tick().await;
         let uid = format!("hook-{i:05}");
+        let reference = format!("SAL-ORD-2026-{:05}", i + 1);
         sent.insert(uid.clone(), Instant::now());
         let url = format!("http://127.0.0.1:{port}/webhooks/mobbex/main?token=bench-hook-token");
         let client = client.clone();
         posts.spawn(async move {
             client
                 .post(url)
-                .json(&serde_json::json!({"type": "checkout", "data": {"payment": {"id": uid, "status": {"code": "200"}}}}))
+                .json(&serde_json::json!({"type": "checkout", "data": {"payment": {
+                    "id": uid, "status": {"code": "200"}, "total": 1000.0, "reference": reference
+                }}}))
                 .send()
                 .await
                 .map(|r| r.status().as_u16())

@@ -92,7 +92,11 @@ async fn mobbex_webhook(
             }
             json_response(StatusCode::OK, json!({"ok": true, "ignored": reason}))
         }
-        Trigger::Operation { uid, kind } => {
+        Trigger::Operation {
+            uid,
+            kind,
+            reference,
+        } => {
             let depth = ctx
                 .ledger
                 .inbox_depth()
@@ -110,7 +114,11 @@ async fn mobbex_webhook(
                 )
                     .into_response();
             }
-            match ctx.ledger.inbox_push(&account, &uid, received).await {
+            match ctx
+                .ledger
+                .inbox_push(&account, &uid, received, reference.as_deref())
+                .await
+            {
                 Ok(queued) => {
                     info!(account = %account, uid = %uid, kind = %kind, queued, "webhook received");
                     ctx.inbox_wake.notify_one();

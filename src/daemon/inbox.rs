@@ -109,11 +109,27 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
         give_up(ctx, &item, "no such account in the configuration").await;
         return;
     };
-    let outcome: Result<(), (bool, String)> = match acc.source.get_operation(&item.uid).await {
+    // Read the ERP facts while the operation is re-read from Mobbex (the webhook's reference is
+    // only a guess of the order; it is used only if the API confirms it).
+    let guess = item
+        .hint
+        .as_deref()
+        .and_then(|r| acc.settings.order_name(r))
+        .map(str::to_string);
+    let (fetched, prefetched) = tokio::join!(
+        acc.source.get_operation(&item.uid),
+        ctx.engine.prefetch(&item.uid, guess.as_deref())
+    );
+    let outcome: Result<(), (bool, String)> = match fetched {
         Ok(op) => {
             match ctx
                 .engine
-                .process_operations(acc, vec![Fetched::Op(op)], &RunOptions::default())
+                .process_operations_with(
+                    acc,
+                    vec![Fetched::Op(op)],
+                    &RunOptions::default(),
+                    Some(prefetched),
+                )
                 .await
             {
                 Ok(summary) if summary.errors() == 0 => Ok(()),

@@ -277,7 +277,7 @@ pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
                 for uid in uids {
                     if ctx
                         .ledger
-                        .inbox_push(account, &uid, started)
+                        .inbox_push(account, &uid, started, None)
                         .await
                         .unwrap_or(false)
                     {

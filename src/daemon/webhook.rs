@@ -11,8 +11,12 @@ use serde::Deserialize;
 /// What a webhook asks paysync to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
-    /// Re-read this operation and decide.
-    Operation { uid: String, kind: String },
+    /// Re-read this operation and decide. `reference` is the body's claim, used only as a hint.
+    Operation {
+        uid: String,
+        kind: String,
+        reference: Option<String>,
+    },
     /// Recorded and ignored: an expired checkout, or a child operation (its parent carries the money).
     Ignored { uid: String, reason: String },
 }
@@ -43,6 +47,7 @@ struct HookData {
 #[derive(Deserialize)]
 struct HookPayment {
     id: Option<IdValue>,
+    reference: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +116,11 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Trigger, Webhook
         });
     }
     let uid = uid.ok_or(WebhookError::NoOperationId)?;
+    let reference = data
+        .as_ref()
+        .and_then(|d| d.payment.as_ref())
+        .and_then(|p| p.reference.clone())
+        .filter(|r| r.len() <= 200);
     if uid.len() > 200 || uid.chars().any(|c| c.is_control()) {
         return Err(WebhookError::Unparseable(
             "operation id is not a plausible id".into(),
@@ -122,7 +132,11 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Trigger, Webhook
             reason: "child operation: its parent is booked".into(),
         });
     }
-    Ok(Trigger::Operation { uid, kind })
+    Ok(Trigger::Operation {
+        uid,
+        kind,
+        reference,
+    })
 }
 
 fn parse_form(body: &[u8]) -> Result<Hook, WebhookError> {
@@ -144,7 +158,8 @@ mod tests {
             parse(Some("application/json"), body),
             Ok(Trigger::Operation {
                 uid: "op-1".into(),
-                kind: "checkout".into()
+                kind: "checkout".into(),
+                reference: None,
             })
         );
     }
@@ -156,7 +171,8 @@ mod tests {
             parse(Some("application/x-www-form-urlencoded"), body),
             Ok(Trigger::Operation {
                 uid: "op-2".into(),
-                kind: "checkout".into()
+                kind: "checkout".into(),
+                reference: None,
             })
         );
         let raw = b"type=checkout&data[payment][id]=op-3&data[payment][status][code]=200";

@@ -128,6 +128,7 @@ pub trait Ledger: Send + Sync {
         account: &str,
         uid: &str,
         received: Timestamp,
+        hint: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Record a trigger that is deliberately ignored (expired checkouts, child ids).
     async fn inbox_ignore(
@@ -223,6 +224,8 @@ pub struct InboxItem {
     pub uid: String,
     pub received: Timestamp,
     pub attempts: i64,
+    /// The webhook's reference (untrusted; a hint for reading ahead).
+    pub hint: Option<String>,
 }
 
 /// Open the ledger named by `url` (`sqlite://FILE`, created if missing) and apply migrations.

@@ -321,14 +321,16 @@ impl Ledger for SqliteLedger {
         account: &str,
         uid: &str,
         received: Timestamp,
+        hint: Option<&str>,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "INSERT INTO inbox (account, uid, received_ms, run_after_ms) VALUES ($1, $2, $3, $3) \
+            "INSERT INTO inbox (account, uid, received_ms, run_after_ms, hint) VALUES ($1, $2, $3, $3, $4) \
              ON CONFLICT (account, uid) WHERE state IN ('pending', 'running') DO NOTHING",
         )
         .bind(account)
         .bind(uid)
         .bind(ms(received))
+        .bind(hint)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -369,7 +371,7 @@ impl Ledger for SqliteLedger {
                           WHERE (state = 'pending' AND run_after_ms <= $2) \
                              OR (state = 'running' AND lease_until_ms < $2) \
                           ORDER BY id LIMIT $3) \
-             RETURNING id, account, uid, received_ms, attempts",
+             RETURNING id, account, uid, received_ms, attempts, hint",
         )
         .bind(ms(now) + lease.as_millis() as i64)
         .bind(ms(now))
@@ -385,6 +387,7 @@ impl Ledger for SqliteLedger {
                 uid: r.try_get("uid")?,
                 received: from_ms(r.try_get("received_ms")?)?,
                 attempts: r.try_get("attempts")?,
+                hint: r.try_get("hint")?,
             });
         }
         out.sort_by_key(|i| i.id);
