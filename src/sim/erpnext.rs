@@ -410,6 +410,27 @@ fn matches(doc: &Value, f: &Filter) -> bool {
     }
 }
 
+/// The values an `=` or `in` filter on `field` allows (lower-cased), if there is such a filter.
+fn key_set(filters: &[&Filter], field: &str) -> Option<std::collections::HashSet<String>> {
+    let f = filters
+        .iter()
+        .find(|f| f.field == field && (f.op == "=" || f.op == "in"))?;
+    let values = match &f.value {
+        Value::Array(a) => a.clone(),
+        Value::String(s) if f.op == "in" => s
+            .split(',')
+            .map(|x| Value::String(x.trim().into()))
+            .collect(),
+        other => vec![other.clone()],
+    };
+    Some(
+        values
+            .iter()
+            .filter_map(|v| v.as_str().map(|s| s.to_lowercase()))
+            .collect(),
+    )
+}
+
 /// `` `tabPayment Entry Reference`.allocated_amount `` → ("allocated_amount", child).
 fn column(f: &str) -> (String, bool) {
     if let Some((table, field)) = f.split_once('.') {
@@ -496,7 +517,14 @@ async fn list(
     let mut rows = Vec::new();
     match doctype.as_str() {
         "Sales Order" => {
+            let names = key_set(&parent_f, "name");
             for so in s.orders.values() {
+                if !names
+                    .as_ref()
+                    .is_none_or(|k| k.contains(&so.name.to_lowercase()))
+                {
+                    continue;
+                }
                 let d = so_json(so);
                 if parent_f.iter().all(|f| matches(&d, f)) {
                     rows.push(project(&d, None, &fields));
@@ -504,7 +532,27 @@ async fn list(
             }
         }
         "Payment Entry" => {
+            // Cheap pre-checks on the indexed-like keys before building each document's JSON
+            // (the full filters still decide): keeps the simulator fast with thousands of entries.
+            let refs = key_set(&parent_f, "reference_no");
+            let orders = key_set(&child_f, "reference_name");
             for pe in &s.entries {
+                if let Some(k) = &refs
+                    && !pe
+                        .reference_no
+                        .as_ref()
+                        .is_some_and(|r| k.contains(&r.to_lowercase()))
+                {
+                    continue;
+                }
+                if let Some(k) = &orders
+                    && !pe
+                        .references
+                        .iter()
+                        .any(|r| k.contains(&r.reference_name.to_lowercase()))
+                {
+                    continue;
+                }
                 let d = pe_json(pe, &s.orders);
                 if !parent_f.iter().all(|f| matches(&d, f)) {
                     continue;

@@ -153,26 +153,34 @@ impl Ledger for SqliteLedger {
         uid: &str,
         sales_order: Option<&str>,
     ) -> Result<(Option<LedgerRow>, Option<String>), StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM operations WHERE account = $1 AND uid = $2"
+        // One statement: the operation's row (which = 0) and one booked row of the order
+        // (which = 1); each SQLite round trip costs two thread switches in sqlx.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
+                            WHERE account = $1 AND sales_order = $3 \
+                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1)"
         )))
         .bind(account)
-        .bind(uid);
-        let order_q = "SELECT erp_entry FROM operations WHERE account = $1 AND sales_order = $2 \
-                       AND decision IN ('booked_initial', 'booked_additional') LIMIT 1";
-        // One connection, two statements, no commit: cheap reads.
-        let mut conn = self.pool.acquire().await?;
-        let r = row.fetch_optional(&mut *conn).await?;
-        let o = match sales_order {
-            Some(so) => sqlx::query(order_q)
-                .bind(account)
-                .bind(so)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| r.get::<Option<String>, _>(0).unwrap_or_default()),
-            None => None,
-        };
-        Ok((r.as_ref().map(row_to_ledger).transpose()?, o))
+        .bind(uid)
+        .bind(sales_order)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut op = None;
+        let mut order = None;
+        for r in &rows {
+            let which: i64 = r.try_get("which")?;
+            if which == 0 {
+                op = Some(row_to_ledger(r)?);
+            } else {
+                order = Some(
+                    r.try_get::<Option<String>, _>("erp_entry")?
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        Ok((op, order))
     }
 
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError> {
