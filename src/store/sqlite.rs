@@ -34,7 +34,7 @@ impl SqliteLedger {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open {
