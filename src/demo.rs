@@ -14,7 +14,7 @@ use crate::cli::{EXIT_FAILED, EXIT_OK, print_summary};
 use crate::config;
 use crate::domain::DecisionKind;
 use crate::pipeline::RunOptions;
-use crate::sim::sample::{self, ExpectedOutcome};
+use crate::sim::sample;
 use crate::sim::{SimOptions, Simulator};
 
 pub async fn run() -> u8 {
@@ -153,19 +153,7 @@ mode_of_payment = "Mobbex"
     let rows = app.ledger.rows("main", &uids).await?;
     let mut mismatches = 0;
     for e in &expected {
-        let want = match &e.outcome {
-            ExpectedOutcome::BookedInitial { .. } => DecisionKind::BookedInitial,
-            ExpectedOutcome::BookedAdditional { .. } => DecisionKind::BookedAdditional,
-            ExpectedOutcome::AlreadyLoaded => DecisionKind::AlreadyLoaded,
-            ExpectedOutcome::Rejected => DecisionKind::Rejected,
-            ExpectedOutcome::Pending => DecisionKind::Pending,
-            ExpectedOutcome::Refunded => DecisionKind::Refunded,
-            ExpectedOutcome::OrderMissing => DecisionKind::OrderMissing,
-            ExpectedOutcome::OrderNotPayable => DecisionKind::OrderNotPayable,
-            ExpectedOutcome::CurrencyMismatch => DecisionKind::CurrencyMismatch,
-            ExpectedOutcome::IgnoredChild => DecisionKind::IgnoredChild,
-            ExpectedOutcome::IgnoredTest => DecisionKind::IgnoredTest,
-        };
+        let want = e.outcome.decision_kind();
         let got = rows.get(&e.uid).map(|r| r.decision);
         if got != Some(want) {
             mismatches += 1;

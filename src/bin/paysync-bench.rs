@@ -206,21 +206,51 @@ struct Usage {
     status: i32,
 }
 
-/// Wait for `child` with wait4(2) to read its own resource usage.
+/// The child's own peak RSS (kB): `VmHWM` is reset at exec, whereas wait4's `ru_maxrss` may count
+/// the memory of the forking parent (this benchmark, which holds the simulator).
+fn vm_hwm_kb(pid: u32) -> Option<i64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Wait for `child` with wait4(2) to read its CPU time; its peak RSS is sampled from /proc while
+/// it runs (every 10 ms; the high-water mark only grows, so the last sample is the peak but for
+/// the final 10 ms).
 fn wait_usage(child: Child, started: Instant) -> Usage {
     let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        let upid = child.id();
+        std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(v) = vm_hwm_kb(upid) {
+                    peak = peak.max(v);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
     std::mem::forget(child); // already reaped
     let tv =
         |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
     Usage {
         wall,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss,
+        max_rss_kb: if peak > 0 { peak } else { ru.ru_maxrss },
         status: if r == pid && libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else {

@@ -76,6 +76,26 @@ pub enum ExpectedOutcome {
     IgnoredTest,
 }
 
+impl ExpectedOutcome {
+    /// The decision paysync must record for an operation with this outcome.
+    pub fn decision_kind(&self) -> crate::domain::DecisionKind {
+        use crate::domain::DecisionKind as K;
+        match self {
+            ExpectedOutcome::BookedInitial { .. } => K::BookedInitial,
+            ExpectedOutcome::BookedAdditional { .. } => K::BookedAdditional,
+            ExpectedOutcome::AlreadyLoaded => K::AlreadyLoaded,
+            ExpectedOutcome::Rejected => K::Rejected,
+            ExpectedOutcome::Pending => K::Pending,
+            ExpectedOutcome::Refunded => K::Refunded,
+            ExpectedOutcome::OrderMissing => K::OrderMissing,
+            ExpectedOutcome::OrderNotPayable => K::OrderNotPayable,
+            ExpectedOutcome::CurrencyMismatch => K::CurrencyMismatch,
+            ExpectedOutcome::IgnoredChild => K::IgnoredChild,
+            ExpectedOutcome::IgnoredTest => K::IgnoredTest,
+        }
+    }
+}
+
 struct Rng(u64);
 
 impl Rng {

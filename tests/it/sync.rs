@@ -21,19 +21,7 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn expected_kind(o: &ExpectedOutcome) -> DecisionKind {
-    match o {
-        ExpectedOutcome::BookedInitial { .. } => DecisionKind::BookedInitial,
-        ExpectedOutcome::BookedAdditional { .. } => DecisionKind::BookedAdditional,
-        ExpectedOutcome::AlreadyLoaded => DecisionKind::AlreadyLoaded,
-        ExpectedOutcome::Rejected => DecisionKind::Rejected,
-        ExpectedOutcome::Pending => DecisionKind::Pending,
-        ExpectedOutcome::Refunded => DecisionKind::Refunded,
-        ExpectedOutcome::OrderMissing => DecisionKind::OrderMissing,
-        ExpectedOutcome::OrderNotPayable => DecisionKind::OrderNotPayable,
-        ExpectedOutcome::CurrencyMismatch => DecisionKind::CurrencyMismatch,
-        ExpectedOutcome::IgnoredChild => DecisionKind::IgnoredChild,
-        ExpectedOutcome::IgnoredTest => DecisionKind::IgnoredTest,
-    }
+    o.decision_kind()
 }
 
 fn order(name: &str, customer: &str, total: &str) -> SimSalesOrder {
