@@ -35,6 +35,9 @@ impl SqliteLedger {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            // A local file cannot drop a connection: skip sqlx's ping before every acquire
+            // (it is an extra round trip to the connection's worker thread).
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open {
