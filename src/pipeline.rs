@@ -339,28 +339,49 @@ impl Engine {
             .await
     }
 
+    /// The named orders (none asked, no call).
+    async fn orders_of(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.erp.sales_orders(names).await
+    }
+
+    /// Entries carrying these operation ids (none asked, no call).
+    async fn entries_of(
+        &self,
+        uids: &[String],
+    ) -> Result<HashMap<String, ExistingEntry>, ErpError> {
+        if uids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.erp.entries_by_reference(uids).await
+    }
+
+    /// Of these orders, those with a submitted entry (none asked, no call).
+    async fn orders_with_entries_of(&self, names: &[String]) -> Result<HashSet<String>, ErpError> {
+        if names.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.erp.orders_with_entries(names).await
+    }
+
+    /// All three lookups at once: one round trip of latency.
+    async fn all_facts(&self, uids: &[String], names: &[String]) -> Result<Facts, ErpError> {
+        tokio::try_join!(
+            self.entries_of(uids),
+            self.orders_of(names),
+            self.orders_with_entries_of(names)
+        )
+    }
+
     /// The ERP facts about one operation, read *while* the operation itself is being re-read from
     /// the source (a webhook's `reference` is used only as a guess of the order; the guess is used
     /// only if the source confirms it). Saves one ERP round trip on the webhook path.
     pub async fn prefetch(&self, uid: &str, order_guess: Option<&str>) -> Prefetched {
         let uids = [uid.to_string()];
         let names: Vec<String> = order_guess.map(|o| vec![o.to_string()]).unwrap_or_default();
-        let erp = &self.erp;
-        let orders = async {
-            if names.is_empty() {
-                Ok(HashMap::new())
-            } else {
-                erp.sales_orders(&names).await
-            }
-        };
-        let with_entries = async {
-            if names.is_empty() {
-                Ok(HashSet::new())
-            } else {
-                erp.orders_with_entries(&names).await
-            }
-        };
-        let facts = tokio::try_join!(erp.entries_by_reference(&uids), orders, with_entries).ok();
+        let facts = self.all_facts(&uids, &names).await.ok();
         Prefetched {
             uid: uid.to_string(),
             order: order_guess.map(str::to_string),
@@ -583,29 +604,10 @@ impl Engine {
             if let Some(facts) = reuse {
                 return Ok(facts);
             }
-            let erp = &self.erp;
-            let read_orders = async {
-                if order_names.is_empty() {
-                    Ok(HashMap::new())
-                } else {
-                    erp.sales_orders(&order_names).await
-                }
-            };
             if candidates.len() == 1 {
-                let with_entries = async {
-                    if order_names.is_empty() {
-                        Ok(HashSet::new())
-                    } else {
-                        erp.orders_with_entries(&order_names).await
-                    }
-                };
-                return tokio::try_join!(
-                    erp.entries_by_reference(&cand_uids),
-                    read_orders,
-                    with_entries
-                );
+                return self.all_facts(&cand_uids, &order_names).await;
             }
-            let orders = read_orders.await?;
+            let orders = self.orders_of(&order_names).await?;
             let today = self.today();
             let mut uids = Vec::new();
             let mut names = Vec::new();
@@ -633,21 +635,8 @@ impl Engine {
             }
             names.sort();
             names.dedup();
-            let by_ref = async {
-                if uids.is_empty() {
-                    Ok(HashMap::new())
-                } else {
-                    erp.entries_by_reference(&uids).await
-                }
-            };
-            let with_entries = async {
-                if names.is_empty() {
-                    Ok(HashSet::new())
-                } else {
-                    erp.orders_with_entries(&names).await
-                }
-            };
-            let (existing, with_entries) = tokio::try_join!(by_ref, with_entries)?;
+            let (existing, with_entries) =
+                tokio::try_join!(self.entries_of(&uids), self.orders_with_entries_of(&names))?;
             Ok((existing, orders, with_entries))
         };
         let (existing, orders, with_entries) = match lookups.await {
@@ -1491,16 +1480,18 @@ fn announce(
     }
 }
 
+/// What the ERP says about a batch: entries by operation id, orders by name, orders with entries.
+type Facts = (
+    HashMap<String, ExistingEntry>,
+    HashMap<String, SalesOrder>,
+    HashSet<String>,
+);
+
 /// ERP facts read ahead for one operation (see [`Engine::prefetch`]).
 pub struct Prefetched {
     uid: String,
     order: Option<String>,
-    #[allow(clippy::type_complexity)]
-    facts: Option<(
-        HashMap<String, ExistingEntry>,
-        HashMap<String, SalesOrder>,
-        HashSet<String>,
-    )>,
+    facts: Option<Facts>,
 }
 
 /// The claims a batch took in one statement, released in one statement by its last group.
