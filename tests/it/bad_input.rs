@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::sim::{Faults, SimOptions, SimSalesOrder};
-use rust_decimal::Decimal;
+use paysync::sim::{Faults, SimOptions};
 use serde_json::json;
 
 use crate::helpers::{TestEnv, sync_with};
@@ -14,19 +13,8 @@ const PATTERN: &str = r"order_pattern = '^(?P<order>SAL-ORD-\d{4}-\d+)'";
 
 fn order(env: &TestEnv, name: &str) {
     env.sim.add_customer("Cliente Demo");
-    env.sim.add_sales_order(SimSalesOrder {
-        name: name.into(),
-        customer: "Cliente Demo".into(),
-        company: "Mi Empresa SA".into(),
-        currency: "ARS".into(),
-        grand_total: Decimal::from(1_000_000),
-        rounded_total: None,
-        advance_paid: Decimal::ZERO,
-        docstatus: 1,
-        status: "To Deliver and Bill".into(),
-        per_billed: Decimal::ZERO,
-        transaction_date: date(2026, 10, 1),
-    });
+    env.sim
+        .add_sales_order(crate::helpers::order(name, "Cliente Demo", "1000000"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,7 @@
 
 use std::process::{Command, Output};
 
-use jiff::civil::date;
-use paysync::sim::{SimOperation, SimSalesOrder};
+use paysync::sim::SimOperation;
 use rust_decimal::Decimal;
 
 use crate::helpers::TestEnv;
@@ -60,19 +59,11 @@ fn bad_usage_exits_2() {
 
 fn seed(env: &TestEnv) {
     env.sim.add_customer("Cliente Demo");
-    env.sim.add_sales_order(SimSalesOrder {
-        name: "SAL-ORD-2026-00001".into(),
-        customer: "Cliente Demo".into(),
-        company: "Mi Empresa SA".into(),
-        currency: "ARS".into(),
-        grand_total: Decimal::from(1000),
-        rounded_total: None,
-        advance_paid: Decimal::ZERO,
-        docstatus: 1,
-        status: "To Deliver and Bill".into(),
-        per_billed: Decimal::ZERO,
-        transaction_date: date(2026, 10, 1),
-    });
+    env.sim.add_sales_order(crate::helpers::order(
+        "SAL-ORD-2026-00001",
+        "Cliente Demo",
+        "1000",
+    ));
     for (uid, status) in [("op-paid", 200), ("op-rejected", 400)] {
         env.sim.add_operation(SimOperation {
             uid: uid.into(),

@@ -10,11 +10,11 @@ use jiff::{SignedDuration, Timestamp};
 use paysync::app::App;
 use paysync::daemon::{self, DaemonCtx, Progress};
 use paysync::domain::DecisionKind;
-use paysync::sim::{Faults, SimOperation, SimOptions, SimSalesOrder};
+use paysync::sim::{Faults, SimOperation, SimOptions};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::helpers::{TODAY, TestEnv};
+use crate::helpers::{TODAY, TestEnv, order};
 
 const NEVER: &str = "0 0 1 1 *"; // once a year: no poll during a test
 const EVERY_SECOND: &str = "* * * * * *";
@@ -93,19 +93,7 @@ fn hook(uid: &str, status: &str, total: f64) -> serde_json::Value {
 
 fn seed_order(env: &TestEnv, name: &str) {
     env.sim.add_customer("Cliente Demo");
-    env.sim.add_sales_order(SimSalesOrder {
-        name: name.into(),
-        customer: "Cliente Demo".into(),
-        company: "Mi Empresa SA".into(),
-        currency: "ARS".into(),
-        grand_total: Decimal::from(1000),
-        rounded_total: None,
-        advance_paid: Decimal::ZERO,
-        docstatus: 1,
-        status: "To Deliver and Bill".into(),
-        per_billed: Decimal::ZERO,
-        transaction_date: jiff::civil::date(2026, 11, 1),
-    });
+    env.sim.add_sales_order(order(name, "Cliente Demo", "1000"));
 }
 
 fn live_op(uid: &str, order: &str, status: u16, total: i64, age: SignedDuration) -> SimOperation {
@@ -543,19 +531,7 @@ async fn a_manual_sync_while_the_daemon_runs_books_nothing_twice() {
     env.sim.add_customer("Cliente Demo");
     for i in 1..=20 {
         let name = format!("SAL-ORD-2026-{i:05}");
-        env.sim.add_sales_order(SimSalesOrder {
-            name: name.clone(),
-            customer: "Cliente Demo".into(),
-            company: "Mi Empresa SA".into(),
-            currency: "ARS".into(),
-            grand_total: Decimal::from(100),
-            rounded_total: None,
-            advance_paid: Decimal::ZERO,
-            docstatus: 1,
-            status: "To Deliver and Bill".into(),
-            per_billed: Decimal::ZERO,
-            transaction_date: jiff::civil::date(2026, 11, 1),
-        });
+        env.sim.add_sales_order(order(&name, "Cliente Demo", "100"));
         for j in 0..2 {
             env.sim.add_operation(live_op(
                 &format!("op-{i}-{j}"),

@@ -135,3 +135,20 @@ pub fn assert_exactly_expected(
     }
     assert_eq!(new.len(), booked, "entries beyond the expected ones");
 }
+
+/// A submitted, unpaid sales order of "Mi Empresa SA" in ARS.
+pub fn order(name: &str, customer: &str, total: &str) -> paysync::sim::SimSalesOrder {
+    paysync::sim::SimSalesOrder {
+        name: name.into(),
+        customer: customer.into(),
+        company: "Mi Empresa SA".into(),
+        currency: "ARS".into(),
+        grand_total: total.parse().expect("decimal"),
+        rounded_total: Some(total.parse().expect("decimal")),
+        advance_paid: rust_decimal::Decimal::ZERO,
+        docstatus: 1,
+        status: "To Deliver and Bill".into(),
+        per_billed: rust_decimal::Decimal::ZERO,
+        transaction_date: jiff::civil::date(2026, 10, 1),
+    }
+}

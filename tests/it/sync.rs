@@ -6,11 +6,11 @@ use std::str::FromStr;
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 use paysync::domain::DecisionKind;
+use paysync::sim::SimOperation;
 use paysync::sim::sample::{ExpectedOutcome, SampleSpec, populate};
-use paysync::sim::{SimOperation, SimSalesOrder};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TODAY, TestEnv};
+use crate::helpers::{TODAY, TestEnv, order};
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -22,22 +22,6 @@ fn ts(s: &str) -> Timestamp {
 
 fn expected_kind(o: &ExpectedOutcome) -> DecisionKind {
     o.decision_kind()
-}
-
-fn order(name: &str, customer: &str, total: &str) -> SimSalesOrder {
-    SimSalesOrder {
-        name: name.into(),
-        customer: customer.into(),
-        company: "Mi Empresa SA".into(),
-        currency: "ARS".into(),
-        grand_total: d(total),
-        rounded_total: Some(d(total)),
-        advance_paid: Decimal::ZERO,
-        docstatus: 1,
-        status: "To Deliver and Bill".into(),
-        per_billed: Decimal::ZERO,
-        transaction_date: date(2026, 10, 1),
-    }
 }
 
 fn op(uid: &str, reference: &str, status: u16, total: &str, created: &str) -> SimOperation {
