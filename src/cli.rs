@@ -252,7 +252,7 @@ async fn sync(
         }
     }
     print_summary(&total, since, until, dry_run);
-    if total.errors() > 0 {
+    if total.unresolved() > 0 {
         EXIT_FAILED
     } else {
         EXIT_OK
@@ -291,6 +291,7 @@ pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
         ("refunded", s.get(DecisionKind::Refunded)),
         ("order missing", s.get(DecisionKind::OrderMissing)),
         ("other skips", s.other_skips()),
+        ("waiting", s.get(DecisionKind::Waiting)),
         ("errors", s.errors()),
     ];
     for (label, n) in rows {
@@ -298,6 +299,20 @@ pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
     }
     for f in &s.failures {
         println!("  failure: {f}");
+    }
+    // What the next run will pick up, and why (the first ones; the log has every line).
+    const SHOWN: usize = 20;
+    if !s.unresolved.is_empty() {
+        println!("Unresolved (run again to finish them):");
+        for u in s.unresolved.iter().take(SHOWN) {
+            println!("  {} {}: {}", u.uid, u.kind, u.reason);
+        }
+        if s.unresolved.len() > SHOWN {
+            println!(
+                "  ... and {} more (journal: decision=error / decision=waiting)",
+                s.unresolved.len() - SHOWN
+            );
+        }
     }
 }
 

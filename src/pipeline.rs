@@ -19,6 +19,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
+use futures::StreamExt;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -28,13 +30,13 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::AccountSettings;
 use crate::domain::{
-    AccountPolicy, Decision, DecisionInput, DecisionKind, ExistingEntry, Operation, PaymentEntry,
-    SalesOrder, StatusBucket, bucket, decide,
+    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, ExistingEntry,
+    Operation, PaymentEntry, SalesOrder, StatusBucket, bucket, decide,
 };
 use crate::erp::{Erp, ErpError};
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
 use crate::store::{Ledger, Record, StoreError};
-use crate::summary::{BookedLine, Summary};
+use crate::summary::{BookedLine, Summary, UnresolvedLine};
 
 /// Observes each decision as it is made (the CLI's progress bar).
 pub type Observer = Arc<dyn Fn(&Outcome) + Send + Sync>;
@@ -127,12 +129,23 @@ pub struct Engine {
     retry: crate::retry::RetryPolicy,
     /// How many groups of this process hold each claim.
     claim_refs: Mutex<HashMap<(String, String), usize>>,
+    /// Creates whose outcome was unknown (answer lost, not found by `reference_no` yet), by
+    /// (account, operation id): not sent again by this process for [`UNKNOWN_OUTCOME_QUARANTINE`]
+    /// (the server may still be committing them), whatever trigger brings the operation back.
+    unknown_outcomes: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
 
 /// How long a cross-process order claim lives without being released (a crashed holder's claim
 /// expires after this), and how long to wait for another process to release one.
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a create whose outcome is unknown is not sent again by this process. Frappe's workers
+/// are killed (and their transaction rolled back) after gunicorn's timeout, 120 s by default.
+const UNKNOWN_OUTCOME_QUARANTINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Unresolved payments of a batch's orders re-examined with it, at most (see `pull_in`).
+const PULL_IN_LIMIT: i64 = 200;
 
 /// Order groups queued or running at once (see `process_batch`).
 const GROUP_SLOTS: usize = 512;
@@ -156,6 +169,7 @@ impl Engine {
             today: None,
             retry: crate::retry::RetryPolicy::default(),
             claim_refs: Mutex::new(HashMap::new()),
+            unknown_outcomes: Mutex::new(HashMap::new()),
             holder: holder_name(),
         }
     }
@@ -269,28 +283,19 @@ impl Engine {
         );
 
         let mut summary = Summary::default();
-        let mut chains: HashMap<String, oneshot::Receiver<bool>> = HashMap::new();
-        let mut tasks: JoinSet<Summary> = JoinSet::new();
+        let mut run = RunState::default();
         let mut failure = None;
         let mut batcher = Batcher::new(&account.settings);
         while let Some(slice) = rx.recv().await {
             match slice {
                 Ok(items) => {
-                    for batch in batcher.push(items) {
+                    for batch in batcher.push(items, &mut run.seen) {
                         let s = self
-                            .process_batch(
-                                account,
-                                &policy,
-                                batch,
-                                opts,
-                                &mut chains,
-                                &mut tasks,
-                                None,
-                            )
+                            .process_batch(account, &policy, batch, opts, &mut run, None)
                             .await;
                         summary.merge(s);
                         // Reap finished groups so the set does not grow with the window.
-                        while let Some(done) = tasks.try_join_next() {
+                        while let Some(done) = run.tasks.try_join_next() {
                             summary.merge(done.unwrap_or_else(panicked));
                         }
                     }
@@ -306,11 +311,11 @@ impl Engine {
         // The remainder is decided even when a later slice failed: its operations were read.
         if let Some(batch) = batcher.finish() {
             let s = self
-                .process_batch(account, &policy, batch, opts, &mut chains, &mut tasks, None)
+                .process_batch(account, &policy, batch, opts, &mut run, None)
                 .await;
             summary.merge(s);
         }
-        while let Some(done) = tasks.join_next().await {
+        while let Some(done) = run.tasks.join_next().await {
             summary.merge(done.unwrap_or_else(panicked));
         }
         match failure {
@@ -406,37 +411,31 @@ impl Engine {
                         source: e,
                     })?,
             );
-        let mut chains = HashMap::new();
-        let mut tasks = JoinSet::new();
+        let mut run = RunState::default();
+        for item in &items {
+            if let Fetched::Op(op) = item {
+                run.seen.insert(op.uid.clone());
+            }
+        }
         let mut summary = self
-            .process_batch(
-                account,
-                &policy,
-                items,
-                opts,
-                &mut chains,
-                &mut tasks,
-                prefetched,
-            )
+            .process_batch(account, &policy, items, opts, &mut run, prefetched)
             .await;
-        while let Some(done) = tasks.join_next().await {
+        while let Some(done) = run.tasks.join_next().await {
             summary.merge(done.unwrap_or_else(panicked));
         }
         Ok(summary)
     }
 
     /// Decide one batch. Operations that cannot be booked are decided here; bookable ones are
-    /// handed to per-order tasks pushed onto `tasks` (chained after earlier tasks of the same
-    /// order through `chains`, so an order's payments are decided in order across batches).
-    #[allow(clippy::too_many_arguments)]
+    /// handed to per-order tasks pushed onto `run.tasks` (chained after earlier tasks of the same
+    /// order through `run.chains`, so an order's payments are decided in order across batches).
     async fn process_batch(
         self: &Arc<Self>,
         account: &AccountCtx,
         policy: &Arc<AccountPolicy>,
         items: Vec<Fetched>,
         opts: &RunOptions,
-        chains: &mut HashMap<String, oneshot::Receiver<bool>>,
-        tasks: &mut JoinSet<Summary>,
+        run: &mut RunState,
         prefetched: Option<Prefetched>,
     ) -> Summary {
         let acc = &account.settings;
@@ -493,6 +492,12 @@ impl Engine {
             return summary;
         }
 
+        // Payments of these orders that earlier runs left unresolved are re-examined with them, in
+        // creation order: a later payment never overtakes an earlier one, and one that waited for
+        // an earlier payment is booked as soon as that one resolves.
+        let pulled = self.pull_in(account, policy, &ops, run).await;
+        ops.extend(pulled);
+
         let uids: Vec<String> = ops.iter().map(|o| o.uid.clone()).collect();
         let ledger_rows = match self.ledger.rows(&acc.name, &uids).await {
             Ok(r) => r,
@@ -543,6 +548,7 @@ impl Engine {
                 order: None,
                 order_has_entry: false,
                 already_loaded: loaded.as_deref(),
+                earlier_unresolved: None,
                 today: self.today(),
             });
             let (kind, reason) = match &decision {
@@ -622,6 +628,7 @@ impl Engine {
                         order,
                         order_has_entry: false,
                         already_loaded: None,
+                        earlier_unresolved: None,
                         today,
                     }),
                     Decision::BookInitial(_) | Decision::BookAdditional(_)
@@ -717,10 +724,10 @@ impl Engine {
                     .filter_map(|op| existing.get(&op.uid).map(|e| (op.uid.clone(), e.clone())))
                     .collect(),
             };
-            let previous = order.as_ref().and_then(|o| chains.remove(o));
+            let previous = order.as_ref().and_then(|o| run.chains.remove(o));
             let (done_tx, done_rx) = oneshot::channel();
             if let Some(o) = &order {
-                chains.insert(o.clone(), done_rx);
+                run.chains.insert(o.clone(), done_rx);
             }
             // Backpressure: at most GROUP_SLOTS order groups queued or running, so a huge window
             // does not pile up tasks while the ERP works through its writes.
@@ -734,15 +741,16 @@ impl Engine {
             let acc = acc.clone();
             let policy = policy.clone();
             let opts = opts.clone();
-            tasks.spawn(
+            run.tasks.spawn(
                 async move {
                     // Wait for the previous group of this order; it tells whether the order has an
-                    // entry now (needed in a dry run, where the ledger records nothing).
+                    // entry now and which payment is unresolved (needed in a dry run, where the
+                    // ledger records nothing).
                     let inherited = match previous {
-                        Some(prev) => prev.await.unwrap_or(false),
-                        None => false,
+                        Some(prev) => prev.await.unwrap_or_default(),
+                        None => OrderProgress::default(),
                     };
-                    let (s, has_entry) = engine
+                    let (s, progress) = engine
                         .book_group(
                             &acc,
                             &policy,
@@ -754,7 +762,7 @@ impl Engine {
                             &opts,
                         )
                         .await;
-                    let _ = done_tx.send(has_entry);
+                    let _ = done_tx.send(progress);
                     if pre_claimed
                         && batch_claims
                             .remaining
@@ -773,6 +781,11 @@ impl Engine {
     }
 
     /// Decide and book one order's operations, one after another, under the order's lock.
+    ///
+    /// Oldest first, whatever fails: once a paid payment of the order is left unresolved (an
+    /// error, an unknown create outcome, a claim another process holds, a missing order), every
+    /// later payment of the order is `waiting` until it resolves — here, from the previous group of
+    /// the order in this run (`inherited`), or from the ledger (earlier runs, other processes).
     #[allow(clippy::too_many_arguments)]
     async fn book_group(
         &self,
@@ -781,11 +794,13 @@ impl Engine {
         order: Option<String>,
         group: Vec<Operation>,
         facts: GroupFacts,
-        inherited_has_entry: bool,
+        inherited: OrderProgress,
         pre_claimed: bool,
         opts: &RunOptions,
-    ) -> (Summary, bool) {
+    ) -> (Summary, OrderProgress) {
         let mut summary = Summary::default();
+        let mut progress = inherited;
+        progress.has_entry |= facts.order_has_entry;
         let lock = order
             .as_ref()
             .map(|o| self.order_locks.get(&format!("{}\u{0}{o}", acc.name)));
@@ -801,7 +816,6 @@ impl Engine {
             && !pre_claimed
             && let Err(reason) = self.claim(&acc.name, key).await
         {
-            let mut summary = Summary::default();
             for op in &group {
                 self.finish(
                     acc,
@@ -815,12 +829,10 @@ impl Engine {
                     &mut summary,
                 )
                 .await;
+                progress.note(op, DecisionKind::Error, opts.dry_run);
             }
-            return (summary, facts.order_has_entry || inherited_has_entry);
+            return (summary, progress);
         }
-        // Booked in this group so far (a dry run books nothing, but must still see the first
-        // payment as initial and the next ones as additional).
-        let mut has_entry = facts.order_has_entry || inherited_has_entry;
         let group_started = std::time::Instant::now();
         for op in group {
             // Keep the claim alive across a long group (re-entrant: extends our own claim).
@@ -833,12 +845,13 @@ impl Engine {
                     .try_claim(&acc.name, key, &self.holder, Timestamp::now(), CLAIM_TTL)
                     .await;
             }
-            // Another trigger may have booked this operation or this order since the batch was read.
+            // Another trigger may have booked this operation or this order since the batch was
+            // read, or left an earlier payment of the order unresolved.
             let fresh = self
                 .ledger
-                .op_and_order(&acc.name, &op.uid, order.as_deref())
+                .op_and_order(&acc.name, &op.uid, op.created, order.as_deref())
                 .await;
-            let (row, booked_for_order) = match fresh {
+            let view = match fresh {
                 Ok(x) => x,
                 Err(e) => {
                     let reason = format!("ledger unavailable: {e}");
@@ -851,10 +864,16 @@ impl Engine {
                         opts,
                         &mut summary,
                     );
+                    progress.note(&op, DecisionKind::Error, opts.dry_run);
                     continue;
                 }
             };
-            has_entry |= booked_for_order.is_some();
+            progress.has_entry |= view.booked_entry.is_some();
+            let row = view.row;
+            let earlier = progress.blocker.clone().or_else(|| {
+                view.earlier_unresolved
+                    .filter(|e| !progress.resolved_in_dry_run.contains(&e.uid))
+            });
             let loaded_in_ledger = row
                 .as_ref()
                 .filter(|r| r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
@@ -872,12 +891,13 @@ impl Engine {
                 policy,
                 order_name: order.as_deref(),
                 order: facts.order.as_ref(),
-                order_has_entry: has_entry,
+                order_has_entry: progress.has_entry,
                 already_loaded: loaded.as_deref(),
+                earlier_unresolved: earlier.as_ref(),
                 today: self.today(),
             });
             let planned_kind = decision.kind();
-            match decision {
+            let (kind, reason, name, planned) = match decision {
                 Decision::Skip(s) => {
                     let entry = match s.kind {
                         DecisionKind::AlreadyLoaded => facts
@@ -887,53 +907,16 @@ impl Engine {
                             .or_else(|| row.as_ref().and_then(|r| r.erp_entry.clone())),
                         _ => None,
                     };
-                    self.finish(
-                        acc,
-                        &op,
-                        order.clone(),
-                        s.kind,
-                        &s.reason,
-                        entry,
-                        None,
-                        opts,
-                        &mut summary,
-                    )
-                    .await;
+                    (s.kind, s.reason, entry, None)
                 }
                 Decision::BookInitial(entry) | Decision::BookAdditional(entry) if opts.dry_run => {
-                    has_entry = true;
-                    self.finish(
-                        acc,
-                        &op,
-                        order.clone(),
-                        planned_kind,
-                        "dry run: not created",
-                        None,
-                        Some(entry),
-                        opts,
-                        &mut summary,
-                    )
-                    .await;
+                    (planned_kind, "dry run: not created".into(), None, Some(entry))
                 }
                 Decision::BookInitial(entry) => {
                     let (kind, reason, name) = self
                         .create(acc, &op, entry.clone(), DecisionKind::BookedInitial)
                         .await;
-                    if kind.is_booked() {
-                        has_entry = true;
-                    }
-                    self.finish(
-                        acc,
-                        &op,
-                        order.clone(),
-                        kind,
-                        &reason,
-                        name,
-                        Some(entry),
-                        opts,
-                        &mut summary,
-                    )
-                    .await;
+                    (kind, reason, name, Some(entry))
                 }
                 Decision::BookAdditional(mut entry) => {
                     match self.receivable_account(&entry.party, &entry.company).await {
@@ -942,38 +925,34 @@ impl Engine {
                             let (kind, reason, name) = self
                                 .create(acc, &op, entry.clone(), DecisionKind::BookedAdditional)
                                 .await;
-                            self.finish(
-                                acc,
-                                &op,
-                                order.clone(),
-                                kind,
-                                &reason,
-                                name,
-                                Some(entry),
-                                opts,
-                                &mut summary,
-                            )
-                            .await;
+                            (kind, reason, name, Some(entry))
                         }
-                        Err(e) => {
-                            let reason =
-                                format!("could not read the customer's receivable account: {e}");
-                            self.finish(
-                                acc,
-                                &op,
-                                order.clone(),
-                                DecisionKind::Error,
-                                &reason,
-                                None,
-                                None,
-                                opts,
-                                &mut summary,
-                            )
-                            .await;
-                        }
+                        Err(e) => (
+                            DecisionKind::Error,
+                            format!("could not read the customer's receivable account: {e}"),
+                            None,
+                            None,
+                        ),
                     }
                 }
+            };
+            // A dry run "books" what it would create, so later payments see the order paid.
+            if kind.is_booked() || (opts.dry_run && planned_kind.is_booked()) {
+                progress.has_entry = true;
             }
+            self.finish(
+                acc,
+                &op,
+                order.clone(),
+                kind,
+                &reason,
+                name,
+                planned,
+                opts,
+                &mut summary,
+            )
+            .await;
+            progress.note(&op, kind, opts.dry_run);
         }
         // A claim this group took itself is released here; the batch's claims are released together
         // when the batch's last group ends (see `process_batch`).
@@ -983,7 +962,72 @@ impl Engine {
         {
             self.release(&acc.name, std::slice::from_ref(key)).await;
         }
-        (summary, has_entry)
+        (summary, progress)
+    }
+
+    /// Re-read from the source the unresolved payments of the batch's orders that this run has not
+    /// listed (an earlier payment that failed in another run or trigger, a later one that waits for
+    /// it), so they are decided with the batch, in creation order. Best effort: one that cannot be
+    /// re-read now keeps its ledger row, and the ledger check in `book_group` still holds later
+    /// payments back.
+    async fn pull_in(
+        &self,
+        account: &AccountCtx,
+        policy: &AccountPolicy,
+        ops: &[Operation],
+        run: &mut RunState,
+    ) -> Vec<Operation> {
+        let acc = &account.settings;
+        let mut orders: Vec<String> = ops
+            .iter()
+            .filter(|o| !o.is_child() && (!o.is_test() || policy.include_test))
+            .filter_map(|o| acc.order_name(&o.reference).map(str::to_string))
+            .collect();
+        orders.sort();
+        orders.dedup();
+        if orders.is_empty() {
+            return Vec::new();
+        }
+        let uids: Vec<String> = match self
+            .ledger
+            .unresolved_in_orders(&acc.name, &orders, PULL_IN_LIMIT)
+            .await
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(uid, _)| uid)
+                .filter(|uid| run.seen.insert(uid.clone()))
+                .collect(),
+            Err(e) => {
+                warn!(account = %acc.name, error = %e, "could not read the orders' unresolved payments");
+                return Vec::new();
+            }
+        };
+        if uids.is_empty() {
+            return Vec::new();
+        }
+        let source = account.source.clone();
+        let fetched: Vec<_> = futures::stream::iter(uids)
+            .map(|uid| {
+                let source = source.clone();
+                async move { (source.get_operation(&uid).await, uid) }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for (result, uid) in fetched {
+            match result {
+                Ok(op) => {
+                    info!(account = %acc.name, uid = %op.uid, reference = %op.reference, "re-examining an unresolved payment of the order with this batch");
+                    out.push(op);
+                }
+                Err(e) => {
+                    warn!(account = %acc.name, uid = %uid, error = %e, "could not re-read an unresolved payment of the order; later payments keep waiting for it");
+                }
+            }
+        }
+        out
     }
 
     /// Count a claim taken (claims are re-entrant per process: several batches of one run may hold
@@ -1099,6 +1143,26 @@ impl Engine {
         entry: PaymentEntry,
         kind: DecisionKind,
     ) -> (DecisionKind, String, Option<String>) {
+        let key = (acc.name.clone(), op.uid.clone());
+        let since_unknown = self
+            .unknown_outcomes
+            .lock()
+            .expect("poisoned")
+            .get(&key)
+            .map(|at| at.elapsed());
+        if let Some(elapsed) = since_unknown
+            && elapsed < UNKNOWN_OUTCOME_QUARANTINE
+        {
+            return (
+                DecisionKind::Error,
+                format!(
+                    "a create sent {}s ago got no answer and ERPNext may still be committing it; not sent again before {}s; re-examined later",
+                    elapsed.as_secs(),
+                    UNKNOWN_OUTCOME_QUARANTINE.as_secs()
+                ),
+                None,
+            );
+        }
         let started = tokio::time::Instant::now();
         let mut attempt: u32 = 0;
         loop {
@@ -1120,6 +1184,11 @@ impl Engine {
             };
             if err.outcome_unknown() {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
+                {
+                    let mut unknown = self.unknown_outcomes.lock().expect("poisoned");
+                    unknown.retain(|_, at| at.elapsed() < UNKNOWN_OUTCOME_QUARANTINE);
+                    unknown.insert(key.clone(), tokio::time::Instant::now());
+                }
                 for wait_ms in [0u64, 1000, 2000] {
                     tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
                     match self
@@ -1253,6 +1322,13 @@ impl Engine {
         log_decision(&out, op);
         report(&out, opts);
         summary.count(kind);
+        if kind.is_unresolved() {
+            summary.unresolved.push(UnresolvedLine {
+                uid: op.uid.clone(),
+                kind,
+                reason: reason.to_string(),
+            });
+        }
     }
 }
 
@@ -1356,7 +1432,6 @@ async fn fetch_all(
 /// Duplicates (a listing that shifted while it was read) are dropped.
 struct Batcher<'a> {
     acc: &'a AccountSettings,
-    seen: HashSet<String>,
     pending: Vec<(String, Timestamp, Fetched)>,
 }
 
@@ -1364,17 +1439,17 @@ impl<'a> Batcher<'a> {
     fn new(acc: &'a AccountSettings) -> Self {
         Batcher {
             acc,
-            seen: HashSet::new(),
             pending: Vec::new(),
         }
     }
 
-    /// Add a slice; returns the full batches now ready.
-    fn push(&mut self, items: Vec<Fetched>) -> Vec<Vec<Fetched>> {
+    /// Add a slice; returns the full batches now ready. `seen` holds the run's operation ids:
+    /// one listed again, or already pulled in by an earlier batch, is dropped.
+    fn push(&mut self, items: Vec<Fetched>, seen: &mut HashSet<String>) -> Vec<Vec<Fetched>> {
         for item in items {
             match &item {
                 Fetched::Op(op) => {
-                    if !self.seen.insert(op.uid.clone()) {
+                    if !seen.insert(op.uid.clone()) {
                         continue;
                     }
                     let order = self.acc.order_name(&op.reference).unwrap_or("").to_string();
@@ -1463,6 +1538,13 @@ fn announce(
     log_decision(&out, op);
     report(&out, opts);
     summary.count(kind);
+    if kind.is_unresolved() {
+        summary.unresolved.push(UnresolvedLine {
+            uid: op.uid.clone(),
+            kind,
+            reason: reason.to_string(),
+        });
+    }
     if !opts.dry_run {
         metrics::counter!(crate::metrics::DECISIONS, "account" => acc.name.clone(), "kind" => kind.as_str())
             .increment(1);
@@ -1492,6 +1574,44 @@ pub struct Prefetched {
     uid: String,
     order: Option<String>,
     facts: Option<Facts>,
+}
+
+/// What one run (a window, or a webhook's operations) carries from batch to batch.
+#[derive(Default)]
+struct RunState {
+    /// Each order's latest group: the next group of the order waits for it.
+    chains: HashMap<String, oneshot::Receiver<OrderProgress>>,
+    tasks: JoinSet<Summary>,
+    /// Every operation id this run has listed or pulled in: decided once per run.
+    seen: HashSet<String>,
+}
+
+/// Where an order stands after a group of its payments, handed to the order's next group.
+#[derive(Debug, Clone, Default)]
+struct OrderProgress {
+    /// The order has an entry (booked now or before, or planned in a dry run).
+    has_entry: bool,
+    /// The oldest paid payment of the order this run left unresolved.
+    blocker: Option<EarlierPayment>,
+    /// Operations a dry run would have resolved although the ledger (not written) says otherwise.
+    resolved_in_dry_run: HashSet<String>,
+}
+
+impl OrderProgress {
+    /// Take note of a decision of one of the order's payments.
+    fn note(&mut self, op: &Operation, kind: DecisionKind, dry_run: bool) {
+        if bucket(op.status) != StatusBucket::Paid {
+            return;
+        }
+        if kind.holds_back_later_payments() {
+            self.blocker.get_or_insert_with(|| EarlierPayment {
+                uid: op.uid.clone(),
+                decision: kind,
+            });
+        } else if dry_run {
+            self.resolved_in_dry_run.insert(op.uid.clone());
+        }
+    }
 }
 
 /// The claims a batch took in one statement, released in one statement by its last group.

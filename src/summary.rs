@@ -15,6 +15,15 @@ pub struct BookedLine {
     pub entry: PaymentEntry,
 }
 
+/// An operation a run left unresolved (`error` or `waiting`), with why: the closing summary lists
+/// them so the operator knows what the next run will pick up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnresolvedLine {
+    pub uid: String,
+    pub kind: DecisionKind,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub examined: u64,
@@ -22,6 +31,8 @@ pub struct Summary {
     /// Failures that are not about one operation (a listing that could not be read).
     pub failures: Vec<String>,
     pub booked: Vec<BookedLine>,
+    /// Every operation decided `error` or `waiting`, in decision order.
+    pub unresolved: Vec<UnresolvedLine>,
 }
 
 impl Summary {
@@ -41,11 +52,18 @@ impl Summary {
         }
         self.failures.extend(other.failures);
         self.booked.extend(other.booked);
+        self.unresolved.extend(other.unresolved);
     }
 
     /// Operations that ended in `error`, plus run-level failures.
     pub fn errors(&self) -> u64 {
         self.get(DecisionKind::Error) + self.failures.len() as u64
+    }
+
+    /// What a later run still has to do: errors, payments waiting for an earlier one, and
+    /// run-level failures. A run is clean (exit 0, trigger done) only when this is zero.
+    pub fn unresolved(&self) -> u64 {
+        self.errors() + self.get(DecisionKind::Waiting)
     }
 
     /// Skips that are neither of the named summary columns.
@@ -66,7 +84,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "examined={} booked_initial={} booked_additional={} already_loaded={} rejected={} pending={} refunded={} order_missing={} other_skips={} errors={}",
+            "examined={} booked_initial={} booked_additional={} already_loaded={} rejected={} pending={} refunded={} order_missing={} other_skips={} waiting={} errors={}",
             self.examined,
             self.get(DecisionKind::BookedInitial),
             self.get(DecisionKind::BookedAdditional),
@@ -76,6 +94,7 @@ impl fmt::Display for Summary {
             self.get(DecisionKind::Refunded),
             self.get(DecisionKind::OrderMissing),
             self.other_skips(),
+            self.get(DecisionKind::Waiting),
             self.errors(),
         )
     }

@@ -132,8 +132,8 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
                 )
                 .await
             {
-                Ok(summary) if summary.errors() == 0 => Ok(()),
-                Ok(summary) => Err((true, format!("decided with errors: {summary}"))),
+                Ok(summary) if summary.unresolved() == 0 => Ok(()),
+                Ok(summary) => Err((true, format!("not resolved yet: {summary}"))),
                 Err(e) => Err((true, e.to_string())),
             }
         }

@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 
-pub use rules::{AccountPolicy, Decision, DecisionInput, DecisionKind, Skip, decide};
+pub use rules::{
+    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, Skip, decide,
+};
 pub use status::{StatusBucket, bucket};
 
 /// One payment-gateway operation, as the payment source reports it now.

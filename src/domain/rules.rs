@@ -29,11 +29,14 @@ pub enum DecisionKind {
     CurrencyMismatch,
     IgnoredChild,
     IgnoredTest,
+    /// Bookable, but an earlier paid payment of the same order is still unresolved: booking this
+    /// one first would make it the order's "initial" payment. Re-examined when the earlier resolves.
+    Waiting,
     Error,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 12] = [
+    pub const ALL: [DecisionKind; 13] = [
         DecisionKind::BookedInitial,
         DecisionKind::BookedAdditional,
         DecisionKind::AlreadyLoaded,
@@ -45,6 +48,7 @@ impl DecisionKind {
         DecisionKind::CurrencyMismatch,
         DecisionKind::IgnoredChild,
         DecisionKind::IgnoredTest,
+        DecisionKind::Waiting,
         DecisionKind::Error,
     ];
 
@@ -61,6 +65,7 @@ impl DecisionKind {
             DecisionKind::CurrencyMismatch => "currency_mismatch",
             DecisionKind::IgnoredChild => "ignored_child",
             DecisionKind::IgnoredTest => "ignored_test",
+            DecisionKind::Waiting => "waiting",
             DecisionKind::Error => "error",
         }
     }
@@ -87,6 +92,26 @@ impl DecisionKind {
                 | DecisionKind::AlreadyLoaded
                 | DecisionKind::IgnoredChild
         )
+    }
+
+    /// For a *paid* operation: decisions that leave it unresolved, so that a later payment of the
+    /// same order must not be booked before it (rules.md: an order's payments are decided oldest
+    /// first). A paid payment whose order is missing or not payable yet may still become the
+    /// order's initial payment; one that failed or waits certainly may. Currency mismatches are
+    /// final for the payment (its currency never changes) and do not hold later payments back.
+    pub fn holds_back_later_payments(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::Error
+                | DecisionKind::Waiting
+                | DecisionKind::OrderMissing
+                | DecisionKind::OrderNotPayable
+        )
+    }
+
+    /// Decisions that mean "not done yet, run again" for a run's exit code and summary.
+    pub fn is_unresolved(self) -> bool {
+        matches!(self, DecisionKind::Error | DecisionKind::Waiting)
     }
 }
 
@@ -121,8 +146,18 @@ pub struct DecisionInput<'a> {
     pub order_has_entry: bool,
     /// The name of an entry already carrying this operation id (ERP, docstatus 0/1, or ledger).
     pub already_loaded: Option<&'a str>,
+    /// An earlier (by creation time) paid payment of the same order that is still unresolved
+    /// (see [`DecisionKind::holds_back_later_payments`]): what it is, for the reason text.
+    pub earlier_unresolved: Option<&'a EarlierPayment>,
     /// "Today" in the configured time zone: posting and reference date.
     pub today: Date,
+}
+
+/// An earlier payment of the same order that holds a later one back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierPayment {
+    pub uid: String,
+    pub decision: DecisionKind,
 }
 
 /// Why nothing is booked.
@@ -279,6 +314,18 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
         );
     }
 
+    // Everything says "book", but the order's payments are booked oldest first: while an earlier
+    // paid payment is unresolved, this one would take its place as the order's initial payment.
+    if let Some(earlier) = input.earlier_unresolved {
+        return skip(
+            DecisionKind::Waiting,
+            format!(
+                "earlier payment {} of Sales Order {order_name} is unresolved ({}); booked after it",
+                earlier.uid, earlier.decision
+            ),
+        );
+    }
+
     let mut entry = PaymentEntry {
         company: input.policy.company.clone(),
         party: order.customer.clone(),
@@ -361,6 +408,7 @@ mod tests {
         order_name: Option<&'static str>,
         has_entry: bool,
         loaded: Option<&'static str>,
+        earlier: Option<EarlierPayment>,
         policy: AccountPolicy,
     }
 
@@ -372,6 +420,7 @@ mod tests {
                 order_name: Some("SAL-ORD-2026-00001"),
                 has_entry: false,
                 loaded: None,
+                earlier: None,
                 policy: policy(),
             }
         }
@@ -383,6 +432,7 @@ mod tests {
                 order: self.order.as_ref(),
                 order_has_entry: self.has_entry,
                 already_loaded: self.loaded,
+                earlier_unresolved: self.earlier.as_ref(),
                 today: jiff::civil::date(2026, 11, 22),
             })
         }
@@ -587,6 +637,73 @@ mod tests {
             panic!()
         };
         assert_eq!(e.paid_amount.to_string(), "1000000000.01");
+    }
+
+    #[test]
+    fn a_payment_behind_an_unresolved_earlier_one_waits() {
+        for (has_entry, earlier) in [
+            (false, DecisionKind::Error),
+            (false, DecisionKind::Waiting),
+            (true, DecisionKind::OrderMissing),
+            (false, DecisionKind::OrderNotPayable),
+        ] {
+            let mut c = Case::new(op(200, "100"));
+            c.has_entry = has_entry;
+            c.earlier = Some(EarlierPayment {
+                uid: "op-0".into(),
+                decision: earlier,
+            });
+            let Decision::Skip(s) = c.decide() else {
+                panic!("{earlier}: {:?}", c.decide())
+            };
+            assert_eq!(s.kind, DecisionKind::Waiting);
+            assert!(s.reason.contains("op-0"), "{}", s.reason);
+            assert!(s.reason.contains(earlier.as_str()), "{}", s.reason);
+        }
+    }
+
+    #[test]
+    fn waiting_never_hides_a_skip_of_the_payment_itself() {
+        let earlier = EarlierPayment {
+            uid: "op-0".into(),
+            decision: DecisionKind::Error,
+        };
+        // Not paid, already loaded, order missing or closed, bad total: those decisions win.
+        let mut cases = vec![
+            (Case::new(op(400, "1")), DecisionKind::Rejected),
+            (Case::new(op(2, "1")), DecisionKind::Pending),
+            (Case::new(op(602, "1")), DecisionKind::Refunded),
+            (Case::new(op(200, "0")), DecisionKind::Error),
+        ];
+        let mut loaded = Case::new(op(200, "1"));
+        loaded.loaded = Some("ACC-PAY-1");
+        cases.push((loaded, DecisionKind::AlreadyLoaded));
+        let mut missing = Case::new(op(200, "1"));
+        missing.order = None;
+        cases.push((missing, DecisionKind::OrderMissing));
+        let mut closed = Case::new(op(200, "1"));
+        closed.order.as_mut().unwrap().status = "Closed".into();
+        cases.push((closed, DecisionKind::OrderNotPayable));
+        for (mut c, want) in cases {
+            c.earlier = Some(earlier.clone());
+            assert_eq!(kind_of(&c), want);
+        }
+    }
+
+    #[test]
+    fn what_holds_later_payments_back() {
+        use DecisionKind as K;
+        let holds: Vec<K> = K::ALL
+            .into_iter()
+            .filter(|k| k.holds_back_later_payments())
+            .collect();
+        assert_eq!(
+            holds,
+            [K::OrderMissing, K::OrderNotPayable, K::Waiting, K::Error]
+        );
+        for k in holds {
+            assert!(!k.is_final(), "{k} is re-examined");
+        }
     }
 
     #[test]

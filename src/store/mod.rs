@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 
-use crate::domain::DecisionKind;
+use crate::domain::{DecisionKind, EarlierPayment};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,13 +82,25 @@ pub trait Ledger: Send + Sync {
     async fn record(&self, rec: &Record) -> Result<(), StoreError>;
     /// [`Ledger::record`] for many rows in one transaction (one commit).
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
-    /// In one query: the row of `uid`, and the entry of some booked operation of `sales_order`.
+    /// In one query, what must be re-read under the order's lock before booking `uid` (created at
+    /// `created`): its row, some booked entry of `sales_order`, and the oldest operation of the
+    /// order created before it whose decision holds later payments back.
     async fn op_and_order(
         &self,
         account: &str,
         uid: &str,
+        created: Timestamp,
         sales_order: Option<&str>,
-    ) -> Result<(Option<LedgerRow>, Option<String>), StoreError>;
+    ) -> Result<OrderView, StoreError>;
+    /// Operations of these orders whose decision holds later payments back (`error`, `waiting`,
+    /// `order_missing`, `order_not_payable`), oldest first: `(uid, sales_order)`. A trigger that
+    /// touches an order re-examines them with it, so the order's payments resolve in order.
+    async fn unresolved_in_orders(
+        &self,
+        account: &str,
+        orders: &[String],
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// Number of rows per decision for an account.
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError>;
     /// The most recent rows with the given decision.
@@ -101,7 +113,7 @@ pub trait Ledger: Send + Sync {
     /// Cheap liveness check.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Operations worth re-examining although Mobbex may never report them as updated again:
-    /// `order_missing`, `order_not_payable`, `error`, not seen since `now` minus a backoff that
+    /// `order_missing`, `order_not_payable`, `waiting`, `error`, not seen since `now` minus a backoff that
     /// grows with how often they were seen (1 min, 2, 4, ... up to a day). Oldest first.
     async fn retryable(
         &self,
@@ -201,6 +213,29 @@ pub trait Ledger: Send + Sync {
         now: Timestamp,
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
+}
+
+/// See [`Ledger::op_and_order`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderView {
+    pub row: Option<LedgerRow>,
+    /// The entry of some operation of the order that we booked.
+    pub booked_entry: Option<String>,
+    /// The oldest earlier operation of the order that is still unresolved.
+    pub earlier_unresolved: Option<EarlierPayment>,
+}
+
+/// The decisions that hold later payments of the same order back, as an SQL list.
+pub(crate) fn holding_decisions_sql() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        DecisionKind::ALL
+            .into_iter()
+            .filter(|k| k.holds_back_later_payments())
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &LIST
 }
 
 /// One poll of one account.

@@ -14,7 +14,8 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{InboxItem, Ledger, LedgerRow, PollRecord, Record, StoreError};
+use super::{InboxItem, Ledger, LedgerRow, OrderView, PollRecord, Record, StoreError};
+use crate::domain::EarlierPayment;
 use crate::domain::DecisionKind;
 
 #[derive(Clone)]
@@ -154,36 +155,80 @@ impl Ledger for SqliteLedger {
         &self,
         account: &str,
         uid: &str,
+        created: Timestamp,
         sales_order: Option<&str>,
-    ) -> Result<(Option<LedgerRow>, Option<String>), StoreError> {
-        // One statement: the operation's row (which = 0) and one booked row of the order
-        // (which = 1); each SQLite round trip costs two thread switches in sqlx.
+    ) -> Result<OrderView, StoreError> {
+        // One statement: the operation's row (which = 0), one booked row of the order (which = 1)
+        // and the oldest earlier unresolved row of the order (which = 2); each SQLite round trip
+        // costs two thread switches in sqlx.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
              UNION ALL \
              SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
                             WHERE account = $1 AND sales_order = $3 \
-                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1)"
+                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
+                            WHERE account = $1 AND sales_order = $3 AND uid <> $2 \
+                              AND decision IN ({holding}) \
+                              AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
+                            ORDER BY op_created_ms, uid LIMIT 1)",
+            holding = super::holding_decisions_sql(),
         )))
         .bind(account)
         .bind(uid)
         .bind(sales_order)
+        .bind(ms(created))
         .fetch_all(&self.pool)
         .await?;
-        let mut op = None;
-        let mut order = None;
+        let mut view = OrderView::default();
         for r in &rows {
             let which: i64 = r.try_get("which")?;
-            if which == 0 {
-                op = Some(row_to_ledger(r)?);
-            } else {
-                order = Some(
-                    r.try_get::<Option<String>, _>("erp_entry")?
-                        .unwrap_or_default(),
-                );
+            match which {
+                0 => view.row = Some(row_to_ledger(r)?),
+                1 => {
+                    view.booked_entry = Some(
+                        r.try_get::<Option<String>, _>("erp_entry")?
+                            .unwrap_or_default(),
+                    )
+                }
+                _ => {
+                    let row = row_to_ledger(r)?;
+                    view.earlier_unresolved = Some(EarlierPayment {
+                        uid: row.uid,
+                        decision: row.decision,
+                    });
+                }
             }
         }
-        Ok((op, order))
+        Ok(view)
+    }
+
+    async fn unresolved_in_orders(
+        &self,
+        account: &str,
+        orders: &[String],
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = serde_json::to_string(orders).expect("strings serialize");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT uid, sales_order FROM operations \
+             WHERE account = $1 AND sales_order IN (SELECT value FROM json_each($2)) \
+               AND decision IN ({holding}) \
+             ORDER BY op_created_ms, uid LIMIT $3",
+            holding = super::holding_decisions_sql(),
+        )))
+        .bind(account)
+        .bind(names)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("uid")?, r.try_get("sales_order")?)))
+            .collect()
     }
 
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError> {
@@ -235,7 +280,7 @@ impl Ledger for SqliteLedger {
     ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT uid FROM operations \
-             WHERE account = $1 AND decision IN ('order_missing', 'order_not_payable', 'error') \
+             WHERE account = $1 AND decision IN ('order_missing', 'order_not_payable', 'waiting', 'error') \
                AND last_seen_ms + MIN(60000 * (1 << MIN(times_seen - 1, 11)), 86400000) <= $2 \
              ORDER BY last_seen_ms LIMIT $3",
         )
