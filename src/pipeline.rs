@@ -30,8 +30,8 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::AccountSettings;
 use crate::domain::{
-    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, ExistingEntry,
-    Operation, PaymentEntry, SalesOrder, StatusBucket, bucket, decide,
+    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, ExistingEntry, Operation,
+    PaymentEntry, SalesOrder, StatusBucket, bucket, decide,
 };
 use crate::erp::{Erp, ErpError};
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
@@ -909,9 +909,12 @@ impl Engine {
                     };
                     (s.kind, s.reason, entry, None)
                 }
-                Decision::BookInitial(entry) | Decision::BookAdditional(entry) if opts.dry_run => {
-                    (planned_kind, "dry run: not created".into(), None, Some(entry))
-                }
+                Decision::BookInitial(entry) | Decision::BookAdditional(entry) if opts.dry_run => (
+                    planned_kind,
+                    "dry run: not created".into(),
+                    None,
+                    Some(entry),
+                ),
                 Decision::BookInitial(entry) => {
                     let (kind, reason, name) = self
                         .create(acc, &op, entry.clone(), DecisionKind::BookedInitial)

@@ -126,8 +126,7 @@ impl ErpNextClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(crate::retry::parse_retry_after);
         let body = resp.bytes().await.map_err(transport)?;
         if !(200..300).contains(&status) {
             return Err(frappe_error::from_response(

@@ -53,6 +53,12 @@ pub fn from_response(status: u16, retry_after: Option<Duration>, body: &str) -> 
                 exc_type.as_deref().unwrap_or("AuthenticationError")
             ),
         },
+        // The server gave up waiting for the request: it was never handled.
+        408 => ErpError::Server {
+            status,
+            exc_type,
+            message,
+        },
         400..=499 => ErpError::Rejected {
             status,
             exc_type: exc_type.unwrap_or_else(|| format!("HTTP {status}")),
@@ -135,6 +141,82 @@ fn plain_snippet(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every body shape Frappe or a proxy in front of it sends with an error status.
+    const FRAPPE_500: &str = r#"{"exception": "pymysql.err.OperationalError: (1213, 'Deadlock found')", "exc_type": "OperationalError", "exc": "[]"}"#;
+    const BODIES: [(&str, &str); 4] = [
+        ("frappe json", FRAPPE_500),
+        (
+            "html",
+            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        ),
+        ("text", "upstream request timeout"),
+        ("empty", ""),
+    ];
+
+    #[test]
+    fn every_5xx_and_408_is_transient_whatever_the_body() {
+        for status in [500u16, 501, 502, 503, 504, 507, 520, 524, 599, 408] {
+            for (shape, body) in BODIES {
+                let e = from_response(status, None, body);
+                assert!(
+                    matches!(e, ErpError::Server { status: s, .. } if s == status),
+                    "{status} {shape}: {e:?}"
+                );
+                assert!(e.is_transient(), "{status} {shape} must be retried");
+            }
+        }
+    }
+
+    #[test]
+    fn a_create_is_resent_only_when_it_certainly_did_not_commit() {
+        // (status, body, outcome unknown?)
+        let table: &[(u16, &str, bool)] = &[
+            (500, FRAPPE_500, false), // Frappe raised and rolled back
+            (500, "<html>Internal Server Error</html>", true), // a proxy's 500
+            (500, "", true),
+            (503, "", false),
+            (503, "<html>Service Unavailable</html>", false),
+            (408, "", false),
+            (502, "", true),
+            (502, "<html>502 Bad Gateway</html>", true),
+            (502, FRAPPE_500, true),
+            (504, "", true),
+            (504, "upstream request timeout", true),
+            (520, "", true),
+            (524, "", true),
+            (417, "{}", false),
+            (429, "Too Many Requests", false),
+        ];
+        for (status, body, unknown) in table {
+            let e = from_response(*status, None, body);
+            assert_eq!(e.outcome_unknown(), *unknown, "{status} {body:?}: {e:?}");
+        }
+        assert!(ErpError::Timeout("t".into()).outcome_unknown());
+        assert!(ErpError::Transport("reset".into()).outcome_unknown());
+        assert!(!ErpError::Connect("refused".into()).outcome_unknown());
+        assert!(ErpError::Connect("refused".into()).is_transient());
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_when_given_and_4xx_are_final() {
+        for (shape, body) in BODIES {
+            for ra in [Some(Duration::from_secs(2)), None] {
+                let e = from_response(429, ra, body);
+                assert!(e.is_transient(), "{shape}");
+                assert_eq!(e.retry_after(), ra);
+            }
+            let e = from_response(401, None, body);
+            assert!(matches!(e, ErpError::Unauthorized { .. }), "{shape}");
+            assert!(!e.is_transient());
+            for status in [400u16, 403, 404, 409, 417] {
+                let e = from_response(status, None, body);
+                assert!(matches!(e, ErpError::Rejected { .. }), "{status} {shape}");
+                assert!(!e.is_transient(), "{status} {shape}");
+                assert!(!e.outcome_unknown());
+            }
+        }
+    }
 
     fn recording(name: &str) -> (u16, String) {
         let path = format!(

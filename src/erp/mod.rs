@@ -47,15 +47,29 @@ pub enum ErpError {
     Malformed(String),
 }
 
+/// The one table of ERPNext answers (RELIABILITY.md, "ERPNext answers"): what happened decides,
+/// the body only gives the message.
+///
+/// | answer | error | read retried | create |
+/// |---|---|---|---|
+/// | refused, DNS, TLS | `Connect` | yes | re-sent: it never arrived |
+/// | timeout, connection broken mid-answer | `Timeout` / `Transport` | yes | **unknown**: looked up by `reference_no`, never re-sent blindly |
+/// | 429, with or without `Retry-After` | `RateLimited` | yes, after `Retry-After` | re-sent after `Retry-After` |
+/// | 500 with a Frappe exception body (`exc_type`) | `Server` | yes | re-sent: Frappe rolls a request back when it raises |
+/// | 503, 408 | `Server` | yes | re-sent: the request was not taken |
+/// | 502, 504, and every other 5xx or a 500 without a Frappe body (HTML, text, empty: a proxy) | `Server` | yes | **unknown** (a proxy may have given up on a request ERPNext still commits) |
+/// | 401 | `Unauthorized` | no | no |
+/// | other 4xx (417 validation, 404, 403, 409) | `Rejected` | no | no: the message becomes the reason |
 impl ErpError {
-    /// Worth retrying soon. 4xx business rejections are not.
+    /// Worth retrying soon: network trouble, 429, 408 and every 5xx whatever its body. 4xx
+    /// business rejections are not.
     pub fn is_transient(&self) -> bool {
         match self {
             ErpError::Connect(_)
             | ErpError::Transport(_)
             | ErpError::Timeout(_)
             | ErpError::RateLimited { .. } => true,
-            ErpError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            ErpError::Server { status, .. } => matches!(status, 500..=599 | 408),
             _ => false,
         }
     }
@@ -64,9 +78,21 @@ impl ErpError {
     pub fn outcome_unknown(&self) -> bool {
         match self {
             ErpError::Timeout(_) => true,
-            // A connection dropped mid-response, or a gateway that gave up waiting.
+            // A connection dropped mid-response.
             ErpError::Transport(_) => true,
-            ErpError::Server { status, .. } => matches!(status, 502 | 504),
+            // Frappe raised, and rolled the request back (frappe/app.py `application`: on an
+            // exception a POST is rolled back); its body says so with an `exc_type`.
+            ErpError::Server {
+                status: 500,
+                exc_type: Some(_),
+                ..
+            } => false,
+            // Not taken: a server or proxy with no capacity, or one that never got the request.
+            ErpError::Server {
+                status: 503 | 408, ..
+            } => false,
+            // A gateway that gave up waiting (502, 504, 520-524) or an anonymous 5xx.
+            ErpError::Server { .. } => true,
             _ => false,
         }
     }

@@ -119,62 +119,103 @@ impl MobbexClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(crate::retry::parse_retry_after);
         let body = resp.text().await.map_err(|e| SourceError::Transport {
             api: API,
             message: describe_reqwest(&e),
         })?;
-        if status == 429 {
-            return Err(SourceError::RateLimited {
-                api: API,
-                retry_after,
-            });
-        }
-        let envelope: Option<Envelope> = serde_json::from_str(&body).ok();
-        if status == 401 || status == 403 {
-            return Err(SourceError::Unauthorized {
-                api: API,
-                status,
-                message: envelope
-                    .and_then(|e| e.error)
-                    .unwrap_or_else(|| "check api_key and access_token".into()),
-            });
-        }
-        match envelope {
+        classify(status, retry_after, &body)
+    }
+}
+
+/// What an answer means, decided by what happened (the HTTP status) first and by the body only
+/// for the message: the one table of Mobbex answers (RELIABILITY.md, "Mobbex answers").
+///
+/// | answer | error | retried |
+/// |---|---|---|
+/// | 2xx `{result: true, data}` | — (the `data` text) | — |
+/// | 2xx `{result: false, code, error}` | `Api` (a business answer) | no |
+/// | 2xx anything else | `Malformed` | no |
+/// | 429, with or without `Retry-After` | `RateLimited` | yes, after `Retry-After` (else backoff) |
+/// | any 5xx, whatever the body (JSON envelope, HTML, text, empty) | `Http` | yes |
+/// | 408 | `Http` | yes |
+/// | 401, 403 | `Unauthorized` | no |
+/// | 404 | `Http` (`NotFound` for one operation) | no |
+/// | other 4xx | `Api` if the body is an envelope, else `Http` | no |
+///
+/// (Transport failures — refused, reset, timed out, a body cut short — never reach this function:
+/// they are `Transport`, retried.)
+pub fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> Result<String, SourceError> {
+    let envelope: Option<Envelope> = serde_json::from_str(body).ok();
+    let envelope_message = |e: &Option<Envelope>| {
+        e.as_ref()
+            .and_then(|e| e.error.clone().or_else(|| e.status_message.clone()))
+    };
+    match status {
+        429 => Err(SourceError::RateLimited {
+            api: API,
+            retry_after,
+        }),
+        500..=599 | 408 => Err(SourceError::Http {
+            api: API,
+            status,
+            message: envelope_message(&envelope).unwrap_or_else(|| snippet(body)),
+        }),
+        401 | 403 => Err(SourceError::Unauthorized {
+            api: API,
+            status,
+            message: envelope_message(&envelope)
+                .unwrap_or_else(|| "check api_key and access_token".into()),
+        }),
+        200..=299 => match envelope {
             Some(Envelope {
                 result: Some(true),
                 data: Some(data),
                 ..
-            }) if (200..300).contains(&status) => Ok(data.get().to_string()),
+            }) => Ok(data.get().to_string()),
             Some(Envelope {
                 result: Some(false),
                 code,
                 error,
                 status_message,
                 ..
-            }) => Err(SourceError::Api {
-                api: API,
-                code: code
-                    .map(|c| c.get().trim_matches('"').to_string())
-                    .unwrap_or_else(|| format!("HTTP {status}")),
-                message: error
-                    .or(status_message)
-                    .unwrap_or_else(|| "no message".into()),
-            }),
-            _ if !(200..300).contains(&status) => Err(SourceError::Http {
-                api: API,
-                status,
-                message: snippet(&body),
-            }),
+            }) => Err(api_error(status, code, error.or(status_message))),
             _ => Err(SourceError::Malformed {
                 api: API,
                 message: format!(
                     "expected {{\"result\":true,\"data\":...}}, got {}",
-                    snippet(&body)
+                    snippet(body)
                 ),
             }),
-        }
+        },
+        _ => match envelope {
+            Some(Envelope {
+                result: Some(false),
+                code,
+                error,
+                status_message,
+                ..
+            }) if status != 404 => Err(api_error(status, code, error.or(status_message))),
+            e => Err(SourceError::Http {
+                api: API,
+                status,
+                message: envelope_message(&e).unwrap_or_else(|| snippet(body)),
+            }),
+        },
+    }
+}
+
+fn api_error(status: u16, code: Option<Box<RawValue>>, message: Option<String>) -> SourceError {
+    SourceError::Api {
+        api: API,
+        code: code
+            .map(|c| c.get().trim_matches('"').to_string())
+            .unwrap_or_else(|| format!("HTTP {status}")),
+        message: message.unwrap_or_else(|| "no message".into()),
     }
 }
 
@@ -501,6 +542,111 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"uid":"u1","status":"200","total":2871.74,"currency":"ARS","reference":"SAL-ORD-2026-00001","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-01T12:01:00.000Z"}"#;
+
+    /// Every body shape a server or a proxy in front of it sends with an error status.
+    const BODIES: [(&str, &str); 5] = [
+        (
+            "json envelope",
+            r#"{"result": false, "code": "INTERNAL_ERROR", "error": "Internal Server Error"}"#,
+        ),
+        (
+            "html",
+            "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>",
+        ),
+        (
+            "text",
+            "upstream connect error or disconnect/reset before headers",
+        ),
+        ("empty", ""),
+        ("json without envelope", r#"{"message": "oops"}"#),
+    ];
+
+    #[test]
+    fn every_5xx_and_408_is_transient_whatever_the_body() {
+        for status in [500u16, 501, 502, 503, 504, 507, 520, 524, 599, 408] {
+            for (shape, body) in BODIES {
+                let e = classify(status, None, body).unwrap_err();
+                assert!(
+                    matches!(e, SourceError::Http { status: s, .. } if s == status),
+                    "{status} {shape}: {e:?}"
+                );
+                assert!(e.is_transient(), "{status} {shape} must be retried");
+            }
+        }
+        // The envelope's own message is kept.
+        let e = classify(500, None, BODIES[0].1).unwrap_err();
+        assert!(e.to_string().contains("Internal Server Error"), "{e}");
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_when_given() {
+        for (shape, body) in BODIES {
+            for ra in [Some(Duration::from_secs(3)), None] {
+                let e = classify(429, ra, body).unwrap_err();
+                assert!(e.is_transient(), "{shape}");
+                assert_eq!(e.retry_after(), ra, "{shape}");
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_not_found_and_business_answers_are_not_retried() {
+        for (shape, body) in BODIES {
+            for status in [401u16, 403] {
+                let e = classify(status, None, body).unwrap_err();
+                assert!(
+                    matches!(e, SourceError::Unauthorized { .. }),
+                    "{status} {shape}: {e:?}"
+                );
+                assert!(!e.is_transient());
+            }
+            let e = classify(404, None, body).unwrap_err();
+            assert!(
+                matches!(e, SourceError::Http { status: 404, .. }),
+                "{shape}: {e:?}"
+            );
+            assert!(!e.is_transient());
+            for status in [400u16, 409, 422] {
+                let e = classify(status, None, body).unwrap_err();
+                assert!(!e.is_transient(), "{status} {shape}");
+            }
+        }
+        // A 4xx with an envelope is Mobbex's business answer, with its code.
+        let e = classify(
+            400,
+            None,
+            r#"{"result":false,"code":"INVALID_FILTER","error":"bad"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, SourceError::Api { code, .. } if code == "INVALID_FILTER"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_2xx_is_data_a_business_answer_or_malformed() {
+        assert_eq!(
+            classify(200, None, r#"{"result":true,"data":{"docs":[]}}"#).unwrap(),
+            r#"{"docs":[]}"#
+        );
+        let e = classify(
+            200,
+            None,
+            r#"{"result":false,"code":"NOT_FOUND","error":"no"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, SourceError::Api { code, .. } if code == "NOT_FOUND"),
+            "{e:?}"
+        );
+        assert!(!e.is_transient());
+        for (shape, body) in &BODIES[1..] {
+            let e = classify(200, None, body).unwrap_err();
+            assert!(matches!(e, SourceError::Malformed { .. }), "{shape}: {e:?}");
+            assert!(!e.is_transient(), "{shape}");
+        }
+    }
 
     #[test]
     fn good_doc_is_exact() {

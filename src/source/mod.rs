@@ -82,12 +82,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Worth retrying soon: network trouble, 429, 502/503/504 (and 500, which Mobbex uses for
-    /// passing faults too). Everything else needs a person or a later run.
+    /// Worth retrying soon: network trouble, 429, 408 and every 5xx whatever its body (see
+    /// `mobbex::classify`). Everything else needs a person or a later run.
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Transport { .. } | SourceError::RateLimited { .. } => true,
-            SourceError::Http { status, .. } => matches!(status, 500 | 502 | 503 | 504 | 408),
+            SourceError::Http { status, .. } => matches!(status, 500..=599 | 408),
             _ => false,
         }
     }

@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{InboxItem, Ledger, LedgerRow, OrderView, PollRecord, Record, StoreError};
-use crate::domain::EarlierPayment;
 use crate::domain::DecisionKind;
+use crate::domain::EarlierPayment;
 
 #[derive(Clone)]
 pub struct SqliteLedger {
