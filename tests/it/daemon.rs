@@ -16,17 +16,17 @@ use serde_json::json;
 
 use crate::helpers::{TODAY, TestEnv, order};
 
-const NEVER: &str = "0 0 1 1 *"; // once a year: no poll during a test
+pub(crate) const NEVER: &str = "0 0 1 1 *"; // once a year: no poll during a test
 const EVERY_SECOND: &str = "* * * * * *";
 
-struct Daemon {
-    ctx: Arc<DaemonCtx>,
+pub(crate) struct Daemon {
+    pub(crate) ctx: Arc<DaemonCtx>,
     addr: SocketAddr,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Daemon {
-    async fn start(env: &TestEnv, schedule: &str) -> Daemon {
+    pub(crate) async fn start(env: &TestEnv, schedule: &str) -> Daemon {
         let mut settings = env.settings();
         settings.daemon.schedule = schedule.to_string();
         let app = App::build(settings).await.unwrap().with_today(TODAY);
@@ -46,7 +46,7 @@ impl Daemon {
     }
 
     /// Wait (on the progress signal) until `pred` holds; fail after 20 s.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&Progress) -> bool) -> Progress {
+    pub(crate) async fn wait_for(&self, what: &str, pred: impl Fn(&Progress) -> bool) -> Progress {
         let mut rx = self.ctx.progress.subscribe();
         let got = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|p| pred(p)))
             .await
@@ -61,12 +61,12 @@ impl Daemon {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.ctx.cancel.cancel();
         self.handle.await.unwrap().unwrap();
     }
 
-    async fn webhook(
+    pub(crate) async fn webhook(
         &self,
         account: &str,
         token: Option<&str>,
@@ -85,9 +85,9 @@ impl Daemon {
     }
 }
 
-const TOKEN: &str = "hook-secret-token";
+pub(crate) const TOKEN: &str = "hook-secret-token";
 
-fn hook(uid: &str, status: &str, total: f64) -> serde_json::Value {
+pub(crate) fn hook(uid: &str, status: &str, total: f64) -> serde_json::Value {
     json!({"type": "checkout", "data": {"payment": {"id": uid, "status": {"code": status}, "total": total, "reference": "SAL-ORD-2026-00001"}}})
 }
 

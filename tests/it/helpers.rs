@@ -152,3 +152,83 @@ pub fn order(name: &str, customer: &str, total: &str) -> paysync::sim::SimSalesO
         transaction_date: jiff::civil::date(2026, 10, 1),
     }
 }
+
+/// The final ERPNext state must equal the oracle's **field by field**: for every booked
+/// operation exactly one submitted entry, from the order's customer, for the operation's total;
+/// the initial one allocated to its order with the expected amount, every additional one
+/// unallocated on the customer's receivable account; posted on `today`. Nothing else created
+/// since `before`.
+pub fn assert_books_exactly(
+    sim: &paysync::sim::Simulator,
+    expected: &[paysync::sim::sample::Expected],
+    before: &[String],
+    today: Date,
+) {
+    use paysync::sim::sample::ExpectedOutcome;
+    use std::collections::HashMap;
+    assert_exactly_expected(sim, expected, before);
+    let ops: HashMap<String, paysync::sim::SimOperation> = sim
+        .operations()
+        .into_iter()
+        .map(|o| (o.uid.clone(), o))
+        .collect();
+    let entries: HashMap<String, paysync::sim::SimPaymentEntry> = sim
+        .payment_entries()
+        .into_iter()
+        .filter(|e| !before.contains(&e.name))
+        .filter_map(|e| Some((e.reference_no.clone()?, e)))
+        .collect();
+    let mut wrong = Vec::new();
+    for exp in expected {
+        let (order, party, allocated) = match &exp.outcome {
+            ExpectedOutcome::BookedInitial {
+                order,
+                party,
+                allocated,
+            } => (order, party, Some(*allocated)),
+            ExpectedOutcome::BookedAdditional { order, party } => (order, party, None),
+            _ => continue,
+        };
+        let e = &entries[&exp.uid];
+        let op = &ops[&exp.uid];
+        let mut check = |what: &str, ok: bool| {
+            if !ok {
+                wrong.push(format!("{} ({}): {what}: {e:?}", exp.uid, order));
+            }
+        };
+        check("payment type", e.payment_type == "Receive");
+        check("company", e.company == "Mi Empresa SA");
+        check("party", e.party_type == "Customer" && &e.party == party);
+        check(
+            "amounts",
+            e.paid_amount == op.total && e.received_amount == op.total,
+        );
+        check("paid_to", e.paid_to == "Mobbex - MESA");
+        check("mode of payment", e.mode_of_payment.as_deref() == Some("Mobbex"));
+        check(
+            "dates",
+            e.posting_date == today && e.reference_date == Some(today),
+        );
+        match allocated {
+            Some(amount) => check(
+                "initial: one reference row to the order with the expected allocation",
+                e.references.len() == 1
+                    && e.references[0].reference_doctype == "Sales Order"
+                    && &e.references[0].reference_name == order
+                    && e.references[0].allocated_amount == amount,
+            ),
+            None => check(
+                "additional: unallocated on the customer's receivable account",
+                e.references.is_empty()
+                    && e.paid_from == "Deudores - MESA"
+                    && e.unallocated_amount == op.total,
+            ),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} entries differ from the oracle:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

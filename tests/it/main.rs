@@ -7,5 +7,6 @@ mod cli;
 mod daemon;
 mod faults;
 mod helpers;
+mod ordering;
 mod sim;
 mod sync;

@@ -1,0 +1,264 @@
+//! Oldest first, whatever fails: an order's first paid payment stays its initial one when its
+//! create fails (refused past the retry budget, or an answer lost and not found yet), across runs,
+//! triggers and processes; the later payments wait and are booked after it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::date;
+use paysync::domain::DecisionKind;
+use paysync::sim::{CreateFault, SimOperation, SimPaymentEntry};
+use rust_decimal::Decimal;
+
+use crate::helpers::{TestEnv, order, sync_with};
+
+const SO: &str = "SAL-ORD-2026-00001";
+
+fn op(uid: &str, total: i64, created: &str) -> SimOperation {
+    let t: Timestamp = created.parse().unwrap();
+    SimOperation {
+        uid: uid.into(),
+        reference: SO.into(),
+        status: 200,
+        total: Decimal::from(total),
+        currency: "ARS".into(),
+        created: t,
+        updated: t,
+        description: "Compra".into(),
+        payer_name: "Juan".into(),
+        parent_uid: None,
+        operation_type: "payment.v2".into(),
+    }
+}
+
+/// One order of 1000 with three paid payments on three days (400, 300, 300).
+fn three_payments(env: &TestEnv) {
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim.add_operation(op("p1", 400, "2026-10-05T15:00:00Z"));
+    env.sim.add_operation(op("p2", 300, "2026-10-06T15:00:00Z"));
+    env.sim.add_operation(op("p3", 300, "2026-10-07T15:00:00Z"));
+}
+
+fn entry(env: &TestEnv, uid: &str) -> SimPaymentEntry {
+    let found: Vec<_> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .filter(|e| e.reference_no.as_deref() == Some(uid))
+        .collect();
+    assert_eq!(found.len(), 1, "{uid}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// p1 is the initial payment (allocated 400 to the order), p2 and p3 additional.
+fn assert_first_is_initial(env: &TestEnv) {
+    let p1 = entry(env, "p1");
+    assert_eq!(p1.references.len(), 1, "p1 is initial: {p1:?}");
+    assert_eq!(p1.references[0].reference_name, SO);
+    assert_eq!(p1.references[0].allocated_amount, Decimal::from(400));
+    for uid in ["p2", "p3"] {
+        let e = entry(env, uid);
+        assert!(e.references.is_empty(), "{uid} is additional: {e:?}");
+        assert_eq!(e.paid_from, "Deudores - MESA");
+    }
+    assert_eq!(env.sim.payment_entries().len(), 3);
+    assert_eq!(
+        env.sim.sales_order(SO).unwrap().advance_paid,
+        Decimal::from(400)
+    );
+}
+
+fn refused(times: usize) -> Vec<CreateFault> {
+    (0..times)
+        .map(|_| CreateFault::TooManyRequests {
+            retry_after: Some(1),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_payment_refused_past_the_retry_budget_holds_the_later_ones_back() {
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    // More 429s than one run's retry budget (2 s, Retry-After 1 s) can wait through.
+    env.sim.fail_creates("p1", refused(3));
+    let app = env.app().await;
+    let first = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(first.get(DecisionKind::Error), 1, "{first}");
+    assert_eq!(first.get(DecisionKind::Waiting), 2, "{first}");
+    assert_eq!(first.unresolved(), 3);
+    assert!(
+        env.sim.payment_entries().is_empty(),
+        "nothing booked before p1: {:?}",
+        env.sim.payment_entries()
+    );
+    let waiting: Vec<_> = first
+        .unresolved
+        .iter()
+        .filter(|u| u.kind == DecisionKind::Waiting)
+        .collect();
+    assert!(
+        waiting.iter().all(|u| u.reason.contains("p1")),
+        "the reason names the earlier payment: {waiting:?}"
+    );
+    let rows = app
+        .engine
+        .ledger()
+        .rows("main", &["p2".into(), "p3".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows["p2"].decision, DecisionKind::Waiting);
+
+    // A restart (a new process on the same ledger), then the next run: all three, in order.
+    drop(app);
+    let second = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(second.unresolved(), 0, "{second}");
+    assert_first_is_initial(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_only_lists_the_later_payments_books_the_earlier_one_first() {
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    env.sim.fail_creates("p1", refused(3));
+    let first = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(first.get(DecisionKind::Waiting), 2, "{first}");
+    // A window that starts after p1 was created: p1 is re-read from Mobbex and decided first.
+    let second = env.sync(date(2026, 10, 6), date(2026, 10, 31), false).await;
+    assert_eq!(second.unresolved(), 0, "{second}");
+    assert_eq!(second.get(DecisionKind::BookedInitial), 1, "{second}");
+    assert_eq!(second.get(DecisionKind::BookedAdditional), 2, "{second}");
+    assert_first_is_initial(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_lost_and_not_found_yet_holds_the_later_payments_back() {
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    // ERPNext answers 504 at once and commits p1 only after the client stopped looking (3 s).
+    env.sim.fail_creates(
+        "p1",
+        vec![CreateFault::CommitLater {
+            after: Duration::from_millis(3500),
+        }],
+    );
+    let mut committed = env.sim.subscribe_writes();
+    let app = env.app().await;
+    let first = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(first.get(DecisionKind::Error), 1, "{first}");
+    assert_eq!(first.get(DecisionKind::Waiting), 2, "{first}");
+    tokio::time::timeout(Duration::from_secs(10), committed.wait_for(|n| *n >= 1))
+        .await
+        .expect("the late commit happens")
+        .unwrap();
+    assert_eq!(env.sim.payment_entries().len(), 1, "only p1, late");
+    // The same process runs again: p1 is found by reference_no, never re-sent.
+    let second = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(second.unresolved(), 0, "{second}");
+    assert_eq!(second.get(DecisionKind::AlreadyLoaded), 1, "{second}");
+    assert_first_is_initial(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_the_same_order_of_payments() {
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    env.sim.fail_creates("p1", refused(3));
+    let app = env.app().await;
+    // A failed real run leaves p1 `error` and p2, p3 `waiting` in the ledger; a dry run (which
+    // records nothing) must still plan p1 initial and the others additional.
+    sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    let dry = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), true).await;
+    assert_eq!(dry.get(DecisionKind::BookedInitial), 1, "{dry}");
+    assert_eq!(dry.get(DecisionKind::BookedAdditional), 2, "{dry}");
+    let initial: Vec<_> = dry
+        .booked
+        .iter()
+        .filter(|b| b.kind == DecisionKind::BookedInitial)
+        .map(|b| b.uid.as_str())
+        .collect();
+    assert_eq!(initial, ["p1"]);
+    assert!(env.sim.payment_entries().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_rejected_and_refunded_earlier_attempts_never_hold_a_payment_back() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order(SO, "Cliente Demo", "1000"));
+    for (uid, status, created) in [
+        ("a-pending", 2, "2026-10-02T15:00:00Z"),
+        ("a-rejected", 410, "2026-10-03T15:00:00Z"),
+        ("a-refunded", 602, "2026-10-04T15:00:00Z"),
+    ] {
+        let mut o = op(uid, 100, created);
+        o.status = status;
+        env.sim.add_operation(o);
+    }
+    env.sim.add_operation(op("paid", 500, "2026-10-05T15:00:00Z"));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::Waiting), 0, "{s}");
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    let e = entry(&env, "paid");
+    assert_eq!(e.references[0].allocated_amount, Decimal::from(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_for_the_second_payment_while_the_first_fails_in_the_inbox() {
+    use crate::daemon::{Daemon, NEVER, TOKEN, hook};
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim
+        .add_sales_order(order(SO, "Cliente Demo", "1000"));
+    let now = Timestamp::now();
+    let mut p1 = op("p1", 400, "2026-10-05T15:00:00Z");
+    p1.created = now - jiff::SignedDuration::from_mins(10);
+    let mut p2 = op("p2", 300, "2026-10-05T15:00:00Z");
+    p2.created = now - jiff::SignedDuration::from_mins(5);
+    env.sim.add_operation(p1);
+    env.sim.add_operation(p2);
+    // p1's create is refused until the test lets it through.
+    env.sim.fail_creates("p1", refused(10_000));
+    let d = Daemon::start(&env, NEVER).await;
+    assert_eq!(
+        d.webhook("main", Some(TOKEN), hook("p1", "200", 400.0))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    d.wait_for("p1's trigger to fail once", |p| p.triggers_retried >= 1)
+        .await;
+    assert_eq!(
+        d.webhook("main", Some(TOKEN), hook("p2", "200", 300.0))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // p2's trigger re-tries p1 first (refused again): p2 waits, nothing is booked.
+    d.wait_for("p2's trigger to fail once", |p| p.triggers_retried >= 2)
+        .await;
+    let rows = d
+        .ctx
+        .ledger
+        .rows("main", &["p1".into(), "p2".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows["p1"].decision, DecisionKind::Error, "{:?}", rows["p1"]);
+    assert_eq!(rows["p2"].decision, DecisionKind::Waiting, "{:?}", rows["p2"]);
+    assert!(env.sim.payment_entries().is_empty());
+    // ERPNext recovers: the next retry books p1 as the initial payment and p2 right after it.
+    env.sim.fail_creates("p1", Vec::new());
+    d.wait_for("both triggers done", |p| p.triggers_done >= 2)
+        .await;
+    d.stop().await;
+    let e1 = entry(&env, "p1");
+    assert_eq!(e1.references.len(), 1, "{e1:?}");
+    assert_eq!(e1.references[0].allocated_amount, Decimal::from(400));
+    let e2 = entry(&env, "p2");
+    assert!(e2.references.is_empty(), "{e2:?}");
+}
