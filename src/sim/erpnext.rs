@@ -24,7 +24,7 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::{Shared, SimPaymentEntry, SimReference, SimSalesOrder, State, frappe_number};
+use super::{Shared, SimPaymentEntry, SimReference, SimSalesOrder, State, faults, frappe_number};
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -96,6 +96,8 @@ fn validation(message: &str) -> Response {
 enum Kind {
     Read,
     Write,
+    /// `POST /api/resource/Payment Entry` (its drops are decided by `faults::before_commit`).
+    Create,
 }
 
 /// Auth, latency and faults. `Err` is the response to send.
@@ -111,7 +113,7 @@ async fn gate(
         let f = &s.opts.faults;
         let lat = match kind {
             Kind::Read => f.erp_read_latency,
-            Kind::Write => f.erp_write_latency,
+            Kind::Write | Kind::Create => f.erp_write_latency,
         };
         (
             lat,
@@ -162,17 +164,17 @@ async fn gate(
     let mut s = state.lock().expect("poisoned");
     let f = s.opts.faults.clone();
     if s.hit(f.erp_429_rate) {
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(
-                header::RETRY_AFTER,
-                f.erp_retry_after_secs.max(1).to_string(),
-            )],
-            "Too Many Requests",
-        )
-            .into_response());
+        if s.hit(f.erp_429_no_retry_after_rate) {
+            s.note_fault("erp 429 no retry-after");
+            return Err(faults::too_many_requests(None));
+        }
+        s.note_fault("erp 429");
+        return Err(faults::too_many_requests(Some(
+            f.erp_retry_after_secs.max(1),
+        )));
     }
     if s.hit(f.erp_500_rate) {
+        s.note_fault("erp 500 deadlock");
         return Err(frappe_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "OperationalError",
@@ -180,7 +182,11 @@ async fn gate(
             false,
         ));
     }
-    Ok(())
+    faults::erp_gate(
+        &mut s,
+        matches!(kind, Kind::Read),
+        matches!(kind, Kind::Create),
+    )
 }
 
 /// Sleep `erp_hang` with probability `erp_timeout_rate` (after a write committed, or before a read).
@@ -188,7 +194,11 @@ async fn maybe_hang(state: &Shared) {
     let hang = {
         let mut s = state.lock().expect("poisoned");
         let f = s.opts.faults.clone();
-        s.hit(f.erp_timeout_rate).then_some(f.erp_hang)
+        let hang = s.hit(f.erp_timeout_rate).then_some(f.erp_hang);
+        if hang.is_some() {
+            s.note_fault("erp hang");
+        }
+        hang
     };
     if let Some(h) = hang {
         tokio::time::sleep(h).await;
@@ -759,11 +769,16 @@ async fn insert(
     raw: Bytes,
 ) -> Response {
     let _in_flight = InFlight::enter(&state);
+    let kind = if doctype == "Payment Entry" {
+        Kind::Create
+    } else {
+        Kind::Write
+    };
     if let Err(r) = gate(
         &state,
         &headers,
         &format!("POST /api/resource/{doctype}"),
-        Kind::Write,
+        kind,
     )
     .await
     {
@@ -786,23 +801,24 @@ async fn insert(
         Ok(v) => v,
         Err(e) => return validation(&format!("Invalid JSON: {e}")),
     };
+    let after = match faults::before_commit(&state, &body) {
+        Ok(after) => after,
+        Err(r) => return r,
+    };
     let (resp, committed) = {
         let mut s = state.lock().expect("poisoned");
         s.stats.erp_writes += 1;
-        let r = create_payment_entry(&mut s, &body);
-        let committed = r.is_ok();
-        if committed {
-            s.stats.erp_writes_ok += 1;
-            let n = s.stats.erp_writes_ok;
-            s.writes_ok_tx.send_replace(n);
-        }
-        (r.unwrap_or_else(|e| e), committed)
+        faults::commit_create(&mut s, &body)
     };
-    if committed {
+    if committed && !after.is_targeted() {
         let lost = {
             let mut s = state.lock().expect("poisoned");
             let f = s.opts.faults.clone();
-            s.hit(f.erp_lost_response_rate)
+            let lost = s.hit(f.erp_lost_response_rate);
+            if lost {
+                s.note_fault("erp lost after commit 504 empty");
+            }
+            lost
         };
         maybe_hang(&state).await;
         if lost {
@@ -810,10 +826,10 @@ async fn insert(
             return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
         }
     }
-    resp
+    faults::after_commit(&state, resp, committed, after).await
 }
 
-fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response, Response> {
+pub(super) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response, Response> {
     let text = |k: &str| b.get(k).and_then(|v| v.as_str()).map(String::from);
     // 24a: string amounts crash before validation.
     let paid_amount = amount(b.get("paid_amount")).map_err(|is_str| {

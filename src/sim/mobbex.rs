@@ -14,7 +14,7 @@ use axum::routing::get;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{Shared, SimOperation, StoredOp};
+use super::{Shared, SimOperation, StoredOp, faults};
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -27,7 +27,7 @@ fn body(status: StatusCode, text: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     body(
         status,
         json!({"result": false, "code": code, "error": message}).to_string(),
@@ -59,14 +59,15 @@ async fn gate(state: &Shared, headers: &HeaderMap, endpoint: &str) -> Result<(),
     let mut s = state.lock().expect("poisoned");
     let f = s.opts.faults.clone();
     if s.hit(f.mobbex_429_rate) {
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            "Too Many Requests",
-        )
-            .into_response());
+        if s.hit(f.mobbex_429_no_retry_after_rate) {
+            s.note_fault("mobbex 429 no retry-after");
+            return Err(faults::too_many_requests(None));
+        }
+        s.note_fault("mobbex 429");
+        return Err(faults::too_many_requests(Some(1)));
     }
     if s.hit(f.mobbex_garbage_rate) {
+        s.note_fault("mobbex 200 garbage");
         return Err((
             StatusCode::OK,
             "<html><body>Gateway says hello</body></html>",
@@ -79,9 +80,10 @@ async fn gate(state: &Shared, headers: &HeaderMap, endpoint: &str) -> Result<(),
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
+        s.note_fault(&format!("mobbex {} html", status.as_u16()));
         return Err((status, "<html><body>upstream unavailable</body></html>").into_response());
     }
-    Ok(())
+    faults::mobbex_gate(&mut s)
 }
 
 /// A filter bound: milliseconds since the epoch, or a `YYYY-MM-DD` day (UTC; an upper bound

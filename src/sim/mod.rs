@@ -3,16 +3,21 @@
 //! Real HTTP on loopback (axum), in-process, so tests, benchmarks and `paysync demo` exercise the
 //! real clients. It follows `shared/spec/mobbex-api.md` and answers like the recorded ERPNext 15
 //! server in `shared/spec/erpnext-real/` (status codes, `exc_type`, message texts, JSON shapes).
-//! Faults can be injected: latency, 5xx, 429 with `Retry-After`, hangs, answers lost after commit.
+//! Faults can be injected: latency, 5xx with the body shapes of apps and proxies, 429 with or
+//! without `Retry-After`, hangs, dropped connections, answers lost after commit, and faults aimed
+//! at the create of one payment (`Simulator::fail_creates`, in `faults.rs`).
 //!
 //! The state is one `Mutex<State>`; handlers sleep (latency) *before* taking the lock and never
 //! hold it across an await, so concurrent writes really run concurrently.
 
 mod erpnext;
+mod faults;
 mod mobbex;
 pub mod sample;
 
-use std::collections::{BTreeMap, HashMap};
+pub use faults::{CreateFault, ErrorBody};
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +72,29 @@ pub struct Faults {
     pub mobbex_429_rate: f64,
     /// Mobbex answers 200 with a body that is not JSON (a proxy's error page).
     pub mobbex_garbage_rate: f64,
+    /// Mobbex (or its proxy) answers a 5xx before doing anything, as an overloaded or restarting
+    /// API behind a load balancer: status drawn from 500/502/503/504, body from [`ErrorBody::ALL`].
+    pub mobbex_5xx_any_rate: f64,
+    /// The share of Mobbex 429s (`mobbex_429_rate`) sent without `Retry-After`, as rate limiters
+    /// that give no hint.
+    pub mobbex_429_no_retry_after_rate: f64,
+    /// Mobbex closes the connection mid-answer (a reset while the body is transferred): status 200,
+    /// a `content-length` larger than what is sent, then the connection closes.
+    pub mobbex_drop_connection_rate: f64,
+    /// ERPNext (or its proxy) answers a 5xx before doing anything, nothing committed (a worker
+    /// restart, maintenance, a proxy that cannot reach gunicorn): status drawn from
+    /// 500/502/503/504, body from [`ErrorBody::ALL`]. Reads and writes.
+    pub erp_5xx_rate: f64,
+    /// The share of ERPNext 429s (`erp_429_rate`) sent without `Retry-After`.
+    pub erp_429_no_retry_after_rate: f64,
+    /// A Payment Entry create is committed, then a proxy that gave up answers 502 or 504 (drawn)
+    /// with a body drawn from [`ErrorBody::ALL`].
+    pub erp_lost_after_commit_rate: f64,
+    /// ERPNext closes the connection without a complete answer (a killed worker, a reset). Reads:
+    /// status 200 and a cut body. Payment Entry creates: half before the commit (closed before the
+    /// status line, nothing committed), half after it (the real answer cut mid-body). Other
+    /// writes: closed before the status line, nothing done.
+    pub erp_drop_connection_rate: f64,
 }
 
 /// Called at every listing call (with its number, from 1) before the page is cut: the operations it
@@ -168,6 +196,10 @@ pub struct SimStats {
     pub total_requests: u64,
     /// The most Payment Entry writes ever in progress at once (latency included).
     pub max_concurrent_writes: u64,
+    /// Every injected fault by a short label, e.g. "erp 502 html before commit",
+    /// "mobbex 429 no retry-after", "erp lost after commit 504 empty", "erp drop after commit",
+    /// "targeted commit later".
+    pub faults_injected: BTreeMap<String, u64>,
 }
 
 /// A listing item: a well-formed operation or a raw document served verbatim.
@@ -234,6 +266,8 @@ pub(crate) struct State {
     pub writes_ok_tx: tokio::sync::watch::Sender<u64>,
     /// When each `reference_no` was first committed (benchmarks measure webhook-to-entry latency).
     pub commit_times: HashMap<String, std::time::Instant>,
+    /// Faults aimed at the creates of one `reference_no` (`Simulator::fail_creates`), in order.
+    pub targeted: HashMap<String, VecDeque<CreateFault>>,
 }
 
 impl State {
@@ -310,6 +344,7 @@ impl Simulator {
             list_hook: None,
             writes_ok_tx: tokio::sync::watch::channel(0).0,
             commit_times: HashMap::new(),
+            targeted: HashMap::new(),
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
