@@ -89,6 +89,13 @@ impl Simulator {
                 .extend(faults)
         });
     }
+
+    /// Drop the targeted faults still queued for `reference_no` (the server "recovers").
+    pub fn clear_create_faults(&self, reference_no: &str) {
+        self.with(|s| {
+            s.targeted.remove(reference_no);
+        });
+    }
 }
 
 impl State {

@@ -252,7 +252,7 @@ async fn a_webhook_for_the_second_payment_while_the_first_fails_in_the_inbox() {
     assert_eq!(rows["p2"].decision, DecisionKind::Waiting, "{:?}", rows["p2"]);
     assert!(env.sim.payment_entries().is_empty());
     // ERPNext recovers: the next retry books p1 as the initial payment and p2 right after it.
-    env.sim.fail_creates("p1", Vec::new());
+    env.sim.clear_create_faults("p1");
     d.wait_for("both triggers done", |p| p.triggers_done >= 2)
         .await;
     d.stop().await;
