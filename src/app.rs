@@ -67,7 +67,8 @@ impl App {
                 settings.daemon.timezone.clone(),
                 settings.erp.max_in_flight,
             )
-            .with_retry(retry),
+            .with_retry(retry)
+            .with_commit_horizon(settings.erp.commit_horizon),
         );
         let mut accounts = Vec::new();
         for a in &settings.accounts {
@@ -105,7 +106,8 @@ impl App {
             .with_retry(RetryPolicy {
                 max_total: self.settings.daemon.retry_budget,
                 ..RetryPolicy::default()
-            }),
+            })
+            .with_commit_horizon(self.settings.erp.commit_horizon),
         );
         self
     }

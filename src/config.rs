@@ -75,6 +75,9 @@ pub struct ErpSettings {
     pub api_secret: SecretString,
     pub max_in_flight: usize,
     pub timeout: Duration,
+    /// How long after a create whose answer was lost ERPNext may still commit it (its worker
+    /// timeout: gunicorn's `timeout`, 120 s by default). Until then the create is not sent again.
+    pub commit_horizon: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +209,8 @@ struct RawErp {
     max_in_flight: Option<u64>,
     #[serde(default)]
     timeout: Option<String>,
+    #[serde(default)]
+    commit_horizon: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -513,6 +518,21 @@ fn validate(
             )
         })?,
     };
+    let commit_horizon = match &e.commit_horizon {
+        None => Duration::from_secs(120),
+        Some(t) => parse_duration(t).map_err(|m| {
+            bad(
+                "erp.commit_horizon",
+                format!("expected a duration like \"120s\": {m}"),
+            )
+        })?,
+    };
+    if commit_horizon > Duration::from_secs(3600) {
+        return Err(bad(
+            "erp.commit_horizon",
+            format!("expected at most 1h, got {}s", commit_horizon.as_secs()),
+        ));
+    }
     let erp = ErpSettings {
         url: erp_url,
         api_key: secret("erp.api_key", e.api_key, e.api_key_file, true)?.expect("required"),
@@ -520,6 +540,7 @@ fn validate(
             .expect("required"),
         max_in_flight: max_in_flight as usize,
         timeout,
+        commit_horizon,
     };
 
     // [[accounts]]

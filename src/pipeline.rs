@@ -130,19 +130,20 @@ pub struct Engine {
     /// How many groups of this process hold each claim.
     claim_refs: Mutex<HashMap<(String, String), usize>>,
     /// Creates whose outcome was unknown (answer lost, not found by `reference_no` yet), by
-    /// (account, operation id): not sent again by this process for [`UNKNOWN_OUTCOME_QUARANTINE`]
-    /// (the server may still be committing them), whatever trigger brings the operation back.
+    /// (account, operation id): not sent again by this process for `commit_horizon` (the server
+    /// may still be committing them), whatever trigger brings the operation back.
     unknown_outcomes: Mutex<HashMap<(String, String), tokio::time::Instant>>,
+    /// See `ErpSettings::commit_horizon`.
+    commit_horizon: std::time::Duration,
+    /// Operations whose last failure was passing (a create refused past the retry budget or
+    /// whose answer was lost, an ERP lookup that failed): worth one more try at the end of a run.
+    settleable: Mutex<HashSet<(String, String)>>,
 }
 
 /// How long a cross-process order claim lives without being released (a crashed holder's claim
 /// expires after this), and how long to wait for another process to release one.
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// How long a create whose outcome is unknown is not sent again by this process. Frappe's workers
-/// are killed (and their transaction rolled back) after gunicorn's timeout, 120 s by default.
-const UNKNOWN_OUTCOME_QUARANTINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Unresolved payments of a batch's orders re-examined with it, at most (see `pull_in`).
 const PULL_IN_LIMIT: i64 = 200;
@@ -170,6 +171,8 @@ impl Engine {
             retry: crate::retry::RetryPolicy::default(),
             claim_refs: Mutex::new(HashMap::new()),
             unknown_outcomes: Mutex::new(HashMap::new()),
+            commit_horizon: std::time::Duration::from_secs(120),
+            settleable: Mutex::new(HashSet::new()),
             holder: holder_name(),
         }
     }
@@ -178,6 +181,20 @@ impl Engine {
     pub fn with_retry(mut self, retry: crate::retry::RetryPolicy) -> Engine {
         self.retry = retry;
         self
+    }
+
+    /// How long ERPNext may still commit a create whose answer was lost.
+    pub fn with_commit_horizon(mut self, horizon: std::time::Duration) -> Engine {
+        self.commit_horizon = horizon;
+        self
+    }
+
+    /// Remember that `uid`'s failure was passing (see `settle`).
+    fn mark_settleable(&self, account: &str, uid: &str) {
+        self.settleable
+            .lock()
+            .expect("poisoned")
+            .insert((account.to_string(), uid.to_string()));
     }
 
     /// Fix "today" (tests and the demo use it to get stable dates).
@@ -318,6 +335,7 @@ impl Engine {
         while let Some(done) = run.tasks.join_next().await {
             summary.merge(done.unwrap_or_else(panicked));
         }
+        self.settle(account, &policy, opts, run, &mut summary).await;
         match failure {
             None => Ok(summary),
             Some(e) => {
@@ -330,6 +348,76 @@ impl Engine {
                     },
                 ))
             }
+        }
+    }
+
+    /// The end of a run: one more try for what it left unresolved although it may resolve now —
+    /// payments that wait for an earlier one, and failures that were passing (a create refused
+    /// past the retry budget, a lookup that failed, a create whose answer was lost: for those the
+    /// run first waits until `commit_horizon` has passed since they were sent, so a create that was
+    /// never committed is looked up once more and then sent again, one that was is found). Each
+    /// retried operation's first decision is replaced by its new one in the summary.
+    async fn settle(
+        self: &Arc<Self>,
+        account: &AccountCtx,
+        policy: &Arc<AccountPolicy>,
+        opts: &RunOptions,
+        run: RunState,
+        summary: &mut Summary,
+    ) {
+        let acc = &account.settings;
+        if opts.dry_run || summary.unresolved.is_empty() {
+            return;
+        }
+        let retry: Vec<UnresolvedLine> = {
+            let mut settleable = self.settleable.lock().expect("poisoned");
+            summary
+                .unresolved
+                .iter()
+                .filter(|u| {
+                    let key = (acc.name.clone(), u.uid.clone());
+                    settleable.remove(&key) || u.kind == DecisionKind::Waiting
+                })
+                .cloned()
+                .collect()
+        };
+        if retry.is_empty() {
+            return;
+        }
+        let wait = {
+            let unknown = self.unknown_outcomes.lock().expect("poisoned");
+            retry
+                .iter()
+                .filter_map(|u| unknown.get(&(acc.name.clone(), u.uid.clone())))
+                .map(|at| self.commit_horizon.saturating_sub(at.elapsed()))
+                .max()
+                .unwrap_or_default()
+        };
+        if !wait.is_zero() {
+            info!(account = %acc.name, wait_s = wait.as_secs_f64(), "waiting for ERPNext to settle creates whose answer was lost (erp.commit_horizon), then trying the run's unresolved payments once more");
+            tokio::time::sleep(wait).await;
+        }
+        info!(account = %acc.name, operations = retry.len(), "trying the run's unresolved payments once more");
+        summary.forget(&retry);
+        // Fresh chains (the first pass's groups are done); the run's ids stay "seen", so nothing
+        // decided in it is pulled in again.
+        let mut pass = RunState {
+            seen: run.seen,
+            ..RunState::default()
+        };
+        let mut batcher = Batcher::new(acc);
+        let mut fresh = HashSet::new();
+        let items: Vec<Fetched> = retry.into_iter().map(|u| Fetched::Op(u.op)).collect();
+        let mut batches = batcher.push(items, &mut fresh);
+        batches.extend(batcher.finish());
+        for batch in batches {
+            let s = self
+                .process_batch(account, policy, batch, opts, &mut pass, None)
+                .await;
+            summary.merge(s);
+        }
+        while let Some(done) = pass.tasks.join_next().await {
+            summary.merge(done.unwrap_or_else(panicked));
         }
     }
 
@@ -651,6 +739,7 @@ impl Engine {
             Err(e) => {
                 let reason = format!("could not check the ERP: {e}");
                 for op in &candidates {
+                    self.mark_settleable(&acc.name, &op.uid);
                     let order = acc.order_name(&op.reference).map(str::to_string);
                     self.finish(
                         acc,
@@ -930,12 +1019,15 @@ impl Engine {
                                 .await;
                             (kind, reason, name, Some(entry))
                         }
-                        Err(e) => (
-                            DecisionKind::Error,
-                            format!("could not read the customer's receivable account: {e}"),
-                            None,
-                            None,
-                        ),
+                        Err(e) => {
+                            self.mark_settleable(&acc.name, &op.uid);
+                            (
+                                DecisionKind::Error,
+                                format!("could not read the customer's receivable account: {e}"),
+                                None,
+                                None,
+                            )
+                        }
                     }
                 }
             };
@@ -1154,14 +1246,15 @@ impl Engine {
             .get(&key)
             .map(|at| at.elapsed());
         if let Some(elapsed) = since_unknown
-            && elapsed < UNKNOWN_OUTCOME_QUARANTINE
+            && elapsed < self.commit_horizon
         {
+            self.mark_settleable(&acc.name, &op.uid);
             return (
                 DecisionKind::Error,
                 format!(
-                    "a create sent {}s ago got no answer and ERPNext may still be committing it; not sent again before {}s; re-examined later",
+                    "a create sent {}s ago got no answer and ERPNext may still be committing it (erp.commit_horizon = {}s); not sent again before; re-examined later",
                     elapsed.as_secs(),
-                    UNKNOWN_OUTCOME_QUARANTINE.as_secs()
+                    self.commit_horizon.as_secs()
                 ),
                 None,
             );
@@ -1189,9 +1282,11 @@ impl Engine {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
                 {
                     let mut unknown = self.unknown_outcomes.lock().expect("poisoned");
-                    unknown.retain(|_, at| at.elapsed() < UNKNOWN_OUTCOME_QUARANTINE);
+                    let horizon = self.commit_horizon;
+                    unknown.retain(|_, at| at.elapsed() < horizon);
                     unknown.insert(key.clone(), tokio::time::Instant::now());
                 }
+                self.mark_settleable(&acc.name, &op.uid);
                 for wait_ms in [0u64, 1000, 2000] {
                     tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
                     match self
@@ -1212,7 +1307,7 @@ impl Engine {
                             return (
                                 DecisionKind::Error,
                                 format!(
-                                    "{err}; the lookup by reference_no failed too: {e2}; re-examined on the next run"
+                                    "{err}; the lookup by reference_no failed too: {e2}; re-examined later"
                                 ),
                                 None,
                             );
@@ -1222,7 +1317,8 @@ impl Engine {
                 return (
                     DecisionKind::Error,
                     format!(
-                        "{err}; not found by reference_no, so not sent again in this run; re-examined on the next run"
+                        "{err}; not found by reference_no, so not sent again until erp.commit_horizon ({}s) has passed; re-examined then",
+                        self.commit_horizon.as_secs()
                     ),
                     None,
                 );
@@ -1240,12 +1336,11 @@ impl Engine {
                     tokio::time::sleep(delay).await;
                     continue;
                 }
-                warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, "create gave up for this run");
+                warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, "create gave up for now");
+                self.mark_settleable(&acc.name, &op.uid);
                 return (
                     DecisionKind::Error,
-                    format!(
-                        "{err} (gave up after {attempt} attempts; re-examined on the next run)"
-                    ),
+                    format!("{err} (gave up after {attempt} attempts; re-examined later)"),
                     None,
                 );
             }
@@ -1330,6 +1425,7 @@ impl Engine {
                 uid: op.uid.clone(),
                 kind,
                 reason: reason.to_string(),
+                op: op.clone(),
             });
         }
     }
@@ -1546,6 +1642,7 @@ fn announce(
             uid: op.uid.clone(),
             kind,
             reason: reason.to_string(),
+            op: op.clone(),
         });
     }
     if !opts.dry_run {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::{DecisionKind, PaymentEntry};
+use crate::domain::{DecisionKind, Operation, PaymentEntry};
 
 /// One booked (or, in a dry run, planned) entry, for display.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct UnresolvedLine {
     pub uid: String,
     pub kind: DecisionKind,
     pub reason: String,
+    /// The operation as it was decided (lets the run try it once more at its end).
+    pub op: Operation,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,6 +41,21 @@ impl Summary {
     pub fn count(&mut self, kind: DecisionKind) {
         self.examined += 1;
         *self.by_kind.entry(kind).or_default() += 1;
+    }
+
+    /// Forget the decisions of these operations (they are about to be decided again).
+    pub fn forget(&mut self, lines: &[UnresolvedLine]) {
+        for line in lines {
+            self.examined = self.examined.saturating_sub(1);
+            if let Some(n) = self.by_kind.get_mut(&line.kind) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.by_kind.remove(&line.kind);
+                }
+            }
+        }
+        let uids: std::collections::HashSet<&str> = lines.iter().map(|l| l.uid.as_str()).collect();
+        self.unresolved.retain(|u| !uids.contains(u.uid.as_str()));
     }
 
     pub fn get(&self, kind: DecisionKind) -> u64 {

@@ -180,8 +180,9 @@ mod tests {
             (408, "", false),
             (502, "", true),
             (502, "<html>502 Bad Gateway</html>", true),
-            (502, FRAPPE_500, true),
+            (502, FRAPPE_500, false), // Frappe's own answer, whatever the status
             (504, "", true),
+            (504, FRAPPE_500, false),
             (504, "upstream request timeout", true),
             (520, "", true),
             (524, "", true),

@@ -55,9 +55,9 @@ pub enum ErpError {
 /// | refused, DNS, TLS | `Connect` | yes | re-sent: it never arrived |
 /// | timeout, connection broken mid-answer | `Timeout` / `Transport` | yes | **unknown**: looked up by `reference_no`, never re-sent blindly |
 /// | 429, with or without `Retry-After` | `RateLimited` | yes, after `Retry-After` | re-sent after `Retry-After` |
-/// | 500 with a Frappe exception body (`exc_type`) | `Server` | yes | re-sent: Frappe rolls a request back when it raises |
+/// | any 5xx with a Frappe exception body (`exc_type`) | `Server` | yes | re-sent: Frappe rolls a request back when it raises |
 /// | 503, 408 | `Server` | yes | re-sent: the request was not taken |
-/// | 502, 504, and every other 5xx or a 500 without a Frappe body (HTML, text, empty: a proxy) | `Server` | yes | **unknown** (a proxy may have given up on a request ERPNext still commits) |
+/// | 502, 504, and every other 5xx without a Frappe body (HTML, text, empty: a proxy) | `Server` | yes | **unknown** (a proxy may have given up on a request ERPNext still commits) |
 /// | 401 | `Unauthorized` | no | no |
 /// | other 4xx (417 validation, 404, 403, 409) | `Rejected` | no | no: the message becomes the reason |
 impl ErpError {
@@ -80,12 +80,11 @@ impl ErpError {
             ErpError::Timeout(_) => true,
             // A connection dropped mid-response.
             ErpError::Transport(_) => true,
-            // Frappe raised, and rolled the request back (frappe/app.py `application`: on an
-            // exception a POST is rolled back); its body says so with an `exc_type`.
+            // Frappe itself answered with an exception: it raised, and rolled the request back
+            // (frappe/app.py `application`: on an exception a POST is rolled back in `finally`);
+            // its body says so with an `exc_type`, whatever the status.
             ErpError::Server {
-                status: 500,
-                exc_type: Some(_),
-                ..
+                exc_type: Some(_), ..
             } => false,
             // Not taken: a server or proxy with no capacity, or one that never got the request.
             ErpError::Server {

@@ -42,6 +42,8 @@ impl ErrorBody {
         ErrorBody::PlainText,
         ErrorBody::Empty,
     ];
+    /// The shapes a proxy in front of the application writes.
+    pub const PROXY: [ErrorBody; 3] = [ErrorBody::Html, ErrorBody::PlainText, ErrorBody::Empty];
 
     /// A short lower-case name, used in [`super::SimStats::faults_injected`] labels.
     pub fn label(self) -> &'static str {
@@ -67,6 +69,7 @@ pub enum CreateFault {
     /// The entry is validated and committed as usual, then a proxy that gave up answers this
     /// status and body instead of the real answer. (If validation refuses the entry, nothing is
     /// committed and the answer is replaced all the same.)
+    /// (Use a proxy's body: Frappe never answers with its exception body after committing.)
     LostAfterCommit { status: u16, body: ErrorBody },
     /// A proxy answers 504 with an empty body at once, while the server keeps working on the
     /// request: the entry is validated and committed only `after` later (or not at all if
@@ -439,7 +442,9 @@ pub(crate) async fn after_commit(
                 let rate = s.opts.faults.erp_lost_after_commit_rate;
                 s.hit(rate).then(|| {
                     let status = s.pick(&[502, 504]);
-                    let body = s.pick(&ErrorBody::ALL);
+                    // Only a proxy answers after the commit: Frappe writes an exception body only
+                    // when it raised, and then it rolled the request back (frappe/app.py).
+                    let body = s.pick(&ErrorBody::PROXY);
                     s.note_fault(&format!("erp lost after commit {status} {}", body.label()));
                     (status, body)
                 })

@@ -403,7 +403,10 @@ async fn under_sustained_faults_every_allocation_is_right_within_three_runs() {
             .map(|e| e.name)
             .collect();
         let targeted = fail_first_payments(&env.sim, &expected);
-        assert!(targeted >= 20, "seed {seed}: only {targeted} orders with several payments");
+        assert!(
+            targeted >= 20,
+            "seed {seed}: only {targeted} orders with several payments"
+        );
         let runs = binary_sync_until_clean(&env, 3)
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -411,17 +414,37 @@ async fn under_sustained_faults_every_allocation_is_right_within_three_runs() {
             .to_zoned(jiff::tz::TimeZone::get("America/Argentina/Buenos_Aires").unwrap())
             .date();
         assert_books_exactly(&env.sim, &expected, &before, today);
-        let injected = env.sim.stats().faults_injected;
-        (seed, runs, targeted, injected)
+        let stats = env.sim.stats();
+        let random: u64 = stats
+            .faults_injected
+            .iter()
+            .filter(|(k, _)| !k.starts_with("targeted"))
+            .map(|(_, n)| n)
+            .sum();
+        eprintln!(
+            "seed {seed}: {} requests, {random} random faults ({:.1} %)",
+            stats.total_requests,
+            100.0 * random as f64 / stats.total_requests.max(1) as f64
+        );
+        (seed, runs, targeted, stats.faults_injected)
     }))
     .await;
     let mut kinds = std::collections::BTreeSet::new();
     for (seed, runs, targeted, injected) in &runs {
-        eprintln!("seed {seed}: {runs} run(s); {targeted} first payments failed on purpose; faults {injected:?}");
+        eprintln!(
+            "seed {seed}: {runs} run(s); {targeted} first payments failed on purpose; faults {injected:?}"
+        );
         kinds.extend(injected.keys().cloned());
     }
     // Every kind of fault really happened somewhere.
-    for needle in ["mobbex 5", "mobbex 429", "erp 5", "erp 429", "after commit", "drop"] {
+    for needle in [
+        "mobbex 5",
+        "mobbex 429",
+        "erp 5",
+        "erp 429",
+        "after commit",
+        "drop",
+    ] {
         assert!(
             kinds.iter().any(|k| k.contains(needle)),
             "no {needle:?} fault was injected: {kinds:?}"

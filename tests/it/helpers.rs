@@ -46,6 +46,7 @@ api_key = "{erp_key}"
 api_secret = "{erp_secret}"
 max_in_flight = 4
 timeout = "5s"
+commit_horizon = "4s"
 [[accounts]]
 name = "main"
 source = "mobbex"
@@ -204,7 +205,10 @@ pub fn assert_books_exactly(
             e.paid_amount == op.total && e.received_amount == op.total,
         );
         check("paid_to", e.paid_to == "Mobbex - MESA");
-        check("mode of payment", e.mode_of_payment.as_deref() == Some("Mobbex"));
+        check(
+            "mode of payment",
+            e.mode_of_payment.as_deref() == Some("Mobbex"),
+        );
         check(
             "dates",
             e.posting_date == today && e.reference_date == Some(today),

@@ -240,7 +240,12 @@ async fn erp_lost_after_commit_commits_then_answers_502_or_504() {
         shapes.insert(body.label());
     }
     assert_eq!(statuses, [502, 504].into_iter().collect());
-    assert_eq!(shapes.len(), 4, "{shapes:?}");
+    // A proxy's answers only: Frappe writes its exception body only when it rolled back.
+    assert_eq!(
+        shapes,
+        ["empty", "html", "text"].into_iter().collect(),
+        "{shapes:?}"
+    );
     assert_eq!(sim.payment_entries().len(), 40);
     assert_eq!(sim.stats().erp_writes_ok, 40);
     assert_eq!(total(&sim, "erp lost after commit 50"), 40);
