@@ -93,6 +93,14 @@ impl Simulator {
         });
     }
 
+    /// The next requests of `api` that pass authentication get these answers instead of the
+    /// real one, one each, in order (ERPNext: reads only; creates have [`Self::fail_creates`]).
+    /// Lets a test try one exact answer — a status with a body shape, a 429, a dropped
+    /// connection — and see what the client does with it.
+    pub fn fail_next(&self, api: SimApi, answers: Vec<NextAnswer>) {
+        self.with(|s| s.next_answers.entry(api).or_default().extend(answers));
+    }
+
     /// Drop the targeted faults still queued for `reference_no` (the server "recovers").
     pub fn clear_create_faults(&self, reference_no: &str) {
         self.with(|s| {
@@ -270,9 +278,59 @@ pub(crate) async fn cut_answer(resp: Response) -> Response {
 
 // ---- gates ---------------------------------------------------------------------------------
 
-/// The newer Mobbex faults, drawn after auth and the older ones: `mobbex_5xx_any_rate`, then
-/// `mobbex_drop_connection_rate`. `Err` is the answer to send.
+/// Which API a [`Simulator::fail_next`] answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimApi {
+    Mobbex,
+    Erpnext,
+}
+
+/// One answer queued by [`Simulator::fail_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextAnswer {
+    /// This status with this body shape (the API's own error body for `Json`).
+    Status(u16, ErrorBody),
+    /// 429, with `Retry-After: n` or without it.
+    TooManyRequests(Option<u64>),
+    /// The connection closes in the middle of a 200 answer.
+    Drop,
+}
+
+/// A queued [`NextAnswer`] for `api`, if any, as the response to send.
+fn next_answer(s: &mut State, api: SimApi) -> Option<Response> {
+    let answer = s.next_answers.get_mut(&api)?.pop_front()?;
+    let name = match api {
+        SimApi::Mobbex => "mobbex",
+        SimApi::Erpnext => "erp",
+    };
+    Some(match answer {
+        NextAnswer::Status(status, body) => {
+            s.note_fault(&format!("next {name} {status} {}", body.label()));
+            match api {
+                SimApi::Mobbex => mobbex_error(status, body),
+                SimApi::Erpnext => erp_error(status, body),
+            }
+        }
+        NextAnswer::TooManyRequests(ra) => {
+            s.note_fault(&format!("next {name} 429"));
+            too_many_requests(ra)
+        }
+        NextAnswer::Drop => {
+            s.note_fault(&format!("next {name} drop"));
+            match api {
+                SimApi::Mobbex => drop_mid_answer(r#"{"result":true,"data":{"docs":["#),
+                SimApi::Erpnext => drop_mid_answer(r#"{"data":[{"name":""#),
+            }
+        }
+    })
+}
+
+/// The newer Mobbex faults, drawn after auth and the older ones: a queued [`NextAnswer`],
+/// `mobbex_5xx_any_rate`, then `mobbex_drop_connection_rate`. `Err` is the answer to send.
 pub(crate) fn mobbex_gate(s: &mut State) -> Result<(), Response> {
+    if let Some(r) = next_answer(s, SimApi::Mobbex) {
+        return Err(r);
+    }
     let f = &s.opts.faults;
     let (any_5xx, drop) = (f.mobbex_5xx_any_rate, f.mobbex_drop_connection_rate);
     if s.hit(any_5xx) {
@@ -292,6 +350,9 @@ pub(crate) fn mobbex_gate(s: &mut State) -> Result<(), Response> {
 /// then `erp_drop_connection_rate` (except for Payment Entry creates, whose drops
 /// [`before_commit`] decides). `Err` is the answer to send.
 pub(crate) fn erp_gate(s: &mut State, read: bool, create: bool) -> Result<(), Response> {
+    if !create && let Some(r) = next_answer(s, SimApi::Erpnext) {
+        return Err(r);
+    }
     let f = &s.opts.faults;
     let (any_5xx, drop) = (f.erp_5xx_rate, f.erp_drop_connection_rate);
     if s.hit(any_5xx) {

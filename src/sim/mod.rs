@@ -15,7 +15,7 @@ mod faults;
 mod mobbex;
 pub mod sample;
 
-pub use faults::{CreateFault, ErrorBody};
+pub use faults::{CreateFault, ErrorBody, NextAnswer, SimApi};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -268,6 +268,8 @@ pub(crate) struct State {
     pub commit_times: HashMap<String, std::time::Instant>,
     /// Faults aimed at the creates of one `reference_no` (`Simulator::fail_creates`), in order.
     pub targeted: HashMap<String, VecDeque<CreateFault>>,
+    /// Answers for the next requests of each API (`Simulator::fail_next`), in order.
+    pub next_answers: HashMap<SimApi, VecDeque<NextAnswer>>,
 }
 
 impl State {
@@ -345,6 +347,7 @@ impl Simulator {
             writes_ok_tx: tokio::sync::watch::channel(0).0,
             commit_times: HashMap::new(),
             targeted: HashMap::new(),
+            next_answers: HashMap::new(),
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
