@@ -290,12 +290,12 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
 /// commit, an answer lost after it, a commit that lands after the client stopped looking).
 fn hostile_faults() -> Faults {
     Faults {
-        mobbex_5xx_any_rate: 0.05,
+        mobbex_5xx_any_rate: 0.06,
         mobbex_429_rate: 0.03,
         mobbex_429_no_retry_after_rate: 0.5,
         mobbex_drop_connection_rate: 0.02,
-        erp_5xx_rate: 0.03,
-        erp_429_rate: 0.03,
+        erp_5xx_rate: 0.04,
+        erp_429_rate: 0.04,
         erp_retry_after_secs: 1,
         erp_429_no_retry_after_rate: 0.5,
         erp_lost_after_commit_rate: 0.03,
