@@ -136,8 +136,9 @@ pub struct Engine {
     /// See `ErpSettings::commit_horizon`.
     commit_horizon: std::time::Duration,
     /// Operations whose last failure was passing (a create refused past the retry budget or
-    /// whose answer was lost, an ERP lookup that failed): worth one more try at the end of a run.
-    settleable: Mutex<HashSet<(String, String)>>,
+    /// whose answer was lost, an ERP lookup that failed), and when: worth one more try at the end
+    /// of a run.
+    settleable: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
 
 /// How long a cross-process order claim lives without being released (a crashed holder's claim
@@ -172,7 +173,7 @@ impl Engine {
             claim_refs: Mutex::new(HashMap::new()),
             unknown_outcomes: Mutex::new(HashMap::new()),
             commit_horizon: std::time::Duration::from_secs(120),
-            settleable: Mutex::new(HashSet::new()),
+            settleable: Mutex::new(HashMap::new()),
             holder: holder_name(),
         }
     }
@@ -191,10 +192,16 @@ impl Engine {
 
     /// Remember that `uid`'s failure was passing (see `settle`).
     fn mark_settleable(&self, account: &str, uid: &str) {
-        self.settleable
-            .lock()
-            .expect("poisoned")
-            .insert((account.to_string(), uid.to_string()));
+        // Marks older than an hour are of runs long finished (a daemon's webhooks): forget them.
+        const KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+        let mut marks = self.settleable.lock().expect("poisoned");
+        if marks.len() > 1024 {
+            marks.retain(|_, at| at.elapsed() < KEEP);
+        }
+        marks.insert(
+            (account.to_string(), uid.to_string()),
+            tokio::time::Instant::now(),
+        );
     }
 
     /// Fix "today" (tests and the demo use it to get stable dates).
@@ -376,7 +383,7 @@ impl Engine {
                 .iter()
                 .filter(|u| {
                     let key = (acc.name.clone(), u.uid.clone());
-                    settleable.remove(&key) || u.kind == DecisionKind::Waiting
+                    settleable.remove(&key).is_some() || u.kind == DecisionKind::Waiting
                 })
                 .cloned()
                 .collect()
@@ -1091,7 +1098,7 @@ impl Engine {
             Ok(rows) => rows
                 .into_iter()
                 .map(|(uid, _)| uid)
-                .filter(|uid| run.seen.insert(uid.clone()))
+                .filter(|uid| !run.seen.contains(uid))
                 .collect(),
             Err(e) => {
                 warn!(account = %acc.name, error = %e, "could not read the orders' unresolved payments");
@@ -1113,10 +1120,12 @@ impl Engine {
         let mut out = Vec::new();
         for (result, uid) in fetched {
             match result {
-                Ok(op) => {
+                // Decided with this batch, so never again in this run (a later slice may list it).
+                Ok(op) if run.seen.insert(op.uid.clone()) => {
                     info!(account = %acc.name, uid = %op.uid, reference = %op.reference, "re-examining an unresolved payment of the order with this batch");
                     out.push(op);
                 }
+                Ok(_) => {}
                 Err(e) => {
                     warn!(account = %acc.name, uid = %uid, error = %e, "could not re-read an unresolved payment of the order; later payments keep waiting for it");
                 }

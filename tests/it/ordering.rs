@@ -277,8 +277,15 @@ async fn a_webhook_for_the_second_payment_while_the_first_fails_in_the_inbox() {
         rows["p2"]
     );
     assert!(env.sim.payment_entries().is_empty());
-    // ERPNext recovers: the next retry books p1 as the initial payment and p2 right after it.
+    // ERPNext recovers: the next trigger to run (p1's retry or p2's) books p1 as the initial
+    // payment and p2 right after it, in the same go — the order's unresolved payments come along.
     env.sim.clear_create_faults("p1");
+    d.wait_for("a trigger done", |p| p.triggers_done >= 1).await;
+    assert_eq!(
+        env.sim.payment_entries().len(),
+        2,
+        "both booked by the first trigger that got through"
+    );
     d.wait_for("both triggers done", |p| p.triggers_done >= 2)
         .await;
     d.stop().await;
@@ -287,4 +294,30 @@ async fn a_webhook_for_the_second_payment_while_the_first_fails_in_the_inbox() {
     assert_eq!(e1.references[0].allocated_amount, Decimal::from(400));
     let e2 = entry(&env, "p2");
     assert!(e2.references.is_empty(), "{e2:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_sync_while_the_daemon_retries_the_first_payment_keeps_the_order() {
+    use crate::daemon::{Daemon, NEVER, TOKEN, hook};
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    env.sim.fail_creates("p1", refused(10_000));
+    let d = Daemon::start(&env, NEVER).await;
+    d.webhook("main", Some(TOKEN), hook("p1", "200", 400.0))
+        .await;
+    d.wait_for("p1's trigger to fail once", |p| p.triggers_retried >= 1)
+        .await;
+    // A manual sync (another engine on the same ledger) over the days of p2 and p3 only: it
+    // re-tries p1 first, which is still refused, so p2 and p3 wait.
+    let s = env.sync(date(2026, 10, 6), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::Waiting), 2, "{s}");
+    assert!(env.sim.payment_entries().is_empty());
+    // ERPNext recovers; whoever gets there first, the order's payments are booked in order.
+    env.sim.clear_create_faults("p1");
+    let s = env.sync(date(2026, 10, 6), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    d.wait_for("p1's trigger done", |p| p.triggers_done >= 1)
+        .await;
+    d.stop().await;
+    assert_first_is_initial(&env);
 }
