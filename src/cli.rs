@@ -435,10 +435,11 @@ async fn status(settings: Settings, as_json: bool) -> u8 {
             let last_ok = ledger.last_good_poll(name).await?;
             let counts = ledger.counts(name).await?;
             let errors = ledger.latest(name, DecisionKind::Error, 10).await?;
-            Ok::<_, crate::store::StoreError>((watermark, last, last_ok, counts, errors))
+            let waiting = ledger.latest(name, DecisionKind::Waiting, 10).await?;
+            Ok::<_, crate::store::StoreError>((watermark, last, last_ok, counts, errors, waiting))
         }
         .await;
-        let (watermark, last, last_ok, counts, errors) = match result {
+        let (watermark, last, last_ok, counts, errors, waiting) = match result {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("paysync: {e}");
@@ -473,6 +474,10 @@ async fn status(settings: Settings, as_json: bool) -> u8 {
             "decisions": counts_json,
             "inbox_depth": depth.get(name).copied().unwrap_or(0),
             "latest_errors": errors.iter().map(|r| serde_json::json!({
+                "uid": r.uid, "reference": r.reference, "order": r.sales_order,
+                "reason": r.reason, "last_seen": local(r.last_seen),
+            })).collect::<Vec<_>>(),
+            "latest_waiting": waiting.iter().map(|r| serde_json::json!({
                 "uid": r.uid, "reference": r.reference, "order": r.sales_order,
                 "reason": r.reason, "last_seen": local(r.last_seen),
             })).collect::<Vec<_>>(),
@@ -515,16 +520,24 @@ async fn status(settings: Settings, as_json: bool) -> u8 {
                 }
             }
         }
-        let errors = a["latest_errors"].as_array().cloned().unwrap_or_default();
-        if !errors.is_empty() {
-            println!("  latest errors");
-            for e in errors {
-                println!(
-                    "    {} {} {}",
-                    e["last_seen"].as_str().unwrap_or(""),
-                    e["uid"].as_str().unwrap_or(""),
-                    e["reason"].as_str().unwrap_or("")
-                );
+        for (key, title) in [
+            ("latest_errors", "latest errors"),
+            (
+                "latest_waiting",
+                "waiting for an earlier payment of their order",
+            ),
+        ] {
+            let rows = a[key].as_array().cloned().unwrap_or_default();
+            if !rows.is_empty() {
+                println!("  {title}");
+                for e in rows {
+                    println!(
+                        "    {} {} {}",
+                        e["last_seen"].as_str().unwrap_or(""),
+                        e["uid"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    );
+                }
             }
         }
     }

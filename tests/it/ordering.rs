@@ -321,3 +321,68 @@ async fn a_manual_sync_while_the_daemon_retries_the_first_payment_keeps_the_orde
     d.stop().await;
     assert_first_is_initial(&env);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_1_and_names_what_waits_and_why() {
+    let env = TestEnv::start().await;
+    three_payments(&env);
+    env.sim.fail_creates("p1", refused(6));
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let run = |args: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(args)
+                .env("RUST_LOG", "error")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&["sync", "--since", "2026-10-01", "--until", "2026-10-31"])
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Unresolved (run again to finish them):"),
+        "{stdout}"
+    );
+    for uid in ["p2", "p3"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("{uid} waiting: earlier payment p1"))),
+            "{uid} named with its reason: {stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("p1 error:")),
+        "{stdout}"
+    );
+    let status = run(&["status"]).await.unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        text.contains("waiting for an earlier payment of their order"),
+        "{text}"
+    );
+    // The next run finishes the order, in order, and exits 0.
+    let out = run(&["sync", "--since", "2026-10-01", "--until", "2026-10-31"])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Unresolved"));
+    let today = Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("America/Argentina/Buenos_Aires").unwrap())
+        .date();
+    assert_first_is_initial(&env);
+    assert_eq!(entry(&env, "p1").posting_date, today);
+}
