@@ -9,5 +9,6 @@ mod daemon;
 mod faults;
 mod helpers;
 mod ordering;
+mod real_erpnext;
 mod sim;
 mod sync;
