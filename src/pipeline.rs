@@ -1268,7 +1268,9 @@ impl Engine {
                 None,
             );
         }
-        let started = tokio::time::Instant::now();
+        // The retry budget bounds the time spent *waiting between retries*, not the time queued
+        // for a write slot behind other creates (a busy ERPNext would otherwise spend it).
+        let mut waited = std::time::Duration::ZERO;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -1338,10 +1340,11 @@ impl Engine {
                     .unwrap_or_else(|| self.retry.delay(attempt))
                     .max(self.retry.delay(attempt));
                 if (attempt as usize) <= self.retry.max_times
-                    && started.elapsed() + delay <= self.retry.max_total
+                    && waited + delay <= self.retry.max_total
                 {
                     metrics::counter!(crate::metrics::RETRIES, "api" => "erpnext").increment(1);
                     warn!(account = %acc.name, uid = %op.uid, error = %err, attempt, retry_in_ms = delay.as_millis() as u64, "create failed before committing; retrying");
+                    waited += delay;
                     tokio::time::sleep(delay).await;
                     continue;
                 }

@@ -451,3 +451,61 @@ async fn under_sustained_faults_every_allocation_is_right_within_three_runs() {
         );
     }
 }
+
+/// `retry_budget` bounds the waits between retries of a create, not the time it queued for a
+/// write slot behind other creates (a slow ERPNext and `max_in_flight = 1` would spend it all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_is_not_spent_queueing_for_a_write_slot() {
+    use paysync::sim::CreateFault;
+    let opts = SimOptions {
+        faults: Faults {
+            erp_write_latency: Duration::from_millis(250),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(opts, "").await;
+    env.sim.add_customer("Cliente Demo");
+    for i in 0..8 {
+        let name = format!("SAL-ORD-2026-{:05}", i + 1);
+        env.sim
+            .add_sales_order(crate::helpers::order(&name, "Cliente Demo", "1000"));
+        let t: Timestamp = "2026-10-05T15:00:00Z".parse().unwrap();
+        env.sim.add_operation(paysync::sim::SimOperation {
+            uid: format!("op-{i}"),
+            reference: name,
+            status: 200,
+            total: rust_decimal::Decimal::from(100),
+            currency: "ARS".into(),
+            created: t + SignedDuration::from_secs(i),
+            updated: t,
+            description: "Compra".into(),
+            payer_name: "Juan".into(),
+            parent_uid: None,
+            operation_type: "payment.v2".into(),
+        });
+    }
+    // Every create is refused 4 times (Retry-After 1 s): three attempts fit in a 2 s budget, so
+    // each is booked by its run's end-of-run pass — unless queueing behind the others (8 creates,
+    // one at a time, 250 ms each) spent the budget.
+    for i in 0..8 {
+        env.sim.fail_creates(
+            &format!("op-{i}"),
+            (0..4)
+                .map(|_| CreateFault::TooManyRequests {
+                    retry_after: Some(1),
+                })
+                .collect(),
+        );
+    }
+    let mut settings = env.settings();
+    settings.erp.max_in_flight = 1;
+    let app = paysync::app::App::build(settings)
+        .await
+        .unwrap()
+        .with_today(crate::helpers::TODAY);
+    let s = sync_with(&app, date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    assert_eq!(env.sim.stats().erp_writes, 40, "5 attempts each");
+    assert_eq!(env.sim.payment_entries().len(), 8);
+}
