@@ -1431,15 +1431,7 @@ impl Engine {
         };
         log_decision(&out, op);
         report(&out, opts);
-        summary.count(kind);
-        if kind.is_unresolved() {
-            summary.unresolved.push(UnresolvedLine {
-                uid: op.uid.clone(),
-                kind,
-                reason: reason.to_string(),
-                op: op.clone(),
-            });
-        }
+        summary.count_decision(op, kind, reason);
     }
 }
 
@@ -1648,15 +1640,7 @@ fn announce(
     };
     log_decision(&out, op);
     report(&out, opts);
-    summary.count(kind);
-    if kind.is_unresolved() {
-        summary.unresolved.push(UnresolvedLine {
-            uid: op.uid.clone(),
-            kind,
-            reason: reason.to_string(),
-            op: op.clone(),
-        });
-    }
+    summary.count_decision(op, kind, reason);
     if !opts.dry_run {
         metrics::counter!(crate::metrics::DECISIONS, "account" => acc.name.clone(), "kind" => kind.as_str())
             .increment(1);

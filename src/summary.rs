@@ -43,6 +43,19 @@ impl Summary {
         *self.by_kind.entry(kind).or_default() += 1;
     }
 
+    /// Count one operation's decision; an unresolved one is kept with its reason.
+    pub fn count_decision(&mut self, op: &Operation, kind: DecisionKind, reason: &str) {
+        self.count(kind);
+        if kind.is_unresolved() {
+            self.unresolved.push(UnresolvedLine {
+                uid: op.uid.clone(),
+                kind,
+                reason: reason.to_string(),
+                op: op.clone(),
+            });
+        }
+    }
+
     /// Forget the decisions of these operations (they are about to be decided again).
     pub fn forget(&mut self, lines: &[UnresolvedLine]) {
         for line in lines {

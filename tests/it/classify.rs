@@ -6,7 +6,7 @@ use jiff::civil::date;
 use paysync::app::{App, created_window};
 use paysync::sim::{ErrorBody, NextAnswer, SimApi};
 
-use crate::helpers::{TODAY, TestEnv, order};
+use crate::helpers::{TODAY, TestEnv, order, paid_op};
 
 const LISTING: &str = "GET /p/entity/operations";
 
@@ -14,20 +14,12 @@ fn one_paid_operation(env: &TestEnv) {
     env.sim.add_customer("Cliente Demo");
     env.sim
         .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
-    let t = "2026-10-05T15:00:00Z".parse().unwrap();
-    env.sim.add_operation(paysync::sim::SimOperation {
-        uid: "op-1".into(),
-        reference: "SAL-ORD-2026-00001".into(),
-        status: 200,
-        total: 100.into(),
-        currency: "ARS".into(),
-        created: t,
-        updated: t,
-        description: "Compra".into(),
-        payer_name: "Juan".into(),
-        parent_uid: None,
-        operation_type: "payment.v2".into(),
-    });
+    env.sim.add_operation(paid_op(
+        "op-1",
+        "SAL-ORD-2026-00001",
+        100,
+        "2026-10-05T15:00:00Z".parse().unwrap(),
+    ));
 }
 
 /// A sync of October with a fresh process (no cached ERP answers). `Err` carries the message.

@@ -471,19 +471,12 @@ async fn the_retry_budget_is_not_spent_queueing_for_a_write_slot() {
         env.sim
             .add_sales_order(crate::helpers::order(&name, "Cliente Demo", "1000"));
         let t: Timestamp = "2026-10-05T15:00:00Z".parse().unwrap();
-        env.sim.add_operation(paysync::sim::SimOperation {
-            uid: format!("op-{i}"),
-            reference: name,
-            status: 200,
-            total: rust_decimal::Decimal::from(100),
-            currency: "ARS".into(),
-            created: t + SignedDuration::from_secs(i),
-            updated: t,
-            description: "Compra".into(),
-            payer_name: "Juan".into(),
-            parent_uid: None,
-            operation_type: "payment.v2".into(),
-        });
+        env.sim.add_operation(crate::helpers::paid_op(
+            &format!("op-{i}"),
+            &name,
+            100,
+            t + SignedDuration::from_secs(i),
+        ));
     }
     // Every create is refused 4 times (Retry-After 1 s): three attempts fit in a 2 s budget, so
     // each is booked by its run's end-of-run pass — unless queueing behind the others (8 creates,

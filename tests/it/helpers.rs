@@ -236,3 +236,25 @@ pub fn assert_books_exactly(
         wrong.join("\n")
     );
 }
+
+/// A paid (200) ARS operation of `total` for `order`, created (and updated) at `created`.
+pub fn paid_op(
+    uid: &str,
+    order: &str,
+    total: i64,
+    created: jiff::Timestamp,
+) -> paysync::sim::SimOperation {
+    paysync::sim::SimOperation {
+        uid: uid.into(),
+        reference: order.into(),
+        status: 200,
+        total: rust_decimal::Decimal::from(total),
+        currency: "ARS".into(),
+        created,
+        updated: created,
+        description: "Compra".into(),
+        payer_name: "Juan".into(),
+        parent_uid: None,
+        operation_type: "payment.v2".into(),
+    }
+}

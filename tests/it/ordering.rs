@@ -10,25 +10,12 @@ use paysync::domain::DecisionKind;
 use paysync::sim::{CreateFault, SimOperation, SimPaymentEntry};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TestEnv, order, sync_with};
+use crate::helpers::{TestEnv, order, paid_op, sync_with};
 
 const SO: &str = "SAL-ORD-2026-00001";
 
 fn op(uid: &str, total: i64, created: &str) -> SimOperation {
-    let t: Timestamp = created.parse().unwrap();
-    SimOperation {
-        uid: uid.into(),
-        reference: SO.into(),
-        status: 200,
-        total: Decimal::from(total),
-        currency: "ARS".into(),
-        created: t,
-        updated: t,
-        description: "Compra".into(),
-        payer_name: "Juan".into(),
-        parent_uid: None,
-        operation_type: "payment.v2".into(),
-    }
+    paid_op(uid, SO, total, created.parse().unwrap())
 }
 
 /// One order of 1000 with three paid payments on three days (400, 300, 300).
@@ -277,14 +264,24 @@ async fn a_webhook_for_the_second_payment_while_the_first_fails_in_the_inbox() {
         rows["p2"]
     );
     assert!(env.sim.payment_entries().is_empty());
+    // One more failed attempt, so that every trigger attempt from now on starts with both p1 and
+    // p2 recorded as unresolved (an attempt that started before p2 was recorded could not know).
+    d.wait_for("a third failed attempt", |p| p.triggers_retried >= 3)
+        .await;
     // ERPNext recovers: the next trigger to run (p1's retry or p2's) books p1 as the initial
     // payment and p2 right after it, in the same go — the order's unresolved payments come along.
     env.sim.clear_create_faults("p1");
-    d.wait_for("a trigger done", |p| p.triggers_done >= 1).await;
+    let progress = d.wait_for("a trigger done", |p| p.triggers_done >= 1).await;
+    let rows = d
+        .ctx
+        .ledger
+        .rows("main", &["p1".into(), "p2".into()])
+        .await
+        .unwrap();
     assert_eq!(
         env.sim.payment_entries().len(),
         2,
-        "both booked by the first trigger that got through"
+        "both booked by the first trigger that got through: {progress:?} {rows:#?}"
     );
     d.wait_for("both triggers done", |p| p.triggers_done >= 2)
         .await;
