@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -608,15 +608,32 @@ fn validate(
         if let Some(s) = &a.schedule {
             check_cron(&k("schedule"), s).map_err(|m| bad(&k("schedule"), m))?;
         }
-        accounts.push(AccountSettings {
-            api_key: secret(&k("api_key"), a.api_key, a.api_key_file, true)?.expect("required"),
-            access_token: secret(
+        let api_key = secret(&k("api_key"), a.api_key, a.api_key_file, true)?.expect("required");
+        let access_token = secret(
+            &k("access_token"),
+            a.access_token,
+            a.access_token_file,
+            true,
+        )?
+        .expect("required");
+        // One Mobbex entity configured twice (a copy-paste, or two names for one entity) would
+        // book every payment twice: the credentials name the entity.
+        if let Some(twin) = accounts.iter().find(|x| {
+            x.api_url == api_url
+                && x.api_key.expose_secret() == api_key.expose_secret()
+                && x.access_token.expose_secret() == access_token.expose_secret()
+        }) {
+            return Err(bad(
                 &k("access_token"),
-                a.access_token,
-                a.access_token_file,
-                true,
-            )?
-            .expect("required"),
+                format!(
+                    "accounts {:?} and {:?} have the same Mobbex credentials: they are one entity; keep one of them",
+                    twin.name, a.name
+                ),
+            ));
+        }
+        accounts.push(AccountSettings {
+            api_key,
+            access_token,
             webhook_token: secret(
                 &k("webhook_token"),
                 a.webhook_token,
@@ -677,7 +694,6 @@ pub fn check_cron(_key: &str, expr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     const GOOD: &str = r#"
 [daemon]
@@ -823,6 +839,21 @@ include_test = false
             assert!(key.starts_with(want), "want {want}, got {key}: {message}");
             assert!(!message.is_empty());
         }
+    }
+
+    #[test]
+    fn one_mobbex_entity_configured_twice_is_refused_naming_both() {
+        let twin = "\n[[accounts]]\nname = \"copy\"\nsource = \"mobbex\"\napi_key = \"mk\"\naccess_token = \"mt\"\ncompany = \"Mi Empresa SA\"\nmode_of_payment = \"Mobbex\"\n";
+        let (key, message) = key_error(&format!("{GOOD}{twin}"));
+        assert_eq!(key, "accounts[1].access_token");
+        assert!(
+            message.contains("\"main\"") && message.contains("\"copy\""),
+            "{message}"
+        );
+        assert!(!message.contains("mt"), "no secret in the message: {message}");
+        // Another entity (other token) is fine.
+        let other = twin.replace("access_token = \"mt\"", "access_token = \"other\"");
+        assert!(load_text(&format!("{GOOD}{other}"), &[]).is_ok());
     }
 
     #[test]

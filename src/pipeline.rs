@@ -92,7 +92,7 @@ pub struct AccountCtx {
     pub source: Arc<dyn PaymentSource>,
 }
 
-/// A keyed async mutex: one booking at a time per (account, order) in this process.
+/// A keyed async mutex: one booking at a time per ERP order in this process, whatever account.
 #[derive(Default)]
 struct OrderLocks {
     map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
@@ -145,6 +145,10 @@ pub struct Engine {
 /// expires after this), and how long to wait for another process to release one.
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The namespace of order claims in the ledger's `claims` table. Orders live in the one ERP, so
+/// their claims are not per account: two accounts paying one order take turns.
+const ORDER_CLAIMS: &str = "erp";
 
 /// Unresolved payments of a batch's orders re-examined with it, at most (see `pull_in`).
 const PULL_IN_LIMIT: i64 = 200;
@@ -481,11 +485,13 @@ impl Engine {
     pub async fn prefetch(&self, uid: &str, order_guess: Option<&str>) -> Prefetched {
         let uids = [uid.to_string()];
         let names: Vec<String> = order_guess.map(|o| vec![o.to_string()]).unwrap_or_default();
+        let read_at = Timestamp::now();
         let facts = self.all_facts(&uids, &names).await.ok();
         Prefetched {
             uid: uid.to_string(),
             order: order_guess.map(str::to_string),
             facts,
+            read_at,
         }
     }
 
@@ -696,10 +702,17 @@ impl Engine {
         // A single operation (a webhook) asks all three at once: one round trip of latency. A
         // batch first reads the orders, then asks about entries only for the operations that could
         // still be booked: re-examining operations whose order is missing costs one call, not three.
+        // When the ERP was asked: only what the ledger booked since can add to its answers.
+        let mut facts_read_at = Timestamp::now();
         let reuse = prefetched.and_then(|p| {
             let only = (candidates.len() == 1).then(|| &candidates[0])?;
             let same = p.uid == only.uid && p.order.as_deref() == acc.order_name(&only.reference);
-            if same { p.facts } else { None }
+            if same {
+                facts_read_at = p.read_at;
+                p.facts
+            } else {
+                None
+            }
         });
         let lookups = async {
             if let Some(facts) = reuse {
@@ -783,11 +796,11 @@ impl Engine {
         } else {
             match self
                 .ledger
-                .try_claim_many(&acc.name, &keys, &self.holder, Timestamp::now(), CLAIM_TTL)
+                .try_claim_many(ORDER_CLAIMS, &keys, &self.holder, Timestamp::now(), CLAIM_TTL)
                 .await
             {
                 Ok(c) => {
-                    self.hold(&acc.name, c.iter());
+                    self.hold(ORDER_CLAIMS, c.iter());
                     c
                 }
                 Err(e) => {
@@ -819,6 +832,7 @@ impl Engine {
                     .iter()
                     .filter_map(|op| existing.get(&op.uid).map(|e| (op.uid.clone(), e.clone())))
                     .collect(),
+                read_at: facts_read_at,
             };
             let previous = order.as_ref().and_then(|o| run.chains.remove(o));
             let (done_tx, done_rx) = oneshot::channel();
@@ -865,7 +879,7 @@ impl Engine {
                             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
                             == 1
                     {
-                        engine.release(&acc.name, &batch_claims.keys).await;
+                        engine.release(ORDER_CLAIMS, &batch_claims.keys).await;
                     }
                     drop(slot);
                     s
@@ -899,7 +913,7 @@ impl Engine {
         progress.has_entry |= facts.order_has_entry;
         let lock = order
             .as_ref()
-            .map(|o| self.order_locks.get(&format!("{}\u{0}{o}", acc.name)));
+            .map(|o| self.order_locks.get(o));
         let _guard = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,
@@ -910,7 +924,7 @@ impl Engine {
         if let Some(key) = &claim_key
             && !opts.dry_run
             && !pre_claimed
-            && let Err(reason) = self.claim(&acc.name, key).await
+            && let Err(reason) = self.claim(ORDER_CLAIMS, key).await
         {
             for op in &group {
                 self.finish(
@@ -938,14 +952,20 @@ impl Engine {
             {
                 let _ = self
                     .ledger
-                    .try_claim(&acc.name, key, &self.holder, Timestamp::now(), CLAIM_TTL)
+                    .try_claim(ORDER_CLAIMS, key, &self.holder, Timestamp::now(), CLAIM_TTL)
                     .await;
             }
             // Another trigger may have booked this operation or this order since the batch was
             // read, or left an earlier payment of the order unresolved.
             let fresh = self
                 .ledger
-                .op_and_order(&acc.name, &op.uid, op.created, order.as_deref())
+                .op_and_order(
+                    &acc.name,
+                    &op.uid,
+                    op.created,
+                    order.as_deref(),
+                    facts.read_at,
+                )
                 .await;
             let view = match fresh {
                 Ok(x) => x,
@@ -1062,7 +1082,7 @@ impl Engine {
             && !opts.dry_run
             && !pre_claimed
         {
-            self.release(&acc.name, std::slice::from_ref(key)).await;
+            self.release(ORDER_CLAIMS, std::slice::from_ref(key)).await;
         }
         (summary, progress)
     }
@@ -1670,6 +1690,7 @@ pub struct Prefetched {
     uid: String,
     order: Option<String>,
     facts: Option<Facts>,
+    read_at: Timestamp,
 }
 
 /// What one run (a window, or a webhook's operations) carries from batch to batch.
@@ -1719,8 +1740,11 @@ struct BatchClaims {
 /// What the ERP said about one order group, read in the batch lookups.
 struct GroupFacts {
     order: Option<SalesOrder>,
+    /// A *submitted* entry references the order now (ERPNext's word: a cancelled one does not).
     order_has_entry: bool,
     existing: HashMap<String, ExistingEntry>,
+    /// When these facts were asked for.
+    read_at: Timestamp,
 }
 
 fn report(out: &Outcome, opts: &RunOptions) {

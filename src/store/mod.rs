@@ -83,14 +83,17 @@ pub trait Ledger: Send + Sync {
     /// [`Ledger::record`] for many rows in one transaction (one commit).
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
     /// In one query, what must be re-read under the order's lock before booking `uid` (created at
-    /// `created`): its row, some booked entry of `sales_order`, and the oldest operation of the
-    /// order created before it whose decision holds later payments back.
+    /// `created`): its row; an entry of `sales_order` booked at or after `booked_since` (by any
+    /// account: what the ERP could not have said when it was read then); and the oldest
+    /// operation of the order (any account) created before it whose decision holds later
+    /// payments back.
     async fn op_and_order(
         &self,
         account: &str,
         uid: &str,
         created: Timestamp,
         sales_order: Option<&str>,
+        booked_since: Timestamp,
     ) -> Result<OrderView, StoreError>;
     /// Operations of these orders whose decision holds later payments back (`error`, `waiting`,
     /// `order_missing`, `order_not_payable`), oldest first: `(uid, sales_order)`. A trigger that

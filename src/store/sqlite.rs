@@ -157,6 +157,7 @@ impl Ledger for SqliteLedger {
         uid: &str,
         created: Timestamp,
         sales_order: Option<&str>,
+        booked_since: Timestamp,
     ) -> Result<OrderView, StoreError> {
         // One statement: the operation's row (which = 0), one booked row of the order (which = 1)
         // and the oldest earlier unresolved row of the order (which = 2); each SQLite round trip
@@ -165,11 +166,11 @@ impl Ledger for SqliteLedger {
             "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
              UNION ALL \
              SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
-                            WHERE account = $1 AND sales_order = $3 \
+                            WHERE sales_order = $3 AND booked_ms >= $5 \
                               AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
              UNION ALL \
              SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
-                            WHERE account = $1 AND sales_order = $3 AND uid <> $2 \
+                            WHERE sales_order = $3 AND NOT (account = $1 AND uid = $2) \
                               AND decision IN ({holding}) \
                               AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
                             ORDER BY op_created_ms, uid LIMIT 1)",
@@ -179,6 +180,7 @@ impl Ledger for SqliteLedger {
         .bind(uid)
         .bind(sales_order)
         .bind(ms(created))
+        .bind(ms(booked_since))
         .fetch_all(&self.pool)
         .await?;
         let mut view = OrderView::default();
@@ -633,8 +635,9 @@ impl Ledger for SqliteLedger {
 fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
     sqlx::query(
             "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
-                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms, booked_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
+                     CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) \
              ON CONFLICT (account, uid) DO UPDATE SET \
                 reference = excluded.reference, \
                 sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
@@ -649,6 +652,8 @@ fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::Sq
                               ELSE operations.reason END, \
                 erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
                 op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+                booked_ms = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                                 THEN operations.booked_ms ELSE excluded.booked_ms END, \
                 last_seen_ms = excluded.last_seen_ms, \
                 times_seen = operations.times_seen + 1",
         )

@@ -373,7 +373,15 @@ async fn binary_sync_until_clean(env: &TestEnv, max_runs: usize) -> Result<usize
         .unwrap();
         match out.status.code() {
             Some(0) => return Ok(run),
-            Some(1) => last = String::from_utf8_lossy(&out.stdout).to_string(),
+            Some(1) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+                last = format!(
+                    "{}\nstderr (last lines, newest first):\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    tail.join("\n")
+                );
+            }
             other => {
                 return Err(format!(
                     "exit {other:?}: {}",
