@@ -850,7 +850,10 @@ include_test = false
             message.contains("\"main\"") && message.contains("\"copy\""),
             "{message}"
         );
-        assert!(!message.contains("mt"), "no secret in the message: {message}");
+        assert!(
+            !message.contains("mt"),
+            "no secret in the message: {message}"
+        );
         // Another entity (other token) is fine.
         let other = twin.replace("access_token = \"mt\"", "access_token = \"other\"");
         assert!(load_text(&format!("{GOOD}{other}"), &[]).is_ok());

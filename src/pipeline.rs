@@ -796,7 +796,13 @@ impl Engine {
         } else {
             match self
                 .ledger
-                .try_claim_many(ORDER_CLAIMS, &keys, &self.holder, Timestamp::now(), CLAIM_TTL)
+                .try_claim_many(
+                    ORDER_CLAIMS,
+                    &keys,
+                    &self.holder,
+                    Timestamp::now(),
+                    CLAIM_TTL,
+                )
                 .await
             {
                 Ok(c) => {
@@ -911,9 +917,7 @@ impl Engine {
         let mut summary = Summary::default();
         let mut progress = inherited;
         progress.has_entry |= facts.order_has_entry;
-        let lock = order
-            .as_ref()
-            .map(|o| self.order_locks.get(o));
+        let lock = order.as_ref().map(|o| self.order_locks.get(o));
         let _guard = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,

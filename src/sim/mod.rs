@@ -525,6 +525,24 @@ impl Simulator {
         });
     }
 
+    /// As if a person cancelled the entry in ERPNext (docstatus 2; its allocations leave the
+    /// orders' `advance_paid`).
+    pub fn cancel_payment_entry(&self, name: &str) {
+        self.with(|s| {
+            let Some(i) = s.entries.iter().position(|e| e.name == name) else {
+                return;
+            };
+            if s.entries[i].docstatus == 1 {
+                for r in s.entries[i].references.clone() {
+                    if let Some(o) = s.orders.get_mut(&r.reference_name) {
+                        o.advance_paid -= r.allocated_amount;
+                    }
+                }
+            }
+            s.entries[i].docstatus = 2;
+        });
+    }
+
     pub fn stats(&self) -> SimStats {
         self.with(|s| s.stats.clone())
     }

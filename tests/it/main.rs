@@ -6,6 +6,7 @@ mod bad_input;
 mod classify;
 mod cli;
 mod daemon;
+mod duplicates;
 mod faults;
 mod helpers;
 mod ordering;

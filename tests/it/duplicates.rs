@@ -1,0 +1,155 @@
+//! No duplicate, whatever the timing (issue 9's reproductions): a cancelled initial entry, two
+//! accounts paying one order, one entity configured twice.
+
+use jiff::civil::date;
+use paysync::domain::DecisionKind;
+use paysync::sim::{SimOptions, Simulator};
+use rust_decimal::Decimal;
+
+use crate::helpers::{TestEnv, order, paid_op};
+
+const SO: &str = "SAL-ORD-2026-00001";
+
+fn at(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+fn entries_of(env: &TestEnv, uid: &str) -> Vec<paysync::sim::SimPaymentEntry> {
+    env.sim
+        .payment_entries()
+        .into_iter()
+        .filter(|e| e.reference_no.as_deref() == Some(uid) && e.docstatus < 2)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim
+        .add_operation(paid_op("p1", SO, 400, at("2026-10-05T15:00:00Z")));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    let first = entries_of(&env, "p1").remove(0);
+    // An accountant cancels it in ERPNext; then the customer pays again.
+    env.sim.cancel_payment_entry(&first.name);
+    assert_eq!(env.sim.sales_order(SO).unwrap().advance_paid, Decimal::ZERO);
+    env.sim
+        .add_operation(paid_op("p2", SO, 300, at("2026-10-06T15:00:00Z")));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    let p2 = entries_of(&env, "p2");
+    assert_eq!(p2.len(), 1);
+    assert_eq!(
+        p2[0].references.len(),
+        1,
+        "no submitted entry references the order now: p2 is initial: {:?}",
+        p2[0]
+    );
+    assert_eq!(p2[0].references[0].allocated_amount, Decimal::from(300));
+    // The cancelled payment itself is not re-booked on its own.
+    assert!(entries_of(&env, "p1").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_paying_one_order_make_exactly_one_initial_entry() {
+    // Account "b" is a second Mobbex entity (its own simulator and credentials) whose payments
+    // name the same Sales Orders as account "main".
+    let other = Simulator::start(SimOptions {
+        mobbex_api_key: "other-key".into(),
+        mobbex_access_token: "other-token".into(),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let extra = format!(
+        "\n[[accounts]]\nname = \"b\"\nsource = \"mobbex\"\napi_url = \"{}\"\napi_key = \"other-key\"\naccess_token = \"other-token\"\ncompany = \"Mi Empresa SA\"\nmode_of_payment = \"Mobbex\"\n",
+        other.mobbex_url
+    );
+    // Slow writes: each account's batch reads the orders before the other's entries exist.
+    let env = TestEnv::start_with(
+        SimOptions {
+            faults: paysync::sim::Faults {
+                erp_write_latency: std::time::Duration::from_millis(150),
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        },
+        "",
+    )
+    .await;
+    let mut text = std::fs::read_to_string(&env.config_path).unwrap();
+    text.push_str(&extra);
+    std::fs::write(&env.config_path, text).unwrap();
+    env.sim.add_customer("Cliente Demo");
+    let orders = 20;
+    for i in 0..orders {
+        let name = format!("SAL-ORD-2026-{:05}", i + 1);
+        env.sim
+            .add_sales_order(order(&name, "Cliente Demo", "1000"));
+        // Same instant on both sides: neither is "earlier".
+        let t = at("2026-10-05T15:00:00Z") + jiff::SignedDuration::from_mins(i);
+        env.sim
+            .add_operation(paid_op(&format!("a-{i}"), &name, 300, t));
+        other.add_operation(paid_op(&format!("b-{i}"), &name, 200, t));
+    }
+    let app = env.app().await;
+    let window = paysync::app::created_window(
+        &app.settings.daemon.timezone,
+        date(2026, 10, 1),
+        date(2026, 10, 31),
+    );
+    let opts = paysync::pipeline::RunOptions::default();
+    let (a, b) = tokio::join!(
+        app.engine.sync_window(&app.accounts[0], window, &opts),
+        app.engine.sync_window(&app.accounts[1], window, &opts)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.unresolved() + b.unresolved(), 0, "{a} / {b}");
+    assert_eq!(
+        a.get(DecisionKind::BookedInitial) + b.get(DecisionKind::BookedInitial),
+        orders as u64,
+        "one initial entry per order: {a} / {b}"
+    );
+    for i in 0..orders {
+        let name = format!("SAL-ORD-2026-{:05}", i + 1);
+        let allocated: Vec<_> = env
+            .sim
+            .payment_entries()
+            .into_iter()
+            .filter(|e| e.references.iter().any(|r| r.reference_name == name))
+            .collect();
+        assert_eq!(allocated.len(), 1, "{name}: {allocated:?}");
+    }
+    assert_eq!(env.sim.payment_entries().len(), 2 * orders as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mobbex_entity_configured_twice_is_refused_at_start() {
+    let env = TestEnv::start().await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    // The account table again under another name: the same entity.
+    let account = &text[text.find("[[accounts]]").unwrap()..];
+    let copy = account.replace("name = \"main\"", "name = \"main-copy\"");
+    std::fs::write(&env.config_path, format!("{text}\n{copy}")).unwrap();
+    for args in [
+        &["check"][..],
+        &["sync", "--since", "2026-10-01"][..],
+        &["run"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .arg("--config")
+            .arg(&env.config_path)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("\"main\"") && stderr.contains("\"main-copy\""),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(env.sim.payment_entries().is_empty());
+}
