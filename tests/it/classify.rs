@@ -214,31 +214,50 @@ async fn every_answer_to_a_create_is_handled_by_its_row() {
             let s = sync(&env).await.unwrap();
             let took = started.elapsed();
             let entries = env.sim.payment_entries().len();
-            (
-                fault,
-                at_once,
-                posts,
-                s.unresolved(),
+            // Decided once (in the run's main pass), or twice (again at its end, after the horizon).
+            let ledger = paysync::store::open(&env.settings().store.url)
+                .await
+                .unwrap();
+            let rows = ledger.rows("main", &["op-1".into()]).await.unwrap();
+            let row = Row {
+                unresolved: s.unresolved(),
                 entries,
-                env.sim.stats().erp_writes,
+                writes: env.sim.stats().erp_writes,
                 took,
-            )
+                seen: rows["op-1"].times_seen,
+            };
+            (fault, at_once, posts, row)
         }))
         .await;
-    for (fault, at_once, posts, unresolved, entries, writes, took) in results {
-        assert_eq!((unresolved, entries), (0, 1), "{fault:?}: booked once");
-        assert_eq!(writes, posts, "{fault:?}: posts");
-        // Unknown outcomes are sent again only once erp.commit_horizon (4 s here) has passed.
+    for (fault, at_once, posts, row) in results {
+        assert_eq!(
+            (row.unresolved, row.entries),
+            (0, 1),
+            "{fault:?}: booked once"
+        );
+        assert_eq!(row.writes, posts, "{fault:?}: posts");
         if at_once {
-            assert!(
-                took < Duration::from_secs(4),
-                "{fault:?}: at once ({took:?})"
+            assert_eq!(
+                row.seen, 1,
+                "{fault:?}: sent again at once, in the main pass"
             );
         } else {
+            // Unknown outcomes are sent again only once erp.commit_horizon (4 s here) has passed.
+            assert_eq!(row.seen, 2, "{fault:?}: decided again at the run's end");
             assert!(
-                took >= Duration::from_secs(4),
-                "{fault:?}: after the horizon ({took:?})"
+                row.took >= Duration::from_secs(4),
+                "{fault:?}: after the horizon ({:?})",
+                row.took
             );
         }
     }
+}
+
+/// What one row's run did.
+struct Row {
+    unresolved: u64,
+    entries: usize,
+    writes: u64,
+    took: std::time::Duration,
+    seen: i64,
 }

@@ -599,7 +599,12 @@ async fn status_shows_watermark_counts_inbox_and_errors() {
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let a = &v["accounts"][0];
     assert_eq!(a["account"], "main");
