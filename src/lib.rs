@@ -17,6 +17,7 @@
 //! See ARCHITECTURE.md for the main flow and the invariants.
 
 pub mod app;
+pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;

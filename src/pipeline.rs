@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, warn};
 
+use crate::claims::{ClaimTiming, Claims, holder_name, order_key};
 use crate::config::AccountSettings;
 use crate::domain::{
     AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, ExistingEntry, Operation,
@@ -124,11 +125,9 @@ pub struct Engine {
     receivable: Mutex<HashMap<(String, String), String>>,
     group_slots: Arc<Semaphore>,
     today: Option<Date>,
-    /// Names this process in cross-process claims.
-    holder: String,
     retry: crate::retry::RetryPolicy,
-    /// How many groups of this process hold each claim.
-    claim_refs: Mutex<HashMap<(String, String), usize>>,
+    /// This process's cross-process order claims.
+    claims: Claims,
     /// Creates whose outcome was unknown (answer lost, not found by `reference_no` yet), by
     /// (account, operation id): not sent again by this process for `commit_horizon` (the server
     /// may still be committing them), whatever trigger brings the operation back.
@@ -141,14 +140,6 @@ pub struct Engine {
     settleable: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
 
-/// How long a cross-process order claim lives without being released (a crashed holder's claim
-/// expires after this), and how long to wait for another process to release one.
-const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The namespace of order claims in the ledger's `claims` table. Orders live in the one ERP, so
-/// their claims are not per account: two accounts paying one order take turns.
-const ORDER_CLAIMS: &str = "erp";
 
 /// Unresolved payments of a batch's orders re-examined with it, at most (see `pull_in`).
 const PULL_IN_LIMIT: i64 = 200;
@@ -165,7 +156,6 @@ impl Engine {
     ) -> Engine {
         Engine {
             erp,
-            ledger,
             tz,
             writes: Arc::new(Semaphore::new(max_in_flight.max(1))),
             order_locks: OrderLocks::default(),
@@ -174,11 +164,12 @@ impl Engine {
             group_slots: Arc::new(Semaphore::new(GROUP_SLOTS)),
             today: None,
             retry: crate::retry::RetryPolicy::default(),
-            claim_refs: Mutex::new(HashMap::new()),
+            claims: Claims::new(ledger.clone(), holder_name(), ClaimTiming::default()),
+            ledger,
             unknown_outcomes: Mutex::new(HashMap::new()),
             commit_horizon: std::time::Duration::from_secs(120),
             settleable: Mutex::new(HashMap::new()),
-            holder: holder_name(),
+
         }
     }
 
@@ -191,6 +182,16 @@ impl Engine {
     /// How long ERPNext may still commit a create whose answer was lost.
     pub fn with_commit_horizon(mut self, horizon: std::time::Duration) -> Engine {
         self.commit_horizon = horizon;
+        self.with_claim_timing(ClaimTiming {
+            commit_horizon: horizon,
+            ..ClaimTiming::default()
+        })
+    }
+
+    /// How claims live and are waited for (tests shorten them).
+    pub fn with_claim_timing(mut self, timing: ClaimTiming) -> Engine {
+        let holder = self.claims.holder().to_string();
+        self.claims = Claims::new(self.ledger.clone(), holder, timing);
         self
     }
 
@@ -789,26 +790,13 @@ impl Engine {
         let keys: Vec<String> = groups
             .keys()
             .flatten()
-            .map(|o| format!("order:{o}"))
+            .map(|o| order_key(o))
             .collect();
         let claimed: HashSet<String> = if opts.dry_run || keys.is_empty() {
             HashSet::new()
         } else {
-            match self
-                .ledger
-                .try_claim_many(
-                    ORDER_CLAIMS,
-                    &keys,
-                    &self.holder,
-                    Timestamp::now(),
-                    CLAIM_TTL,
-                )
-                .await
-            {
-                Ok(c) => {
-                    self.hold(ORDER_CLAIMS, c.iter());
-                    c
-                }
+            match self.claims.take_many(&keys).await {
+                Ok(c) => c,
                 Err(e) => {
                     warn!(account = %acc.name, error = %e, "batch claim failed; claiming per order");
                     HashSet::new()
@@ -821,7 +809,7 @@ impl Engine {
                 groups
                     .keys()
                     .flatten()
-                    .filter(|o| claimed.contains(&format!("order:{o}")))
+                    .filter(|o| claimed.contains(&order_key(o)))
                     .count(),
             ),
         });
@@ -829,7 +817,7 @@ impl Engine {
             group.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.uid.cmp(&b.uid)));
             let pre_claimed = order
                 .as_ref()
-                .is_some_and(|o| claimed.contains(&format!("order:{o}")));
+                .is_some_and(|o| claimed.contains(&order_key(o)));
 
             let facts = GroupFacts {
                 order: order.as_ref().and_then(|o| orders.get(o).cloned()),
@@ -885,7 +873,7 @@ impl Engine {
                             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
                             == 1
                     {
-                        engine.release(ORDER_CLAIMS, &batch_claims.keys).await;
+                        engine.claims.release(&batch_claims.keys).await;
                     }
                     drop(slot);
                     s
@@ -924,11 +912,11 @@ impl Engine {
         };
         // Across processes sharing the ledger (the daemon and a manual sync), the order's claim:
         // usually taken for the whole batch already; otherwise wait for it here.
-        let claim_key = order.as_ref().map(|o| format!("order:{o}"));
+        let claim_key = order.as_ref().map(|o| order_key(o));
         if let Some(key) = &claim_key
             && !opts.dry_run
             && !pre_claimed
-            && let Err(reason) = self.claim(ORDER_CLAIMS, key).await
+            && let Err(reason) = self.claims.take(key).await
         {
             for op in &group {
                 self.finish(
@@ -947,18 +935,41 @@ impl Engine {
             }
             return (summary, progress);
         }
-        let group_started = std::time::Instant::now();
-        for op in group {
-            // Keep the claim alive across a long group (re-entrant: extends our own claim).
-            if let Some(key) = &claim_key
-                && !opts.dry_run
-                && group_started.elapsed() > CLAIM_TTL / 3
-            {
-                let _ = self
-                    .ledger
-                    .try_claim(ORDER_CLAIMS, key, &self.holder, Timestamp::now(), CLAIM_TTL)
+        // Taken over from another holder (expired, or a process that is gone): its creates may
+        // still commit. Wait them out, then ask the ERP again (the batch's facts predate them).
+        let mut facts = facts;
+        if let Some(key) = &claim_key
+            && !opts.dry_run
+            && let Some(wait) = self.claims.takeover_wait(key)
+        {
+            warn!(account = %acc.name, order = order.as_deref().unwrap_or("-"), wait_s = wait.as_secs_f64(), "order taken over from another holder: waiting out its in-flight creates before booking");
+            tokio::time::sleep(wait).await;
+            if let Err(e) = self.refresh_facts(order.as_deref(), &group, &mut facts).await {
+                let reason = format!("could not check the ERP after a takeover: {e}");
+                for op in &group {
+                    self.mark_settleable(&acc.name, &op.uid);
+                    self.finish(
+                        acc,
+                        op,
+                        order.clone(),
+                        DecisionKind::Error,
+                        &reason,
+                        None,
+                        None,
+                        opts,
+                        &mut summary,
+                    )
                     .await;
+                    progress.note(op, DecisionKind::Error, opts.dry_run);
+                }
+                if !pre_claimed {
+                    self.claims.release(std::slice::from_ref(key)).await;
+                }
+                return (summary, progress);
             }
+            progress.has_entry |= facts.order_has_entry;
+        }
+        for op in group {
             // Another trigger may have booked this operation or this order since the batch was
             // read, or left an earlier payment of the order unresolved.
             let fresh = self
@@ -1037,7 +1048,13 @@ impl Engine {
                 ),
                 Decision::BookInitial(entry) => {
                     let (kind, reason, name) = self
-                        .create(acc, &op, entry.clone(), DecisionKind::BookedInitial)
+                        .create(
+                            acc,
+                            &op,
+                            entry.clone(),
+                            DecisionKind::BookedInitial,
+                            claim_key.as_deref(),
+                        )
                         .await;
                     (kind, reason, name, Some(entry))
                 }
@@ -1046,7 +1063,13 @@ impl Engine {
                         Ok(a) => {
                             entry.paid_from = Some(a);
                             let (kind, reason, name) = self
-                                .create(acc, &op, entry.clone(), DecisionKind::BookedAdditional)
+                                .create(
+                                    acc,
+                                    &op,
+                                    entry.clone(),
+                                    DecisionKind::BookedAdditional,
+                                    claim_key.as_deref(),
+                                )
                                 .await;
                             (kind, reason, name, Some(entry))
                         }
@@ -1086,7 +1109,7 @@ impl Engine {
             && !opts.dry_run
             && !pre_claimed
         {
-            self.release(ORDER_CLAIMS, std::slice::from_ref(key)).await;
+            self.claims.release(std::slice::from_ref(key)).await;
         }
         (summary, progress)
     }
@@ -1158,103 +1181,22 @@ impl Engine {
         out
     }
 
-    /// Count a claim taken (claims are re-entrant per process: several batches of one run may hold
-    /// the same order's claim; the row is deleted only when the last of them lets go).
-    fn hold<'k>(&self, account: &str, keys: impl Iterator<Item = &'k String>) {
-        let mut refs = self.claim_refs.lock().expect("poisoned");
-        for k in keys {
-            *refs.entry((account.to_string(), k.clone())).or_default() += 1;
-        }
-    }
-
-    /// Let go of claims; the rows of those no longer held by any group of this process go.
-    async fn release(&self, account: &str, keys: &[String]) {
-        let free: Vec<String> = {
-            let mut refs = self.claim_refs.lock().expect("poisoned");
-            keys.iter()
-                .filter(|k| {
-                    let id = (account.to_string(), (*k).clone());
-                    match refs.get_mut(&id) {
-                        Some(n) if *n > 1 => {
-                            *n -= 1;
-                            false
-                        }
-                        Some(_) => {
-                            refs.remove(&id);
-                            true
-                        }
-                        None => false,
-                    }
-                })
-                .cloned()
-                .collect()
-        };
-        if let Err(e) = self
-            .ledger
-            .release_claims(account, &free, &self.holder)
-            .await
-        {
-            warn!(account, error = %e, "could not release claims; they expire by themselves");
-        }
-    }
-
-    /// A claim left by a process of this host that no longer runs (killed, crashed) is taken over
-    /// at once instead of waiting for it to expire.
-    async fn take_over_dead(&self, account: &str, key: &str) -> bool {
-        let Ok(Some(other)) = self.ledger.claim_holder(account, key).await else {
-            return false;
-        };
-        if !holder_is_dead(&other) {
-            return false;
-        }
-        match self
-            .ledger
-            .steal_claim(
-                account,
-                key,
-                &other,
-                &self.holder,
-                Timestamp::now(),
-                CLAIM_TTL,
-            )
-            .await
-        {
-            Ok(true) => {
-                warn!(account, key, previous = %other, "took over a claim left by a process that is gone");
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Take the cross-process claim on `key`, waiting up to `CLAIM_WAIT` for another holder.
-    async fn claim(&self, account: &str, key: &str) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
-        loop {
-            match self
-                .ledger
-                .try_claim(account, key, &self.holder, Timestamp::now(), CLAIM_TTL)
-                .await
-            {
-                Ok(true) => {
-                    self.hold(account, std::iter::once(&key.to_string()));
-                    return Ok(());
-                }
-                Ok(false) if self.take_over_dead(account, key).await => {
-                    self.hold(account, std::iter::once(&key.to_string()));
-                    return Ok(());
-                }
-                Ok(false) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Ok(false) => {
-                    return Err(format!(
-                        "{key} is being booked by another paysync process; re-examined later"
-                    ));
-                }
-                Err(e) => return Err(format!("ledger unavailable for the {key} claim: {e}")),
-            }
-        }
+    /// Ask the ERP again about one order group (after waiting out a previous holder's creates).
+    async fn refresh_facts(
+        &self,
+        order: Option<&str>,
+        group: &[Operation],
+        facts: &mut GroupFacts,
+    ) -> Result<(), ErpError> {
+        let uids: Vec<String> = group.iter().map(|o| o.uid.clone()).collect();
+        let names: Vec<String> = order.map(|o| vec![o.to_string()]).unwrap_or_default();
+        let read_at = Timestamp::now();
+        let (existing, with_entries) =
+            tokio::try_join!(self.entries_of(&uids), self.orders_with_entries_of(&names))?;
+        facts.existing = existing;
+        facts.order_has_entry = order.is_some_and(|o| with_entries.contains(o));
+        facts.read_at = read_at;
+        Ok(())
     }
 
     /// Create one entry. Returns the decision to record, its reason and the entry name.
@@ -1270,6 +1212,7 @@ impl Engine {
         op: &Operation,
         entry: PaymentEntry,
         kind: DecisionKind,
+        claim_key: Option<&str>,
     ) -> (DecisionKind, String, Option<String>) {
         let key = (acc.name.clone(), op.uid.clone());
         let since_unknown = self
@@ -1300,6 +1243,17 @@ impl Engine {
             attempt += 1;
             // At most max_in_flight writes at once; the slot is held only during the request.
             let permit = self.writes.acquire().await.expect("semaphore never closed");
+            // The wait for a write slot can be long: the order must still be ours right now.
+            if let Some(key) = claim_key
+                && !self.claims.still_held(key).await
+            {
+                warn!(account = %acc.name, uid = %op.uid, key, "the order's claim lapsed and another process took it; nothing created");
+                return (
+                    DecisionKind::Error,
+                    format!("{key}: the claim lapsed and another paysync process took it before the create; nothing created; re-examined later"),
+                    None,
+                );
+            }
             let result = self.erp.create_entry(&entry).await;
             drop(permit);
             let err = match result {
@@ -1456,39 +1410,6 @@ impl Engine {
         log_decision(&out, op);
         report(&out, opts);
         summary.count_decision(op, kind, reason);
-    }
-}
-
-/// `host:pid:nonce`: who holds a claim.
-fn holder_name() -> String {
-    format!(
-        "{}:{}:{:x}",
-        this_host(),
-        std::process::id(),
-        Timestamp::now().as_nanosecond() as u64
-    )
-}
-
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// True when `holder` names a process of this host that does not exist any more.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    if host != this_host() || host == "unknown-host" {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) if pid != std::process::id() => {
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
     }
 }
 

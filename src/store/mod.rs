@@ -178,7 +178,8 @@ pub trait Ledger: Send + Sync {
     async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// Try to take the cross-process claim on `(account, key)` for `ttl`. Re-entrant for the
-    /// same holder. Returns false while another live holder has it.
+    /// same holder. `None` while another live holder has it; `Some(Some(t))` when it was taken
+    /// over from another holder whose claim ran until `t`; `Some(None)` otherwise.
     async fn try_claim(
         &self,
         account: &str,
@@ -186,10 +187,20 @@ pub trait Ledger: Send + Sync {
         holder: &str,
         now: Timestamp,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Option<Timestamp>>, StoreError>;
+    /// Extend `holder`'s claims among `keys` to `now + ttl`; returns the keys it still holds.
+    async fn renew_claims(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError>;
     async fn release_claim(&self, account: &str, key: &str, holder: &str)
     -> Result<(), StoreError>;
-    /// [`Ledger::try_claim`] for many keys in one statement; returns the keys taken.
+    /// [`Ledger::try_claim`] for many keys in one statement; returns the keys taken, each with
+    /// the previous holder's expiry when it was taken over.
     async fn try_claim_many(
         &self,
         account: &str,
@@ -197,7 +208,7 @@ pub trait Ledger: Send + Sync {
         holder: &str,
         now: Timestamp,
         ttl: std::time::Duration,
-    ) -> Result<std::collections::HashSet<String>, StoreError>;
+    ) -> Result<HashMap<String, Option<Timestamp>>, StoreError>;
     async fn release_claims(
         &self,
         account: &str,

@@ -4,7 +4,7 @@
 //! `busy_timeout` makes a second writer wait instead of failing. Amounts are stored as canonical
 //! decimal text because sqlx's decimal support does not cover SQLite.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -518,20 +518,36 @@ impl Ledger for SqliteLedger {
         holder: &str,
         now: Timestamp,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "INSERT INTO claims (account, key, holder, expires_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account, key) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
-             WHERE claims.holder = excluded.holder OR claims.expires_ms < $5",
+    ) -> Result<Option<Option<Timestamp>>, StoreError> {
+        let taken = self
+            .try_claim_many(account, &[key.to_string()], holder, now, ttl)
+            .await?;
+        Ok(taken.get(key).copied())
+    }
+
+    async fn renew_claims(
+        &self,
+        account: &str,
+        keys: &[String],
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "UPDATE claims SET expires_ms = $4 \
+             WHERE account = $1 AND holder = $3 AND key IN (SELECT value FROM json_each($2)) \
+             RETURNING key",
         )
         .bind(account)
-        .bind(key)
+        .bind(serde_json::to_string(keys).expect("strings"))
         .bind(holder)
         .bind(ms(now) + ttl.as_millis() as i64)
-        .bind(ms(now))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     async fn try_claim_many(
@@ -541,16 +557,20 @@ impl Ledger for SqliteLedger {
         holder: &str,
         now: Timestamp,
         ttl: Duration,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, Option<Timestamp>>, StoreError> {
         if keys.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(HashMap::new());
         }
+        // SET expressions read the row as it was: `prev_expires_ms` keeps the previous holder's
+        // expiry when the claim changes hands (the successor waits out its writes).
         let rows = sqlx::query(
-            "INSERT INTO claims (account, key, holder, expires_ms) \
-             SELECT $1, value, $3, $4 FROM json_each($2) WHERE true \
-             ON CONFLICT (account, key) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+            "INSERT INTO claims (account, key, holder, expires_ms, prev_expires_ms) \
+             SELECT $1, value, $3, $4, NULL FROM json_each($2) WHERE true \
+             ON CONFLICT (account, key) DO UPDATE SET \
+                prev_expires_ms = CASE WHEN claims.holder = excluded.holder THEN NULL ELSE claims.expires_ms END, \
+                holder = excluded.holder, expires_ms = excluded.expires_ms \
              WHERE claims.holder = excluded.holder OR claims.expires_ms < $5 \
-             RETURNING key",
+             RETURNING key, prev_expires_ms",
         )
         .bind(account)
         .bind(serde_json::to_string(keys).expect("strings"))
@@ -559,7 +579,12 @@ impl Ledger for SqliteLedger {
         .bind(ms(now))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        rows.iter()
+            .map(|r| {
+                let prev: Option<i64> = r.try_get(1)?;
+                Ok((r.try_get(0)?, prev.map(from_ms).transpose()?))
+            })
+            .collect()
     }
 
     async fn release_claims(

@@ -1,0 +1,353 @@
+//! Cross-process order claims: one booking at a time per ERP order across every paysync process
+//! sharing the ledger (the daemon and a manual `sync`).
+//!
+//! A claim is a ledger row `(erp, order:<name>)` naming its holder, with an expiry. This module
+//! owns the rules that make a claim trustworthy:
+//!
+//! - **It cannot lapse under its holder.** One heartbeat per process renews every claim the process
+//!   holds while any of its work is queued or running; before each create the group checks that
+//!   it still holds the claim ([`Claims::still_held`]): renewed recently in memory, else renewed
+//!   in the ledger right then — a claim another process took meanwhile aborts the create.
+//! - **A takeover waits out the previous holder's writes.** A claim taken from an expired holder,
+//!   or from a process of this host that is gone, may still have a create in flight inside the
+//!   ERP (ERPNext commits a request its client gave up on). The successor creates nothing for that
+//!   order until `erp.commit_horizon` has passed since the previous holder could last have sent
+//!   one ([`Claims::takeover_wait`]), then looks the operations up again.
+//!
+//! Claims are re-entrant within a process: several batches of one run may hold the same order's
+//! claim; the row goes only when the last of them lets go.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::store::{Ledger, StoreError};
+
+/// The claims table's namespace for orders. Orders live in the one ERP, so their claims are not
+/// per account: two accounts paying one order take turns.
+const ORDER_CLAIMS: &str = "erp";
+
+/// The claim key of an ERP order.
+pub fn order_key(order: &str) -> String {
+    format!("order:{order}")
+}
+
+/// Timing of claims. The defaults suit production; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTiming {
+    /// How long a claim lives without being renewed (a crashed holder's claim expires after it).
+    pub ttl: Duration,
+    /// How long a group waits for another live holder to let go.
+    pub wait: Duration,
+    /// How long after sending a create the ERP may still commit it (`erp.commit_horizon`).
+    pub commit_horizon: Duration,
+}
+
+impl Default for ClaimTiming {
+    fn default() -> Self {
+        ClaimTiming {
+            ttl: Duration::from_secs(120),
+            wait: Duration::from_secs(30),
+            commit_horizon: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    /// Groups of this process holding it.
+    refs: usize,
+    /// When the ledger last confirmed it is ours.
+    renewed: Instant,
+    /// Taken over from another holder: nothing is created for the order before this.
+    safe_at: Option<Instant>,
+}
+
+type HeldMap = Arc<Mutex<HashMap<String, Held>>>;
+
+/// The claims of one process.
+pub struct Claims {
+    ledger: Arc<dyn Ledger>,
+    holder: String,
+    timing: ClaimTiming,
+    held: HeldMap,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.lock().expect("poisoned").take() {
+            h.abort();
+        }
+    }
+}
+
+impl Claims {
+    pub fn new(ledger: Arc<dyn Ledger>, holder: String, timing: ClaimTiming) -> Claims {
+        Claims {
+            ledger,
+            holder,
+            timing,
+            held: Arc::new(Mutex::new(HashMap::new())),
+            heartbeat: Mutex::new(None),
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// A claim counts as confirmed for `ttl` minus this margin after its last renewal.
+    fn fresh_for(&self) -> Duration {
+        self.timing.ttl.saturating_sub(self.timing.ttl / 4)
+    }
+
+    /// Take the claims of `keys` that nobody else holds, in one statement. Returns those taken.
+    pub async fn take_many(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        let now = Timestamp::now();
+        let taken = self
+            .ledger
+            .try_claim_many(ORDER_CLAIMS, keys, &self.holder, now, self.timing.ttl)
+            .await?;
+        for (key, prev_expires) in &taken {
+            self.hold(key, prev_expires.map(|p| self.safe_after(p, now)));
+        }
+        Ok(taken.into_keys().collect())
+    }
+
+    /// Take the claim of `key`, waiting up to `wait` for another live holder; a claim left by a
+    /// process of this host that is gone is taken over at once.
+    pub async fn take(&self, key: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.timing.wait;
+        loop {
+            let now = Timestamp::now();
+            match self
+                .ledger
+                .try_claim(ORDER_CLAIMS, key, &self.holder, now, self.timing.ttl)
+                .await
+            {
+                Ok(Some(prev_expires)) => {
+                    self.hold(key, prev_expires.map(|p| self.safe_after(p, now)));
+                    return Ok(());
+                }
+                Ok(None) if self.take_over_dead(key).await => return Ok(()),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "{key} is being booked by another paysync process; re-examined later"
+                    ));
+                }
+                Err(e) => return Err(format!("ledger unavailable for the {key} claim: {e}")),
+            }
+        }
+    }
+
+    /// The previous holder's claim ran until `prev_expires`: a create it sent before then (it
+    /// sends none after, see [`Claims::still_held`]) may commit up to `commit_horizon` later. A
+    /// holder that is gone sent nothing after `now` either.
+    fn safe_after(&self, prev_expires: Timestamp, now: Timestamp) -> Instant {
+        let last_send = prev_expires.min(now);
+        let until = last_send + self.timing.commit_horizon;
+        let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+        Instant::now() + wait
+    }
+
+    /// A claim left by a process of this host that no longer runs (killed, crashed) is taken over
+    /// at once instead of waiting for it to expire — but its in-flight creates are waited out.
+    async fn take_over_dead(&self, key: &str) -> bool {
+        let Ok(Some(other)) = self.ledger.claim_holder(ORDER_CLAIMS, key).await else {
+            return false;
+        };
+        if !holder_is_dead(&other) {
+            return false;
+        }
+        let now = Timestamp::now();
+        match self
+            .ledger
+            .steal_claim(ORDER_CLAIMS, key, &other, &self.holder, now, self.timing.ttl)
+            .await
+        {
+            Ok(true) => {
+                warn!(key, previous = %other, wait_s = self.timing.commit_horizon.as_secs(), "took over a claim left by a process that is gone; its creates are waited out");
+                self.hold(key, Some(self.safe_after(now, now)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn hold(&self, key: &str, safe_at: Option<Instant>) {
+        {
+            let mut held = self.held.lock().expect("poisoned");
+            let h = held.entry(key.to_string()).or_insert(Held {
+                refs: 0,
+                renewed: Instant::now(),
+                safe_at: None,
+            });
+            h.refs += 1;
+            h.renewed = Instant::now();
+            if let Some(at) = safe_at {
+                h.safe_at = Some(h.safe_at.map_or(at, |old| old.max(at)));
+            }
+        }
+        self.start_heartbeat();
+    }
+
+    /// Let go of claims; the rows of those no longer held by any group of this process go.
+    pub async fn release(&self, keys: &[String]) {
+        let free: Vec<String> = {
+            let mut held = self.held.lock().expect("poisoned");
+            keys.iter()
+                .filter(|k| match held.get_mut(k.as_str()) {
+                    Some(h) if h.refs > 1 => {
+                        h.refs -= 1;
+                        false
+                    }
+                    Some(_) => {
+                        held.remove(k.as_str());
+                        true
+                    }
+                    None => false,
+                })
+                .cloned()
+                .collect()
+        };
+        if let Err(e) = self
+            .ledger
+            .release_claims(ORDER_CLAIMS, &free, &self.holder)
+            .await
+        {
+            warn!(error = %e, "could not release claims; they expire by themselves");
+        }
+    }
+
+    /// True when the claim of `key` is still ours, right before a create: confirmed by the
+    /// heartbeat recently, or renewed in the ledger now. False when another process took it.
+    pub async fn still_held(&self, key: &str) -> bool {
+        let recent = self
+            .held
+            .lock()
+            .expect("poisoned")
+            .get(key)
+            .is_some_and(|h| h.renewed.elapsed() < self.fresh_for());
+        if recent {
+            return true;
+        }
+        match self
+            .ledger
+            .try_claim(
+                ORDER_CLAIMS,
+                key,
+                &self.holder,
+                Timestamp::now(),
+                self.timing.ttl,
+            )
+            .await
+        {
+            // Re-entrant: still ours (and renewed). A `Some(prev)` from another holder means ours
+            // had lapsed and someone else's had too: treat it as a takeover.
+            Ok(Some(prev)) => {
+                let mut held = self.held.lock().expect("poisoned");
+                if let Some(h) = held.get_mut(key) {
+                    h.renewed = Instant::now();
+                    if let Some(p) = prev {
+                        let at = self.safe_after(p, Timestamp::now());
+                        h.safe_at = Some(h.safe_at.map_or(at, |old| old.max(at)));
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How long to wait before creating anything for the order of `key` (a takeover).
+    pub fn takeover_wait(&self, key: &str) -> Option<Duration> {
+        let held = self.held.lock().expect("poisoned");
+        let at = held.get(key)?.safe_at?;
+        let now = Instant::now();
+        (at > now).then(|| at - now)
+    }
+
+    /// One renewal loop per process, for as long as the process holds claims.
+    fn start_heartbeat(&self) {
+        let mut hb = self.heartbeat.lock().expect("poisoned");
+        if hb.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let held: Weak<Mutex<HashMap<String, Held>>> = Arc::downgrade(&self.held);
+        let ledger = self.ledger.clone();
+        let holder = self.holder.clone();
+        let ttl = self.timing.ttl;
+        *hb = Some(rt.spawn(async move {
+            let every = ttl / 4;
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(held) = held.upgrade() else { return };
+                let keys: Vec<String> = held.lock().expect("poisoned").keys().cloned().collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                let started = Instant::now();
+                match ledger
+                    .renew_claims(ORDER_CLAIMS, &keys, &holder, Timestamp::now(), ttl)
+                    .await
+                {
+                    Ok(renewed) => {
+                        let mut map = held.lock().expect("poisoned");
+                        for k in renewed {
+                            if let Some(h) = map.get_mut(&k) {
+                                h.renewed = started;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not renew claims; creates re-check them first")
+                    }
+                }
+            }
+        }));
+    }
+}
+
+/// `host:pid:nonce`: who holds a claim.
+pub fn holder_name() -> String {
+    format!(
+        "{}:{}:{:x}",
+        this_host(),
+        std::process::id(),
+        Timestamp::now().as_nanosecond() as u64
+    )
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// True when `holder` names a process of this host that does not exist any more.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != this_host() || host == "unknown-host" {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) if pid != std::process::id() => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
