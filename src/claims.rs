@@ -170,7 +170,14 @@ impl Claims {
         let now = Timestamp::now();
         match self
             .ledger
-            .steal_claim(ORDER_CLAIMS, key, &other, &self.holder, now, self.timing.ttl)
+            .steal_claim(
+                ORDER_CLAIMS,
+                key,
+                &other,
+                &self.holder,
+                now,
+                self.timing.ttl,
+            )
             .await
         {
             Ok(true) => {

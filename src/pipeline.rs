@@ -140,7 +140,6 @@ pub struct Engine {
     settleable: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
 
-
 /// Unresolved payments of a batch's orders re-examined with it, at most (see `pull_in`).
 const PULL_IN_LIMIT: i64 = 200;
 
@@ -169,7 +168,6 @@ impl Engine {
             unknown_outcomes: Mutex::new(HashMap::new()),
             commit_horizon: std::time::Duration::from_secs(120),
             settleable: Mutex::new(HashMap::new()),
-
         }
     }
 
@@ -787,11 +785,7 @@ impl Engine {
         }
         // Claim every order of the batch in one statement (cross-process safety); orders another
         // live process holds fall back to a per-group claim that waits.
-        let keys: Vec<String> = groups
-            .keys()
-            .flatten()
-            .map(|o| order_key(o))
-            .collect();
+        let keys: Vec<String> = groups.keys().flatten().map(|o| order_key(o)).collect();
         let claimed: HashSet<String> = if opts.dry_run || keys.is_empty() {
             HashSet::new()
         } else {
@@ -944,7 +938,10 @@ impl Engine {
         {
             warn!(account = %acc.name, order = order.as_deref().unwrap_or("-"), wait_s = wait.as_secs_f64(), "order taken over from another holder: waiting out its in-flight creates before booking");
             tokio::time::sleep(wait).await;
-            if let Err(e) = self.refresh_facts(order.as_deref(), &group, &mut facts).await {
+            if let Err(e) = self
+                .refresh_facts(order.as_deref(), &group, &mut facts)
+                .await
+            {
                 let reason = format!("could not check the ERP after a takeover: {e}");
                 for op in &group {
                     self.mark_settleable(&acc.name, &op.uid);
@@ -1250,7 +1247,9 @@ impl Engine {
                 warn!(account = %acc.name, uid = %op.uid, key, "the order's claim lapsed and another process took it; nothing created");
                 return (
                     DecisionKind::Error,
-                    format!("{key}: the claim lapsed and another paysync process took it before the create; nothing created; re-examined later"),
+                    format!(
+                        "{key}: the claim lapsed and another paysync process took it before the create; nothing created; re-examined later"
+                    ),
                     None,
                 );
             }

@@ -762,7 +762,20 @@ impl Drop for InFlight {
     }
 }
 
+/// A write goes on when its client goes away (as under gunicorn: the worker finishes the request
+/// and commits whether or not anyone is still listening), so it runs in a task of its own.
 async fn insert(
+    state: AxState<Shared>,
+    headers: HeaderMap,
+    doctype: Path<String>,
+    raw: Bytes,
+) -> Response {
+    tokio::spawn(insert_detached(state, headers, doctype, raw))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn insert_detached(
     AxState(state): AxState<Shared>,
     headers: HeaderMap,
     Path(doctype): Path<String>,

@@ -153,3 +153,143 @@ async fn one_mobbex_entity_configured_twice_is_refused_at_start() {
     }
     assert!(env.sim.payment_entries().is_empty());
 }
+
+/// Slow writes, one at a time: a batch's groups wait far longer than a claim's TTL for their write
+/// slot. A second process starting past the TTL must not find the claims lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot() {
+    use paysync::claims::ClaimTiming;
+    use paysync::pipeline::Engine;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let env = TestEnv::start_with(
+        SimOptions {
+            faults: paysync::sim::Faults {
+                erp_write_latency: Duration::from_millis(700),
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        },
+        "",
+    )
+    .await;
+    env.sim.add_customer("Cliente Demo");
+    let orders = 6;
+    for i in 0..orders {
+        let name = format!("SAL-ORD-2026-{:05}", i + 1);
+        env.sim
+            .add_sales_order(order(&name, "Cliente Demo", "1000"));
+        env.sim.add_operation(paid_op(
+            &format!("op-{i}"),
+            &name,
+            100,
+            at("2026-10-05T15:00:00Z") + jiff::SignedDuration::from_mins(i),
+        ));
+    }
+    // Two "processes" (own ledger pool, ERP client, holder name), claims living 1 s; no wait
+    // after a takeover, so only the claims' renewal can keep the second process out.
+    let timing = ClaimTiming {
+        ttl: Duration::from_secs(1),
+        wait: Duration::from_secs(30),
+        commit_horizon: Duration::ZERO,
+    };
+    let engine = |app: &paysync::app::App| {
+        Arc::new(
+            Engine::new(
+                app.erp.clone(),
+                app.ledger.clone(),
+                app.settings.daemon.timezone.clone(),
+                1,
+            )
+            .with_today(crate::helpers::TODAY)
+            .with_claim_timing(timing),
+        )
+    };
+    let (first, second) = (env.app().await, env.app().await);
+    let (e1, e2) = (engine(&first), engine(&second));
+    let window = paysync::app::created_window(
+        &first.settings.daemon.timezone,
+        date(2026, 10, 1),
+        date(2026, 10, 31),
+    );
+    let opts = paysync::pipeline::RunOptions::default();
+    let (a, b) = tokio::join!(e1.sync_window(&first.accounts[0], window, &opts), async {
+        // Past the TTL: the first process's later groups are still queued for the write slot.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        e2.sync_window(&second.accounts[0], window, &opts).await
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let entries = env.sim.payment_entries();
+    let mut refs: Vec<_> = entries
+        .iter()
+        .filter_map(|e| e.reference_no.clone())
+        .collect();
+    refs.sort();
+    let n = refs.len();
+    refs.dedup();
+    assert_eq!(n, refs.len(), "no reference_no twice: {a} / {b}");
+    assert_eq!(n, orders as usize, "{a} / {b}");
+    assert!(
+        entries.iter().all(|e| e.references.len() == 1),
+        "each one initial"
+    );
+}
+
+/// SIGKILL a sync while ERPNext is still working on its create (which then commits), restart at
+/// once: the successor waits out the dead holder's create and finds it, instead of booking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
+    use std::time::Duration;
+    let env = TestEnv::start_with(
+        SimOptions {
+            faults: paysync::sim::Faults {
+                erp_write_latency: Duration::from_millis(2000),
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        },
+        "",
+    )
+    .await;
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim
+        .add_operation(paid_op("p1", SO, 400, at("2026-10-05T15:00:00Z")));
+    let cfg = env.config_path.clone();
+    let sync = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["sync", "--since", "2026-10-01", "--until", "2026-10-31"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = sync();
+    // Kill it once its create is in ERPNext's hands (in progress, not committed yet).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.sim.stats().max_concurrent_writes == 0 {
+        assert!(std::time::Instant::now() < deadline, "no create came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(env.sim.payment_entries().is_empty(), "not committed yet");
+    let mut committed = env.sim.subscribe_writes();
+    let again = sync.clone();
+    let second = tokio::task::spawn_blocking(move || again().wait().unwrap());
+    let status = second.await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    committed.wait_for(|n| *n >= 1).await.unwrap();
+    let entries: Vec<_> = env
+        .sim
+        .payment_entries()
+        .into_iter()
+        .filter(|e| e.reference_no.as_deref() == Some("p1"))
+        .collect();
+    assert_eq!(entries.len(), 1, "booked once: {entries:?}");
+    assert_eq!(env.sim.stats().erp_writes, 1, "the successor sent nothing");
+}
