@@ -57,6 +57,9 @@ pub enum Command {
     },
     /// Validate the configuration and reach both APIs, saying which one fails and why.
     Check,
+    /// Install ERPNext's server-side duplicate guard (a unique Custom Field on Payment Entry),
+    /// once, with a System Manager's API key. Safe to run again.
+    ErpSetup,
     /// Run against a built-in simulator of Mobbex and ERPNext with sample data (no set-up needed).
     Demo,
     /// The service: poll on the cron schedule, take webhooks, serve /healthz and /metrics.
@@ -140,6 +143,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 };
                 telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
                 check(settings).await
+            }
+            Command::ErpSetup => {
+                let settings = match load_settings(&cli.config) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
+                erp_setup(settings).await
             }
         }
     });
@@ -316,6 +327,32 @@ pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
     }
 }
 
+async fn erp_setup(settings: Settings) -> u8 {
+    let app = match App::build(settings).await {
+        Ok(a) => a,
+        Err(e) => {
+            println!("FAILED: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match app.erp.install_guard().await {
+        Ok(true) => {
+            println!(
+                "ERPNext duplicate guard installed: Custom Field `Payment Entry-paysync_operation` (unique)"
+            );
+            EXIT_OK
+        }
+        Ok(false) => {
+            println!("ERPNext duplicate guard: already installed");
+            EXIT_OK
+        }
+        Err(e) => {
+            println!("FAILED to install the ERPNext duplicate guard: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
 async fn check(settings: Settings) -> u8 {
     let mut failed = false;
     println!("configuration {}: ok", settings.file.display());
@@ -338,6 +375,13 @@ async fn check(settings: Settings) -> u8 {
             failed = true;
             println!("ERPNext {}: FAILED: {e}", app.settings.erp.url);
         }
+    }
+    match app.erp.guard_installed().await {
+        Ok(true) => println!("ERPNext duplicate guard: installed"),
+        Ok(false) => println!(
+            "WARNING: ERPNext duplicate guard: not installed — run `paysync erp-setup` once with a System Manager's key, so that ERPNext itself refuses a second entry for one payment"
+        ),
+        Err(e) => println!("WARNING: ERPNext duplicate guard: could not tell ({e})"),
     }
     for acc in &app.accounts {
         let s = &acc.settings;

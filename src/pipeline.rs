@@ -935,6 +935,7 @@ impl Engine {
         if let Some(key) = &claim_key
             && !opts.dry_run
             && let Some(wait) = self.claims.takeover_wait(key)
+            && !self.erp.guard_installed().await.unwrap_or(false)
         {
             warn!(account = %acc.name, order = order.as_deref().unwrap_or("-"), wait_s = wait.as_secs_f64(), "order taken over from another holder: waiting out its in-flight creates before booking");
             tokio::time::sleep(wait).await;
@@ -1212,13 +1213,17 @@ impl Engine {
         claim_key: Option<&str>,
     ) -> (DecisionKind, String, Option<String>) {
         let key = (acc.name.clone(), op.uid.clone());
+        // With the server-side guard the ERP refuses a second entry itself: a create whose
+        // outcome is unknown can simply be sent again (it ends in 200, or in the guard's 417).
+        let guarded = self.erp.guard_installed().await.unwrap_or(false);
         let since_unknown = self
             .unknown_outcomes
             .lock()
             .expect("poisoned")
             .get(&key)
             .map(|at| at.elapsed());
-        if let Some(elapsed) = since_unknown
+        if !guarded
+            && let Some(elapsed) = since_unknown
             && elapsed < self.commit_horizon
         {
             self.mark_settleable(&acc.name, &op.uid);
@@ -1266,7 +1271,10 @@ impl Engine {
                 }
                 Err(e) => e,
             };
-            if err.outcome_unknown() {
+            if let ErpError::Duplicate(message) = &err {
+                return self.already_held(acc, op, message).await;
+            }
+            if err.outcome_unknown() && !guarded {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
                 {
                     let mut unknown = self.unknown_outcomes.lock().expect("poisoned");
@@ -1355,6 +1363,56 @@ impl Engine {
                 }
                 e => (DecisionKind::Error, e.to_string(), None),
             };
+        }
+    }
+
+    /// The guard refused the create: another entry already holds the operation. Find it (whatever
+    /// its docstatus) and record the operation as already loaded — never booked twice, never an
+    /// error. A cancelled holder means the payment was booked and cancelled in ERPNext: it is not
+    /// booked again on our own.
+    async fn already_held(
+        &self,
+        acc: &AccountSettings,
+        op: &Operation,
+        message: &str,
+    ) -> (DecisionKind, String, Option<String>) {
+        match self.erp.entry_by_guard(&op.uid).await {
+            Ok(Some(holder)) if holder.docstatus == 2 => (
+                DecisionKind::AlreadyLoaded,
+                format!(
+                    "Payment Entry {} holds this operation and was cancelled in ERPNext; not booked again",
+                    holder.name
+                ),
+                Some(holder.name),
+            ),
+            Ok(Some(holder)) => (
+                DecisionKind::AlreadyLoaded,
+                format!(
+                    "ERPNext refused a second entry (duplicate guard): Payment Entry {} already holds this operation",
+                    holder.name
+                ),
+                Some(holder.name),
+            ),
+            Ok(None) => {
+                self.mark_settleable(&acc.name, &op.uid);
+                (
+                    DecisionKind::Error,
+                    format!(
+                        "ERPNext's duplicate guard refused the entry ({message}) but no entry holds the operation yet; re-examined later"
+                    ),
+                    None,
+                )
+            }
+            Err(e) => {
+                self.mark_settleable(&acc.name, &op.uid);
+                (
+                    DecisionKind::Error,
+                    format!(
+                        "ERPNext's duplicate guard refused the entry; looking up the holder failed: {e}; re-examined later"
+                    ),
+                    None,
+                )
+            }
         }
     }
 

@@ -33,10 +33,14 @@ use crate::retry::{RetryPolicy, retrying};
 /// servers and proxies accept.
 const BATCH: usize = 100;
 
+mod guard;
+
 pub struct ErpNextClient {
     http: reqwest::Client,
     base: Url,
     retry: RetryPolicy,
+    /// Whether the server-side duplicate guard is installed (see `guard.rs`), once known.
+    guard: tokio::sync::OnceCell<bool>,
 }
 
 impl ErpNextClient {
@@ -72,6 +76,7 @@ impl ErpNextClient {
             http,
             base,
             retry: RetryPolicy::default(),
+            guard: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -281,6 +286,9 @@ struct WireNewEntry<'a> {
     reference_no: &'a str,
     reference_date: String,
     references: Vec<WireNewRef<'a>>,
+    /// The duplicate guard's value, when the guard is installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paysync_operation: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -298,7 +306,13 @@ pub fn json_amount(d: Decimal) -> Box<RawValue> {
 
 /// The exact body paysync posts for an entry (also shown by `--dry-run`).
 pub fn entry_body(e: &PaymentEntry) -> String {
+    entry_body_guarded(e, false)
+}
+
+/// [`entry_body`], with the operation id in the duplicate guard's field when it is installed.
+pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
     let body = WireNewEntry {
+        paysync_operation: guard.then_some(e.reference_no.as_str()),
         docstatus: 1,
         payment_type: "Receive",
         party_type: "Customer",
@@ -477,11 +491,13 @@ impl Erp for ErpNextClient {
     }
 
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError> {
+        // Unknown (the lookup failed): send without it; the check-then-insert still holds.
+        let guard = self.guard_detect().await.unwrap_or(false);
         let req = self
             .http
             .post(self.url(&["api", "resource", "Payment Entry"]))
             .header("content-type", "application/json")
-            .body(entry_body(entry));
+            .body(entry_body_guarded(entry, guard));
         let created: DataOne<WireCreated> = self.send("create_payment_entry", req).await?;
         if created.data.docstatus.unwrap_or(1) != 1 {
             return Err(ErpError::Malformed(format!(
@@ -492,6 +508,20 @@ impl Erp for ErpNextClient {
         Ok(CreatedEntry {
             name: created.data.name,
         })
+    }
+
+    async fn guard_installed(&self) -> Result<bool, ErpError> {
+        self.guard_detect().await
+    }
+
+    async fn install_guard(&self) -> Result<bool, ErpError> {
+        let created = self.guard_install().await?;
+        let _ = self.guard.set(true);
+        Ok(created)
+    }
+
+    async fn entry_by_guard(&self, reference_no: &str) -> Result<Option<ExistingEntry>, ErpError> {
+        self.guard_holder(reference_no).await
     }
 
     async fn whoami(&self) -> Result<String, ErpError> {

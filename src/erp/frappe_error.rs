@@ -45,6 +45,17 @@ pub fn from_response(status: u16, retry_after: Option<Duration>, body: &str) -> 
                 plain_snippet(body)
             }
         });
+    // The duplicate guard's refusal is told by the database key it names (not by the translated
+    // message): README "What a client should recognise".
+    if status == 417
+        && exc_type.as_deref() == Some("UniqueValidationError")
+        && parsed
+            .as_ref()
+            .and_then(|b| b.exception.as_deref())
+            .is_some_and(|e| e.contains("for key 'paysync_operation'"))
+    {
+        return ErpError::Duplicate(message);
+    }
     match status {
         401 => ErpError::Unauthorized {
             status,

@@ -45,6 +45,10 @@ pub enum ErpError {
     },
     #[error("ERPNext: malformed answer: {0}")]
     Malformed(String),
+    /// The server-side guard refused the entry: another entry already holds this operation
+    /// (HTTP 417 `UniqueValidationError` on the `paysync_operation` key, recording U2b).
+    #[error("ERPNext refused a second entry for this operation (the duplicate guard): {0}")]
+    Duplicate(String),
 }
 
 /// The one table of ERPNext answers (RELIABILITY.md, "ERPNext answers"): what happened decides,
@@ -131,4 +135,19 @@ pub trait Erp: Send + Sync {
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError>;
     /// Who we are logged in as (used by `paysync check`).
     async fn whoami(&self) -> Result<String, ErpError>;
+    /// The server-side duplicate guard (a unique Custom Field on Payment Entry, installed by
+    /// `paysync erp-setup`) is in place: the ERP itself refuses a second entry for an operation.
+    async fn guard_installed(&self) -> Result<bool, ErpError> {
+        Ok(false)
+    }
+    /// Install the guard. `Ok(true)`: created now; `Ok(false)`: it was there.
+    async fn install_guard(&self) -> Result<bool, ErpError> {
+        Err(ErpError::Malformed(
+            "this ERP has no server-side duplicate guard".into(),
+        ))
+    }
+    /// The entry holding operation `reference_no` in the guard, whatever its docstatus.
+    async fn entry_by_guard(&self, _reference_no: &str) -> Result<Option<ExistingEntry>, ErpError> {
+        Ok(None)
+    }
 }

@@ -37,7 +37,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-fn json_body(status: StatusCode, v: Value) -> Response {
+pub(crate) fn json_body(status: StatusCode, v: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -279,7 +279,7 @@ fn pe_json(
             })
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "name": pe.name,
         "doctype": "Payment Entry",
         "naming_series": "ACC-PAY-.YYYY.-",
@@ -307,7 +307,12 @@ fn pe_json(
         "reference_date": pe.reference_date.map(|d| d.to_string()),
         "posting_date": pe.posting_date.to_string(),
         "references": refs,
-    })
+    });
+    // Absent when NULL, as Frappe leaves out an unset custom field (U1a).
+    if let Some(v) = &pe.paysync_operation {
+        doc[super::guard::FIELD] = json!(v);
+    }
+    doc
 }
 
 // ---- filters ----------------------------------------------------------------------------
@@ -629,6 +634,7 @@ async fn get_doc(
     s.stats.erp_reads += 1;
     let found = match doctype.as_str() {
         "Sales Order" => s.orders.get(&name).map(so_json),
+        "Custom Field" => super::guard::custom_field(&s, &name),
         "Payment Entry" => s
             .entries
             .iter()
@@ -799,6 +805,11 @@ async fn insert_detached(
             state.lock().expect("poisoned").stats.erp_writes += 1;
         }
         return r;
+    }
+    if doctype == "Custom Field" {
+        let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let mut s = state.lock().expect("poisoned");
+        return super::guard::create_custom_field(&mut s, &body);
     }
     if doctype != "Payment Entry" {
         return frappe_error(
@@ -1021,8 +1032,10 @@ pub(super) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response,
         .and_then(|d| d.parse::<Date>().ok())
         .unwrap_or_else(|| jiff::Zoned::now().date());
     let name = format!("ACC-PAY-{}-{:05}", posting_date.year(), s.next_entry);
+    // The unique index refuses at db_insert; the series number is not used up (U2b, U2g).
+    let guard_value = super::guard::check(s, b, &name)?;
     s.next_entry += 1;
-    let pe = SimPaymentEntry {
+    let mut pe = SimPaymentEntry {
         name,
         docstatus,
         payment_type,
@@ -1047,7 +1060,9 @@ pub(super) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response,
             })
             .collect(),
         unallocated_amount: paid_amount - total_allocated,
+        paysync_operation: None,
     };
+    pe.paysync_operation = guard_value;
     if docstatus == 1 {
         for r in &pe.references {
             if let Some(o) = s.orders.get_mut(&r.reference_name) {

@@ -12,6 +12,7 @@
 
 mod erpnext;
 mod faults;
+pub mod guard;
 mod mobbex;
 pub mod sample;
 
@@ -171,6 +172,8 @@ pub struct SimPaymentEntry {
     pub posting_date: Date,
     pub references: Vec<SimReference>,
     pub unallocated_amount: Decimal,
+    /// The server-side guard's value (`guard::FIELD`), when the field is installed and was sent.
+    pub paysync_operation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +273,8 @@ pub(crate) struct State {
     pub targeted: HashMap<String, VecDeque<CreateFault>>,
     /// Answers for the next requests of each API (`Simulator::fail_next`), in order.
     pub next_answers: HashMap<SimApi, VecDeque<NextAnswer>>,
+    /// The Custom Field `paysync_operation` (unique) exists on Payment Entry.
+    pub guard_installed: bool,
 }
 
 impl State {
@@ -348,6 +353,7 @@ impl Simulator {
             commit_times: HashMap::new(),
             targeted: HashMap::new(),
             next_answers: HashMap::new(),
+            guard_installed: false,
         };
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(

@@ -424,6 +424,7 @@ impl Gen<'_> {
             posting_date: date,
             references: Vec::new(),
             unallocated_amount: total,
+            paysync_operation: None,
         });
         self.push(op, ExpectedOutcome::AlreadyLoaded);
     }

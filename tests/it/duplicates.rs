@@ -239,6 +239,17 @@ async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot() {
 /// once: the successor waits out the dead holder's create and finds it, instead of booking again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
+    sigkill_mid_create(false).await;
+}
+
+/// The same with ERPNext's duplicate guard: the successor need not wait (it sends the create at
+/// once and ERPNext refuses the second one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_guard_a_takeover_after_sigkill_needs_no_wait_and_books_nothing_twice() {
+    sigkill_mid_create(true).await;
+}
+
+async fn sigkill_mid_create(guard: bool) {
     use std::time::Duration;
     let env = TestEnv::start_with(
         SimOptions {
@@ -251,6 +262,9 @@ async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
         "",
     )
     .await;
+    if guard {
+        assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    }
     env.sim.add_customer("Cliente Demo");
     env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
     env.sim
@@ -280,8 +294,10 @@ async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
     assert!(env.sim.payment_entries().is_empty(), "not committed yet");
     let mut committed = env.sim.subscribe_writes();
     let again = sync.clone();
+    let started = std::time::Instant::now();
     let second = tokio::task::spawn_blocking(move || again().wait().unwrap());
     let status = second.await.unwrap();
+    let took = started.elapsed();
     assert_eq!(status.code(), Some(0));
     committed.wait_for(|n| *n >= 1).await.unwrap();
     let entries: Vec<_> = env
@@ -291,5 +307,116 @@ async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
         .filter(|e| e.reference_no.as_deref() == Some("p1"))
         .collect();
     assert_eq!(entries.len(), 1, "booked once: {entries:?}");
-    assert_eq!(env.sim.stats().erp_writes, 1, "the successor sent nothing");
+    if guard {
+        // Sent again without waiting (a wait would have found the entry and sent nothing), and
+        // refused by ERPNext.
+        assert_eq!(
+            env.sim.stats().erp_writes,
+            2,
+            "the successor's create was refused"
+        );
+    } else {
+        assert_eq!(env.sim.stats().erp_writes, 1, "the successor sent nothing");
+        assert!(
+            took >= Duration::from_secs(4),
+            "waited out the horizon: {took:?}"
+        );
+    }
+}
+
+fn paysync_cmd(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_setup_installs_the_guard_once_and_check_tells_whether_it_is_there() {
+    let env = TestEnv::start().await;
+    let check = paysync_cmd(&env, &["check"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("duplicate guard: not installed"), "{text}");
+    let first = paysync_cmd(&env, &["erp-setup"]);
+    assert_eq!(first.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("guard installed"));
+    let again = paysync_cmd(&env, &["erp-setup"]);
+    assert_eq!(again.status.code(), Some(0), "idempotent");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already installed"));
+    let check = paysync_cmd(&env, &["check"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("duplicate guard: installed"), "{text}");
+}
+
+/// With the guard, ERPNext itself refuses a second entry: one the check-then-insert could not see
+/// (here an entry holding the operation under another reference_no) is recognised, not doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_guard_a_second_entry_is_refused_by_erpnext_and_recorded_as_loaded() {
+    let env = TestEnv::start().await;
+    assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00002", "Cliente Demo", "1000"));
+    // Entries typed elsewhere holding p1's and p2's guard values (reference_no differs).
+    let http = reqwest::Client::new();
+    let opts = SimOptions::default();
+    let mut holders = Vec::new();
+    for (uid, so) in [("p1", SO), ("p2", "SAL-ORD-2026-00002")] {
+        let r = http
+            .post(format!("{}/api/resource/Payment%20Entry", env.sim.erpnext_url))
+            .header("Authorization", format!("token {}:{}", opts.erp_api_key, opts.erp_api_secret))
+            .json(&serde_json::json!({
+                "docstatus": 1, "payment_type": "Receive", "party_type": "Customer",
+                "party": "Cliente Demo", "company": "Mi Empresa SA", "mode_of_payment": "Mobbex",
+                "posting_date": "2026-11-22", "paid_from": "Deudores - MESA", "paid_to": "Mobbex - MESA",
+                "paid_amount": 400, "received_amount": 400, "reference_no": format!("typed-{uid}"),
+                "reference_date": "2026-11-22", "paysync_operation": uid,
+                "references": [{"reference_doctype": "Sales Order", "reference_name": so, "allocated_amount": 400}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        holders.push(v["data"]["name"].as_str().unwrap().to_string());
+    }
+    env.sim.cancel_payment_entry(&holders[1]);
+    env.sim
+        .add_operation(paid_op("p1", SO, 400, at("2026-10-05T15:00:00Z")));
+    env.sim.add_operation(paid_op(
+        "p2",
+        "SAL-ORD-2026-00002",
+        400,
+        at("2026-10-06T15:00:00Z"),
+    ));
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    assert_eq!(s.get(DecisionKind::AlreadyLoaded), 2, "{s}");
+    assert_eq!(
+        env.sim.payment_entries().len(),
+        2,
+        "nothing new: ERPNext refused both"
+    );
+    let ledger = paysync::store::open(&env.settings().store.url)
+        .await
+        .unwrap();
+    let rows = ledger
+        .rows("main", &["p1".into(), "p2".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows["p1"].erp_entry.as_deref(), Some(holders[0].as_str()));
+    assert!(
+        rows["p1"].reason.contains("duplicate guard"),
+        "{}",
+        rows["p1"].reason
+    );
+    assert!(
+        rows["p2"].reason.contains("cancelled"),
+        "{}",
+        rows["p2"].reason
+    );
 }

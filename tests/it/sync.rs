@@ -335,6 +335,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
                 allocated_amount: d("200"),
             }],
             unallocated_amount: Decimal::ZERO,
+            paysync_operation: None,
         });
     env.sim.add_operation(op(
         "op-1",

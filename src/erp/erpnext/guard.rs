@@ -1,0 +1,107 @@
+//! The server-side duplicate guard on a real ERPNext (recordings `U*`, README "Server-side
+//! duplicate guard"): a Custom Field `paysync_operation` on Payment Entry with `unique: 1`, which
+//! MariaDB turns into a UNIQUE index. Installed once by `paysync erp-setup` (System Manager or
+//! Administrator); afterwards every create carries the operation id in it, and the database
+//! refuses a second entry for one operation inside the very transaction that would book it — two
+//! racing processes, or a dead client's in-flight request and its successor, cannot both commit.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ErpError, ErpNextClient};
+use crate::domain::ExistingEntry;
+
+/// The field (and the MariaDB key the duplicate error names).
+pub const FIELD: &str = "paysync_operation";
+/// The Custom Field document.
+const DOC: &str = "Payment Entry-paysync_operation";
+
+#[derive(Deserialize)]
+struct Holder {
+    name: String,
+    docstatus: Option<i32>,
+    reference_no: Option<String>,
+}
+
+impl ErpNextClient {
+    /// Is the guard installed? Asked once per process (then remembered) — unless the answer was
+    /// an error, which is not remembered.
+    pub(super) async fn guard_detect(&self) -> Result<bool, ErpError> {
+        self.guard
+            .get_or_try_init(|| async {
+                let req = self
+                    .http
+                    .get(self.url(&["api", "resource", "Custom Field", DOC]));
+                match self
+                    .read::<serde_json::Value>("get_custom_field", req)
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(ErpError::Rejected { status: 404, .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .copied()
+    }
+
+    pub(super) async fn guard_install(&self) -> Result<bool, ErpError> {
+        let body = json!({
+            "dt": "Payment Entry",
+            "fieldname": FIELD,
+            "label": "Gateway operation",
+            "fieldtype": "Data",
+            "unique": 1,
+            "read_only": 1,
+            "no_copy": 1,
+            "insert_after": "reference_date",
+            "description": "Payment gateway operation id, set by paysync: a unique guard against booking one payment twice",
+        });
+        let req = self
+            .http
+            .post(self.url(&["api", "resource", "Custom Field"]))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        match self
+            .send::<serde_json::Value>("create_custom_field", req)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Already there (a second erp-setup): Frappe's duplicate document name.
+            Err(ErpError::Rejected { status: 409, .. }) => Ok(false),
+            Err(ErpError::Rejected {
+                status: 403,
+                message,
+                ..
+            }) => Err(ErpError::Rejected {
+                status: 403,
+                exc_type: "PermissionError".into(),
+                message: format!(
+                    "{message} — creating the guard needs a System Manager (or Administrator) API key once; booking afterwards needs only Accounts User"
+                ),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The holder of operation `reference_no`'s guard value, whatever its docstatus (a cancelled
+    /// entry keeps its value for ever, U4c).
+    pub(super) async fn guard_holder(
+        &self,
+        reference_no: &str,
+    ) -> Result<Option<ExistingEntry>, ErpError> {
+        let rows: Vec<Holder> = self
+            .list(
+                "list_entries_by_guard",
+                "Payment Entry",
+                json!([[FIELD, "=", reference_no]]),
+                &["name", "docstatus", "reference_no"],
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(|h| ExistingEntry {
+            name: h.name,
+            reference_no: h.reference_no.unwrap_or_default(),
+            docstatus: h.docstatus.unwrap_or(0),
+        }))
+    }
+}
