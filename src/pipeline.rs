@@ -1087,6 +1087,24 @@ impl Engine {
             if kind.is_booked() || (opts.dry_run && planned_kind.is_booked()) {
                 progress.has_entry = true;
             }
+            // Already in ERPNext although the batch's lookups did not say the order has an entry
+            // (committed since: an answer lost, another process, the guard's refusal): ask ERPNext
+            // again whether an entry references the order now, before a later payment decides.
+            if kind == DecisionKind::AlreadyLoaded
+                && !progress.has_entry
+                && let Some(o) = order.as_deref()
+            {
+                match self.orders_with_entries_of(&[o.to_string()]).await {
+                    Ok(with) => progress.has_entry = with.contains(o),
+                    Err(e) => {
+                        warn!(account = %acc.name, uid = %op.uid, error = %e, "could not re-check the order's entries; its later payments wait");
+                        progress.blocker.get_or_insert_with(|| EarlierPayment {
+                            uid: op.uid.clone(),
+                            decision: DecisionKind::Error,
+                        });
+                    }
+                }
+            }
             self.finish(
                 acc,
                 &op,
@@ -1240,6 +1258,9 @@ impl Engine {
         // The retry budget bounds the time spent *waiting between retries*, not the time queued
         // for a write slot behind other creates (a busy ERPNext would otherwise spend it).
         let mut waited = std::time::Duration::ZERO;
+        // An earlier attempt's outcome was unknown (sent again because the guard is installed):
+        // a refusal now may be ERPNext validating against our own committed entry.
+        let mut maybe_committed = false;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -1273,6 +1294,25 @@ impl Engine {
             };
             if let ErpError::Duplicate(message) = &err {
                 return self.already_held(acc, op, message).await;
+            }
+            if err.outcome_unknown() && guarded {
+                maybe_committed = true;
+            }
+            if let ErpError::Rejected { .. } = &err
+                && maybe_committed
+                && let Ok(found) = self
+                    .erp
+                    .entries_by_reference(std::slice::from_ref(&op.uid))
+                    .await
+                && let Some(ExistingEntry { name, .. }) = found.get(&op.uid)
+            {
+                return (
+                    kind,
+                    format!(
+                        "created (answer lost; the resend was refused: {err}; found by reference_no)"
+                    ),
+                    Some(name.clone()),
+                );
             }
             if err.outcome_unknown() && !guarded {
                 warn!(account = %acc.name, uid = %op.uid, error = %err, "no answer to a create; looking the entry up by reference_no");
@@ -1377,13 +1417,14 @@ impl Engine {
         message: &str,
     ) -> (DecisionKind, String, Option<String>) {
         match self.erp.entry_by_guard(&op.uid).await {
+            // No entry name: a cancelled entry references nothing any more.
             Ok(Some(holder)) if holder.docstatus == 2 => (
                 DecisionKind::AlreadyLoaded,
                 format!(
                     "Payment Entry {} holds this operation and was cancelled in ERPNext; not booked again",
                     holder.name
                 ),
-                Some(holder.name),
+                None,
             ),
             Ok(Some(holder)) => (
                 DecisionKind::AlreadyLoaded,

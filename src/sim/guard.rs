@@ -35,10 +35,13 @@ pub(crate) fn create_custom_field(s: &mut State, body: &Value) -> Response {
         );
     }
     if s.guard_installed {
+        // What a real ERPNext 15 answers (seen against one; the shape of recording U7d).
         return frappe_error(
-            StatusCode::CONFLICT,
-            "DuplicateEntryError",
-            Some(&format!("Custom Field {DOC} already exists")),
+            StatusCode::EXPECTATION_FAILED,
+            "ValidationError",
+            Some(&format!(
+                "A field with the name {FIELD} already exists in Payment Entry"
+            )),
             false,
         );
     }

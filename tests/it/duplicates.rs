@@ -420,3 +420,63 @@ async fn with_the_guard_a_second_entry_is_refused_by_erpnext_and_recorded_as_loa
         rows["p2"].reason
     );
 }
+
+/// Found against a real ERPNext: with the guard, a first payment whose answer was lost after the
+/// commit is sent again and refused (already loaded); the order's next payment must still see
+/// the order paid, and be additional.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_guard_a_lost_first_answer_still_makes_the_next_payment_additional() {
+    use paysync::sim::{CreateFault, ErrorBody};
+    let env = TestEnv::start().await;
+    assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim
+        .add_operation(paid_op("p1", SO, 400, at("2026-10-05T15:00:00Z")));
+    env.sim
+        .add_operation(paid_op("p2", SO, 300, at("2026-10-06T15:00:00Z")));
+    env.sim.fail_creates(
+        "p1",
+        vec![CreateFault::LostAfterCommit {
+            status: 504,
+            body: ErrorBody::Empty,
+        }],
+    );
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    let p1 = entries_of(&env, "p1");
+    let p2 = entries_of(&env, "p2");
+    assert_eq!((p1.len(), p2.len()), (1, 1));
+    assert_eq!(p1[0].references.len(), 1, "p1 initial");
+    assert!(p2[0].references.is_empty(), "p2 additional: {:?}", p2[0]);
+    assert_eq!(
+        env.sim.sales_order(SO).unwrap().advance_paid,
+        Decimal::from(400)
+    );
+}
+
+/// Found against a real ERPNext: with the guard, the resend of a create whose answer was lost
+/// after the commit can be refused by validation before the guard (the order is paid now by that
+/// very entry): it is booked, never `order_not_payable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_guard_a_resend_refused_by_validation_is_found_booked() {
+    use paysync::sim::{CreateFault, ErrorBody};
+    let env = TestEnv::start().await;
+    assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    env.sim.add_customer("Cliente Demo");
+    env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
+    env.sim
+        .add_operation(paid_op("p1", SO, 1000, at("2026-10-05T15:00:00Z")));
+    env.sim.fail_creates(
+        "p1",
+        vec![CreateFault::LostAfterCommit {
+            status: 502,
+            body: ErrorBody::Html,
+        }],
+    );
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.unresolved(), 0, "{s}");
+    assert_eq!(s.get(DecisionKind::OrderNotPayable), 0, "{s}");
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    assert_eq!(entries_of(&env, "p1").len(), 1);
+}

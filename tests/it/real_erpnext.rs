@@ -13,7 +13,8 @@
 //! cargo test --test it real_erpnext -- --ignored --nocapture
 //! ```
 //!
-//! Optional: `PAYSYNC_REAL_MODE_OF_PAYMENT` (default `Mobbex`), `PAYSYNC_REAL_ORDERS` (default 12).
+//! Optional: `PAYSYNC_REAL_MODE_OF_PAYMENT` (default `Mobbex`), `PAYSYNC_REAL_ORDERS` (default 12),
+//! `PAYSYNC_REAL_GUARD=1` (install ERPNext's duplicate guard first: `paysync erp-setup`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -283,6 +284,19 @@ mode_of_payment = "{mode}"
         .to_zoned(settings.daemon.timezone.clone())
         .date();
     let app = paysync::app::App::build(settings).await.unwrap();
+    // PAYSYNC_REAL_GUARD=1: install ERPNext's duplicate guard first (needs a System Manager key).
+    if std::env::var("PAYSYNC_REAL_GUARD").as_deref() == Ok("1") {
+        let created = app.erp.install_guard().await.unwrap();
+        eprintln!(
+            "duplicate guard: {}",
+            if created {
+                "installed"
+            } else {
+                "already there"
+            }
+        );
+        assert!(app.erp.guard_installed().await.unwrap());
+    }
     let mut runs = 0;
     for run in 1..=3 {
         runs = run;

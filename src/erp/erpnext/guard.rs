@@ -46,6 +46,9 @@ impl ErpNextClient {
     }
 
     pub(super) async fn guard_install(&self) -> Result<bool, ErpError> {
+        if self.guard_detect().await? {
+            return Ok(false);
+        }
         let body = json!({
             "dt": "Payment Entry",
             "fieldname": FIELD,
@@ -67,8 +70,13 @@ impl ErpNextClient {
             .await
         {
             Ok(_) => Ok(true),
-            // Already there (a second erp-setup): Frappe's duplicate document name.
-            Err(ErpError::Rejected { status: 409, .. }) => Ok(false),
+            // Already there (created meanwhile): a real ERPNext 15 says 417 "A field with the
+            // name paysync_operation already exists in Payment Entry" (as in recording U7d).
+            Err(ErpError::Rejected {
+                status: 409 | 417,
+                message,
+                ..
+            }) if message.contains("already exists") => Ok(false),
             Err(ErpError::Rejected {
                 status: 403,
                 message,
