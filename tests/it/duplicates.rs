@@ -24,7 +24,20 @@ fn entries_of(env: &TestEnv, uid: &str) -> Vec<paysync::sim::SimPaymentEntry> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again() {
+    after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again_case(false).await;
+}
+
+/// The same with ERPNext's duplicate guard installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again_with_the_guard() {
+    after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again_case(true).await;
+}
+
+async fn after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again_case(guard: bool) {
     let env = TestEnv::start().await;
+    if guard {
+        assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    }
     env.sim.add_customer("Cliente Demo");
     env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
     env.sim
@@ -54,6 +67,16 @@ async fn after_the_initial_entry_is_cancelled_the_next_payment_is_initial_again(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accounts_paying_one_order_make_exactly_one_initial_entry() {
+    two_accounts_paying_one_order_make_exactly_one_initial_entry_case(false).await;
+}
+
+/// The same with ERPNext's duplicate guard installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_paying_one_order_make_exactly_one_initial_entry_with_the_guard() {
+    two_accounts_paying_one_order_make_exactly_one_initial_entry_case(true).await;
+}
+
+async fn two_accounts_paying_one_order_make_exactly_one_initial_entry_case(guard: bool) {
     // Account "b" is a second Mobbex entity (its own simulator and credentials) whose payments
     // name the same Sales Orders as account "main".
     let other = Simulator::start(SimOptions {
@@ -79,6 +102,9 @@ async fn two_accounts_paying_one_order_make_exactly_one_initial_entry() {
         "",
     )
     .await;
+    if guard {
+        assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    }
     let mut text = std::fs::read_to_string(&env.config_path).unwrap();
     text.push_str(&extra);
     std::fs::write(&env.config_path, text).unwrap();
@@ -158,6 +184,16 @@ async fn one_mobbex_entity_configured_twice_is_refused_at_start() {
 /// slot. A second process starting past the TTL must not find the claims lapsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot() {
+    claims_do_not_lapse_while_their_work_waits_for_a_write_slot_case(false).await;
+}
+
+/// The same with ERPNext's duplicate guard installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot_with_the_guard() {
+    claims_do_not_lapse_while_their_work_waits_for_a_write_slot_case(true).await;
+}
+
+async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot_case(guard: bool) {
     use paysync::claims::ClaimTiming;
     use paysync::pipeline::Engine;
     use std::sync::Arc;
@@ -173,6 +209,9 @@ async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot() {
         "",
     )
     .await;
+    if guard {
+        assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
+    }
     env.sim.add_customer("Cliente Demo");
     let orders = 6;
     for i in 0..orders {
