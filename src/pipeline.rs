@@ -967,7 +967,8 @@ impl Engine {
             }
             progress.has_entry |= facts.order_has_entry;
         }
-        for op in group {
+        let group_len = group.len();
+        for (idx, op) in group.into_iter().enumerate() {
             // Another trigger may have booked this operation or this order since the batch was
             // read, or left an earlier payment of the order unresolved.
             let fresh = self
@@ -1090,8 +1091,11 @@ impl Engine {
             // Already in ERPNext although the batch's lookups did not say the order has an entry
             // (committed since: an answer lost, another process, the guard's refusal): ask ERPNext
             // again whether an entry references the order now, before a later payment decides.
+            // (Only when it matters: the create itself found it, or a later payment of the order
+            // follows in this group — one extra call, not one per already-loaded operation.)
             if kind == DecisionKind::AlreadyLoaded
                 && !progress.has_entry
+                && (planned_kind.is_booked() || idx + 1 < group_len)
                 && let Some(o) = order.as_deref()
             {
                 match self.orders_with_entries_of(&[o.to_string()]).await {
