@@ -3,7 +3,7 @@
 -- Orders live in the one ERP: the questions are about the order, whatever account paid it.
 CREATE INDEX operations_unresolved_by_order
     ON operations (sales_order, op_created_ms)
-    WHERE decision IN ('error', 'waiting', 'order_missing', 'order_not_payable');
+    WHERE decision IN ('order_missing', 'order_not_payable', 'waiting', 'error');
 
 -- When a row became booked: only bookings made after a batch read the ERP can tell more than the
 -- ERP itself (an entry cancelled in ERPNext must not make the order's next payment "additional").

@@ -162,27 +162,14 @@ impl Ledger for SqliteLedger {
         // One statement: the operation's row (which = 0), one booked row of the order (which = 1)
         // and the oldest earlier unresolved row of the order (which = 2); each SQLite round trip
         // costs two thread switches in sqlx.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
-             UNION ALL \
-             SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
-                            WHERE sales_order = $3 AND booked_ms >= $5 \
-                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
-             UNION ALL \
-             SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
-                            WHERE sales_order = $3 AND NOT (account = $1 AND uid = $2) \
-                              AND decision IN ({holding}) \
-                              AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
-                            ORDER BY op_created_ms, uid LIMIT 1)",
-            holding = super::holding_decisions_sql(),
-        )))
-        .bind(account)
-        .bind(uid)
-        .bind(sales_order)
-        .bind(ms(created))
-        .bind(ms(booked_since))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(op_and_order_sql()))
+            .bind(account)
+            .bind(uid)
+            .bind(sales_order)
+            .bind(ms(created))
+            .bind(ms(booked_since))
+            .fetch_all(&self.pool)
+            .await?;
         let mut view = OrderView::default();
         for r in &rows {
             let which: i64 = r.try_get("which")?;
@@ -654,6 +641,25 @@ impl Ledger for SqliteLedger {
     }
 }
 
+/// [`Ledger::op_and_order`]'s statement. Each part must use an index (a test checks the plan):
+/// it runs before every booking.
+fn op_and_order_sql() -> String {
+    format!(
+        "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
+                            WHERE sales_order = $3 AND booked_ms >= $5 \
+                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
+                            WHERE sales_order = $3 AND NOT (account = $1 AND uid = $2) \
+                              AND decision IN ({holding}) \
+                              AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
+                            ORDER BY op_created_ms, uid LIMIT 1)",
+        holding = super::holding_decisions_sql()
+    )
+}
+
 /// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
 /// "already_loaded" (or a refund, which only replaces the reason with a warning) must not make it
 /// look unbooked.
@@ -735,6 +741,39 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("l.db").display());
         let l = SqliteLedger::open(&url).await.unwrap();
         (dir, l)
+    }
+
+    /// The statement run before every booking must search indexes, never scan the table (a
+    /// partial index is used only when the query repeats its WHERE terms exactly: a reordered
+    /// `decision IN (...)` list once made every booking scan the whole ledger).
+    #[tokio::test]
+    async fn the_booking_check_uses_indexes_only() {
+        let (_d, l) = ledger().await;
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            op_and_order_sql()
+        )))
+        .bind("main")
+        .bind("u")
+        .bind("SAL-ORD-1")
+        .bind(1i64)
+        .bind(2i64)
+        .fetch_all(l.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|d| d.starts_with("SCAN operations"))
+            .collect();
+        assert!(scans.is_empty(), "{plan:#?}");
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("operations_unresolved_by_order")),
+            "{plan:#?}"
+        );
     }
 
     #[tokio::test]
