@@ -204,10 +204,10 @@ impl Ledger for SqliteLedger {
         }
         let names = serde_json::to_string(orders).expect("strings serialize");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT uid, sales_order FROM operations \
-             WHERE account = $1 AND sales_order IN (SELECT value FROM json_each($2)) \
-               AND decision IN ({holding}) \
-             ORDER BY op_created_ms, uid LIMIT $3",
+            "SELECT o.uid, o.sales_order FROM json_each($2) AS j \
+             JOIN operations AS o INDEXED BY operations_unresolved_by_order ON o.sales_order = j.value \
+             WHERE o.account = $1 AND o.decision IN ({holding}) \
+             ORDER BY o.op_created_ms, o.uid LIMIT $3",
             holding = super::holding_decisions_sql(),
         )))
         .bind(account)
