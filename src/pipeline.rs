@@ -912,22 +912,10 @@ impl Engine {
             && !pre_claimed
             && let Err(reason) = self.claims.take(key).await
         {
-            for op in &group {
-                self.finish(
-                    acc,
-                    op,
-                    order.clone(),
-                    DecisionKind::Error,
-                    &reason,
-                    None,
-                    None,
-                    opts,
-                    &mut summary,
-                )
+            let mut out = (summary, progress);
+            self.fail_group(acc, order.as_deref(), &group, &reason, opts, &mut out)
                 .await;
-                progress.note(op, DecisionKind::Error, opts.dry_run);
-            }
-            return (summary, progress);
+            return out;
         }
         // Taken over from another holder (expired, or a process that is gone): its creates may
         // still commit. Wait them out, then ask the ERP again (the batch's facts predate them).
@@ -946,24 +934,14 @@ impl Engine {
                 let reason = format!("could not check the ERP after a takeover: {e}");
                 for op in &group {
                     self.mark_settleable(&acc.name, &op.uid);
-                    self.finish(
-                        acc,
-                        op,
-                        order.clone(),
-                        DecisionKind::Error,
-                        &reason,
-                        None,
-                        None,
-                        opts,
-                        &mut summary,
-                    )
-                    .await;
-                    progress.note(op, DecisionKind::Error, opts.dry_run);
                 }
+                let mut out = (summary, progress);
+                self.fail_group(acc, order.as_deref(), &group, &reason, opts, &mut out)
+                    .await;
                 if !pre_claimed {
                     self.claims.release(std::slice::from_ref(key)).await;
                 }
-                return (summary, progress);
+                return out;
             }
             progress.has_entry |= facts.order_has_entry;
         }
@@ -1199,6 +1177,33 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Record every operation of a group as `error` with `reason` (nothing was booked).
+    async fn fail_group(
+        &self,
+        acc: &AccountSettings,
+        order: Option<&str>,
+        group: &[Operation],
+        reason: &str,
+        opts: &RunOptions,
+        out: &mut (Summary, OrderProgress),
+    ) {
+        for op in group {
+            self.finish(
+                acc,
+                op,
+                order.map(str::to_string),
+                DecisionKind::Error,
+                reason,
+                None,
+                None,
+                opts,
+                &mut out.0,
+            )
+            .await;
+            out.1.note(op, DecisionKind::Error, opts.dry_run);
+        }
     }
 
     /// Ask the ERP again about one order group (after waiting out a previous holder's creates).

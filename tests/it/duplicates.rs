@@ -10,6 +10,17 @@ use crate::helpers::{TestEnv, order, paid_op};
 
 const SO: &str = "SAL-ORD-2026-00001";
 
+/// A simulator whose Payment Entry writes take `ms` milliseconds.
+fn slow_writes(ms: u64) -> SimOptions {
+    SimOptions {
+        faults: paysync::sim::Faults {
+            erp_write_latency: std::time::Duration::from_millis(ms),
+            ..Default::default()
+        },
+        ..SimOptions::default()
+    }
+}
+
 fn at(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
 }
@@ -91,17 +102,7 @@ async fn two_accounts_paying_one_order_make_exactly_one_initial_entry_case(guard
         other.mobbex_url
     );
     // Slow writes: each account's batch reads the orders before the other's entries exist.
-    let env = TestEnv::start_with(
-        SimOptions {
-            faults: paysync::sim::Faults {
-                erp_write_latency: std::time::Duration::from_millis(150),
-                ..Default::default()
-            },
-            ..SimOptions::default()
-        },
-        "",
-    )
-    .await;
+    let env = TestEnv::start_with(slow_writes(150), "").await;
     if guard {
         assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     }
@@ -198,17 +199,7 @@ async fn claims_do_not_lapse_while_their_work_waits_for_a_write_slot_case(guard:
     use paysync::pipeline::Engine;
     use std::sync::Arc;
     use std::time::Duration;
-    let env = TestEnv::start_with(
-        SimOptions {
-            faults: paysync::sim::Faults {
-                erp_write_latency: Duration::from_millis(700),
-                ..Default::default()
-            },
-            ..SimOptions::default()
-        },
-        "",
-    )
-    .await;
+    let env = TestEnv::start_with(slow_writes(700), "").await;
     if guard {
         assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     }
@@ -290,17 +281,7 @@ async fn with_the_guard_a_takeover_after_sigkill_needs_no_wait_and_books_nothing
 
 async fn sigkill_mid_create(guard: bool) {
     use std::time::Duration;
-    let env = TestEnv::start_with(
-        SimOptions {
-            faults: paysync::sim::Faults {
-                erp_write_latency: Duration::from_millis(2000),
-                ..Default::default()
-            },
-            ..SimOptions::default()
-        },
-        "",
-    )
-    .await;
+    let env = TestEnv::start_with(slow_writes(2000), "").await;
     if guard {
         assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     }
