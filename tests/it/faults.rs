@@ -325,7 +325,8 @@ fn fail_first_payments(sim: &paysync::sim::Simulator, expected: &[Expected]) -> 
             continue;
         }
         let faults = match n % 4 {
-            0 => (0..3)
+            // More 429s than one pass can wait through (at most 6 attempts in a 10 s budget).
+            0 => (0..8)
                 .map(|_| CreateFault::TooManyRequests {
                     retry_after: Some(1),
                 })
@@ -366,6 +367,9 @@ async fn binary_sync_until_clean(env: &TestEnv, max_runs: usize) -> Result<usize
                     "2026-10-31",
                 ])
                 .env("RUST_LOG", "warn")
+                // The production default is 60 s; 10 s keeps a page from failing the window
+                // after a streak of faults (at 2 s, 4 faults in a row on one of 31 pages did).
+                .env("PAYSYNC__DAEMON__RETRY_BUDGET", "10s")
                 .output()
                 .unwrap()
         })
