@@ -222,17 +222,7 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
         .collect();
     let cfg = env.config_path.to_str().unwrap().to_string();
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
-            .args([
-                "--config",
-                &cfg,
-                "sync",
-                "--since",
-                "2026-10-01",
-                "--until",
-                "2026-10-31",
-            ])
-            .env("RUST_LOG", "warn")
+        october_sync(&cfg)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -256,23 +246,9 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
         child.wait().unwrap();
         kills += 1;
     }
-    let last = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
-            .args([
-                "--config",
-                &cfg,
-                "sync",
-                "--since",
-                "2026-10-01",
-                "--until",
-                "2026-10-31",
-            ])
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let last = tokio::task::spawn_blocking(move || october_sync(&cfg).output().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         last.status.code(),
         Some(0),
@@ -349,6 +325,22 @@ fn fail_first_payments(sim: &paysync::sim::Simulator, expected: &[Expected]) -> 
     n
 }
 
+/// The real binary's `paysync sync` over October, with this config, logging warnings.
+fn october_sync(cfg: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_paysync"));
+    c.args([
+        "--config",
+        cfg,
+        "sync",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-10-31",
+    ])
+    .env("RUST_LOG", "warn");
+    c
+}
+
 /// `paysync sync` (the real binary) until it exits 0; returns the runs it took.
 async fn binary_sync_until_clean(env: &TestEnv, max_runs: usize) -> Result<usize, String> {
     let cfg = env.config_path.to_str().unwrap().to_string();
@@ -356,17 +348,7 @@ async fn binary_sync_until_clean(env: &TestEnv, max_runs: usize) -> Result<usize
     for run in 1..=max_runs {
         let cfg = cfg.clone();
         let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
-                .args([
-                    "--config",
-                    &cfg,
-                    "sync",
-                    "--since",
-                    "2026-10-01",
-                    "--until",
-                    "2026-10-31",
-                ])
-                .env("RUST_LOG", "warn")
+            october_sync(&cfg)
                 // The production default is 60 s; 10 s keeps a page from failing the window
                 // after a streak of faults (at 2 s, 4 faults in a row on one of 31 pages did).
                 .env("PAYSYNC__DAEMON__RETRY_BUDGET", "10s")
