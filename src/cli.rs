@@ -55,6 +55,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Book one operation again after every ERPNext entry of it was cancelled (paysync never
+    /// does that on its own). Decided by the usual rules, initial or additional as ERPNext says now.
+    Rebook {
+        /// The operation id (Mobbex `uid`; the cancelled entry's `reference_no`).
+        operation: String,
+        /// The account it belongs to [default: the only one].
+        #[arg(long)]
+        account: Option<String>,
+        /// Show what would be created; create and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate the configuration and reach both APIs, saying which one fails and why.
     Check,
     /// Install ERPNext's server-side duplicate guard (a unique Custom Field on Payment Entry),
@@ -119,6 +131,18 @@ pub fn run(cli: Cli) -> ExitCode {
                     if show_bar { "warn" } else { "info" },
                 );
                 sync(settings, since, until, account, dry_run, show_bar).await
+            }
+            Command::Rebook {
+                operation,
+                account,
+                dry_run,
+            } => {
+                let settings = match load_settings(&cli.config) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
+                rebook(settings, &operation, account, dry_run).await
             }
             Command::Run => {
                 let settings = match load_settings(&cli.config) {
@@ -225,6 +249,7 @@ async fn sync(
         dry_run,
         collect_booked: dry_run,
         observer,
+        rebook: None,
     };
 
     let window = created_window(&tz, since, until);
@@ -323,6 +348,92 @@ pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
                 "  ... and {} more (journal: decision=error / decision=waiting)",
                 s.unresolved.len() - SHOWN
             );
+        }
+    }
+}
+
+async fn rebook(settings: Settings, operation: &str, account: Option<String>, dry_run: bool) -> u8 {
+    let names: Vec<String> = settings.accounts.iter().map(|a| a.name.clone()).collect();
+    let account = match account {
+        Some(a) if names.contains(&a) => a,
+        Some(a) => {
+            eprintln!(
+                "paysync: no account named {a:?} in {} (accounts: {})",
+                settings.file.display(),
+                names.join(", ")
+            );
+            return EXIT_CONFIG;
+        }
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            eprintln!(
+                "paysync: several accounts are configured; say which one with --account ({})",
+                names.join(", ")
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    let app = match App::build(settings).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("paysync: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let acc = app
+        .accounts
+        .iter()
+        .find(|a| a.settings.name == account)
+        .expect("the account was checked against the settings");
+    let opts = RunOptions {
+        dry_run,
+        collect_booked: true,
+        observer: None,
+        rebook: None,
+    };
+    let (plan, summary) = match app.engine.rebook(acc, operation, &opts).await {
+        Ok(x) => x,
+        Err(e) => {
+            println!("not re-booked: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    for e in &plan.cancelled {
+        println!("cancelled in ERPNext: Payment Entry {}", e.name);
+    }
+    let guard = plan.rebook.guard_value.as_deref().unwrap_or(&plan.op.uid);
+    match summary.booked.iter().find(|b| b.uid == plan.op.uid) {
+        Some(b) if dry_run => {
+            println!(
+                "dry run: would create ({}, duplicate guard {guard}): {}",
+                b.kind,
+                entry_body(&b.entry)
+            );
+            EXIT_OK
+        }
+        Some(b) => {
+            println!(
+                "re-booked {} as {}: Payment Entry {} (duplicate guard {guard})",
+                plan.op.uid,
+                b.kind,
+                b.entry_name.as_deref().unwrap_or("?")
+            );
+            EXIT_OK
+        }
+        None => {
+            let why = summary
+                .unresolved
+                .iter()
+                .find(|u| u.uid == plan.op.uid)
+                .map(|u| format!("{}: {}", u.kind, u.reason))
+                .unwrap_or_else(|| format!("{summary}"));
+            println!("not re-booked: {why}");
+            if !dry_run {
+                println!(
+                    "the ledger keeps the request: the next run (or `paysync rebook` again) finishes it"
+                );
+            }
+            EXIT_FAILED
         }
     }
 }

@@ -89,6 +89,7 @@ mode_of_payment = "Mobbex"
         dry_run: false,
         collect_booked: true,
         observer: None,
+        rebook: None,
     };
     println!("$ paysync sync --since {since} --until {until}");
     let first = match app

@@ -37,6 +37,9 @@ use crate::domain::{
 use crate::erp::{Erp, ErpError};
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
 use crate::store::{Ledger, Record, StoreError};
+mod rebook;
+pub use rebook::{Rebook, RebookError, RebookPlan, next_guard_value};
+
 use crate::summary::{BookedLine, Summary, UnresolvedLine};
 
 /// Observes each decision as it is made (the CLI's progress bar).
@@ -50,6 +53,9 @@ pub struct RunOptions {
     /// Keep every booked entry in the summary (for display).
     pub collect_booked: bool,
     pub observer: Option<Observer>,
+    /// A deliberate re-booking (`paysync rebook`): this operation is booked although the ledger
+    /// remembers it as booked (every entry of it was cancelled in ERPNext), with this guard value.
+    pub rebook: Option<rebook::Rebook>,
 }
 
 /// The decision made for one operation.
@@ -619,14 +625,20 @@ impl Engine {
         };
 
         // Split: operations the ERP must be asked about, and the rest (decided now).
+        // (A re-booking's operation is not: the ledger remembers an entry that was cancelled.)
         let booked_entry = |uid: &str| -> Option<String> {
-            ledger_rows.get(uid).and_then(|r| {
-                (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded).then(|| {
-                    r.erp_entry
-                        .clone()
-                        .unwrap_or_else(|| "(recorded in the ledger)".into())
+            ledger_rows
+                .get(uid)
+                .filter(|r| !rebook::forgets(opts, r))
+                .and_then(|r| {
+                    (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded).then(
+                        || {
+                            r.erp_entry
+                                .clone()
+                                .unwrap_or_else(|| "(recorded in the ledger)".into())
+                        },
+                    )
                 })
-            })
         };
         let mut candidates: Vec<Operation> = Vec::new();
         let mut deferred: Vec<Record> = Vec::new();
@@ -982,8 +994,15 @@ impl Engine {
                 view.earlier_unresolved
                     .filter(|e| !progress.resolved_in_dry_run.contains(&e.uid))
             });
+            let rebooking = opts.rebook.as_ref().filter(|r| r.uid == op.uid);
+            // The guard value the entry will carry: a re-booking's own, else the operation id.
+            let guard_value = match rebooking {
+                Some(r) => r.guard_value.clone(),
+                None => row.as_ref().and_then(|r| r.guard_value.clone()),
+            };
             let loaded_in_ledger = row
                 .as_ref()
+                .filter(|r| !rebook::forgets(opts, r))
                 .filter(|r| r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
                 .map(|r| r.erp_entry.clone().unwrap_or_default());
             let loaded_in_erp = facts.existing.get(&op.uid).map(|e| {
@@ -1003,7 +1022,8 @@ impl Engine {
                 already_loaded: loaded.as_deref(),
                 earlier_unresolved: earlier.as_ref(),
                 today: self.today(),
-            });
+            })
+            .with_guard_value(guard_value);
             let planned_kind = decision.kind();
             let (kind, reason, name, planned) = match decision {
                 Decision::Skip(s) => {
@@ -1302,7 +1322,7 @@ impl Engine {
                 Err(e) => e,
             };
             if let ErpError::Duplicate(message) = &err {
-                return self.already_held(acc, op, message).await;
+                return self.already_held(acc, op, entry.guard_key(), message).await;
             }
             if err.outcome_unknown() && guarded {
                 maybe_committed = true;
@@ -1423,15 +1443,16 @@ impl Engine {
         &self,
         acc: &AccountSettings,
         op: &Operation,
+        guard_key: &str,
         message: &str,
     ) -> (DecisionKind, String, Option<String>) {
-        match self.erp.entry_by_guard(&op.uid).await {
+        match self.erp.entry_by_guard(guard_key).await {
             // No entry name: a cancelled entry references nothing any more.
             Ok(Some(holder)) if holder.docstatus == 2 => (
                 DecisionKind::AlreadyLoaded,
                 format!(
-                    "Payment Entry {} holds this operation and was cancelled in ERPNext; not booked again",
-                    holder.name
+                    "Payment Entry {} holds this operation and was cancelled in ERPNext; not booked again (`paysync rebook {}` books it again deliberately)",
+                    holder.name, op.uid
                 ),
                 None,
             ),

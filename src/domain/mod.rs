@@ -94,12 +94,33 @@ pub struct PaymentEntry {
     pub posting_date: Date,
     /// `Some` for an initial payment: the order and the amount allocated to it.
     pub allocation: Option<Allocation>,
+    /// The duplicate guard's value when it is not the operation id itself: a deliberate
+    /// re-booking after its entry was cancelled (`paysync rebook`) takes `<id>#2`, `<id>#3`, ...
+    /// because a cancelled entry keeps its value for ever (recording U4c).
+    pub guard_value: Option<String>,
+}
+
+impl PaymentEntry {
+    /// What the entry carries in the server-side duplicate guard's field.
+    pub fn guard_key(&self) -> &str {
+        self.guard_value.as_deref().unwrap_or(&self.reference_no)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
     pub sales_order: String,
     pub allocated_amount: Decimal,
+}
+
+/// An entry of an operation in the ERP, whatever its state (cancelled ones included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationEntry {
+    pub name: String,
+    /// 0 draft, 1 submitted, 2 cancelled.
+    pub docstatus: i32,
+    /// Its value in the duplicate guard's field (`None` without the guard, or booked before it).
+    pub guard_value: Option<String>,
 }
 
 /// An entry that already exists in the ERP for an operation id.

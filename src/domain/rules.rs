@@ -185,6 +185,17 @@ impl Decision {
             Decision::Skip(s) => s.kind,
         }
     }
+
+    /// The entry to create carries this duplicate-guard value (a re-booking's `<id>#n`).
+    pub fn with_guard_value(self, guard_value: Option<String>) -> Decision {
+        match self {
+            Decision::BookInitial(e) => Decision::BookInitial(PaymentEntry { guard_value, ..e }),
+            Decision::BookAdditional(e) => {
+                Decision::BookAdditional(PaymentEntry { guard_value, ..e })
+            }
+            skip => skip,
+        }
+    }
 }
 
 fn skip(kind: DecisionKind, reason: impl Into<String>) -> Decision {
@@ -338,6 +349,7 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
         reference_date: input.today,
         posting_date: input.today,
         allocation: None,
+        guard_value: None,
     };
 
     if input.order_has_entry {

@@ -26,7 +26,7 @@ use url::Url;
 
 use super::frappe_error;
 use super::{CreatedEntry, Erp, ErpError};
-use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
+use crate::domain::{ExistingEntry, OperationEntry, PaymentEntry, SalesOrder};
 use crate::retry::{RetryPolicy, retrying};
 
 /// Names per batched lookup: 100 operation ids keep a URL near 4 KB, well under the 8 KB most
@@ -312,7 +312,7 @@ pub fn entry_body(e: &PaymentEntry) -> String {
 /// [`entry_body`], with the operation id in the duplicate guard's field when it is installed.
 pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
     let body = WireNewEntry {
-        paysync_operation: guard.then_some(e.reference_no.as_str()),
+        paysync_operation: guard.then_some(e.guard_key()),
         docstatus: 1,
         payment_type: "Receive",
         party_type: "Customer",
@@ -520,8 +520,15 @@ impl Erp for ErpNextClient {
         Ok(created)
     }
 
-    async fn entry_by_guard(&self, reference_no: &str) -> Result<Option<ExistingEntry>, ErpError> {
-        self.guard_holder(reference_no).await
+    async fn entry_by_guard(&self, guard_value: &str) -> Result<Option<ExistingEntry>, ErpError> {
+        self.guard_holder(guard_value).await
+    }
+
+    async fn entries_of_operation(
+        &self,
+        reference_no: &str,
+    ) -> Result<Vec<OperationEntry>, ErpError> {
+        self.operation_entries(reference_no).await
     }
 
     async fn whoami(&self) -> Result<String, ErpError> {
@@ -556,6 +563,7 @@ mod tests {
                 sales_order: "SAL-ORD-2026-00001".into(),
                 allocated_amount: Decimal::from_str("600").unwrap(),
             }),
+            guard_value: None,
         };
         let v: serde_json::Value = serde_json::from_str(&entry_body(&e)).unwrap();
         // The fields of recording 03d, the smallest body that submitted.

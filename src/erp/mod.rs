@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ExistingEntry, PaymentEntry, SalesOrder};
+use crate::domain::{ExistingEntry, OperationEntry, PaymentEntry, SalesOrder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ErpError {
@@ -146,8 +146,14 @@ pub trait Erp: Send + Sync {
             "this ERP has no server-side duplicate guard".into(),
         ))
     }
-    /// The entry holding operation `reference_no` in the guard, whatever its docstatus.
-    async fn entry_by_guard(&self, _reference_no: &str) -> Result<Option<ExistingEntry>, ErpError> {
+    /// The entry holding `guard_value` in the guard, whatever its docstatus.
+    async fn entry_by_guard(&self, _guard_value: &str) -> Result<Option<ExistingEntry>, ErpError> {
         Ok(None)
     }
+    /// Every entry whose `reference_no` is `reference_no`, cancelled ones included, with its guard
+    /// value (what `paysync rebook` checks before booking an operation again).
+    async fn entries_of_operation(
+        &self,
+        reference_no: &str,
+    ) -> Result<Vec<OperationEntry>, ErpError>;
 }

@@ -59,6 +59,8 @@ pub struct LedgerRow {
     pub decision: DecisionKind,
     pub reason: String,
     pub erp_entry: Option<String>,
+    /// The duplicate guard's value a re-booking uses (`<id>#2`, ...); `None`: the operation id.
+    pub guard_value: Option<String>,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub times_seen: i64,
@@ -80,6 +82,18 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
     /// Insert or update the row of `(account, uid)`. A booked row keeps its decision and entry.
     async fn record(&self, rec: &Record) -> Result<(), StoreError>;
+    /// The one way a booked row stops being booked: `paysync rebook`, after every ERPNext entry of
+    /// the operation was cancelled. Writes `rec` (an unresolved decision, so later payments of the
+    /// order wait and the retry loop finishes an interrupted re-booking) over whatever the row
+    /// held, forgets its entry, and remembers the guard value the new entry must carry — only if
+    /// the row names no entry or one of `cancelled`. `false`: it names another entry (booked
+    /// meanwhile), and is left alone.
+    async fn reopen_for_rebook(
+        &self,
+        rec: &Record,
+        guard_value: Option<&str>,
+        cancelled: &[String],
+    ) -> Result<bool, StoreError>;
     /// [`Ledger::record`] for many rows in one transaction (one commit).
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
     /// In one query, what must be re-read under the order's lock before booking `uid` (created at

@@ -54,7 +54,7 @@ impl SqliteLedger {
     }
 }
 
-const COLUMNS: &str = "account, uid, reference, sales_order, status_code, amount, currency, decision, reason, erp_entry, first_seen_ms, last_seen_ms, times_seen";
+const COLUMNS: &str = "account, uid, reference, sales_order, status_code, amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
@@ -85,6 +85,7 @@ fn row_to_ledger(r: &sqlx::sqlite::SqliteRow) -> Result<LedgerRow, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("decision {decision:?}")))?,
         reason: r.try_get("reason")?,
         erp_entry: r.try_get("erp_entry")?,
+        guard_value: r.try_get("guard_value")?,
         first_seen: from_ms(r.try_get("first_seen_ms")?)?,
         last_seen: from_ms(r.try_get("last_seen_ms")?)?,
         times_seen: r.try_get("times_seen")?,
@@ -137,6 +138,52 @@ impl Ledger for SqliteLedger {
     async fn record(&self, rec: &Record) -> Result<(), StoreError> {
         upsert(rec).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn reopen_for_rebook(
+        &self,
+        rec: &Record,
+        guard_value: Option<&str>,
+        cancelled: &[String],
+    ) -> Result<bool, StoreError> {
+        let cancelled = serde_json::to_string(cancelled).expect("strings serialize");
+        let done = sqlx::query(
+            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
+                                     decision, reason, op_created_ms, first_seen_ms, last_seen_ms, guard_value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             ON CONFLICT (account, uid) DO UPDATE SET \
+                reference = excluded.reference, \
+                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
+                status_code = excluded.status_code, \
+                amount = COALESCE(excluded.amount, operations.amount), \
+                currency = COALESCE(excluded.currency, operations.currency), \
+                decision = excluded.decision, \
+                reason = excluded.reason, \
+                erp_entry = NULL, \
+                booked_ms = NULL, \
+                guard_value = excluded.guard_value, \
+                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+                last_seen_ms = excluded.last_seen_ms, \
+                times_seen = operations.times_seen + 1 \
+             WHERE operations.erp_entry IS NULL \
+                OR operations.erp_entry IN (SELECT value FROM json_each($13))",
+        )
+        .bind(&rec.account)
+        .bind(&rec.uid)
+        .bind(&rec.reference)
+        .bind(&rec.sales_order)
+        .bind(rec.status_code.map(i64::from))
+        .bind(rec.amount.map(|a| a.to_string()))
+        .bind(&rec.currency)
+        .bind(rec.decision.as_str())
+        .bind(&rec.reason)
+        .bind(rec.op_created.map(ms))
+        .bind(ms(rec.seen_at))
+        .bind(guard_value)
+        .bind(cancelled)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError> {
@@ -820,5 +867,71 @@ mod tests {
         assert_eq!(c.get(&DecisionKind::Pending), Some(&1));
         assert_eq!(c.get(&DecisionKind::OrderMissing), None);
         assert!(l.counts("other").await.unwrap().is_empty());
+    }
+
+    /// Only a re-booking turns a booked row back into an unresolved one, and it forgets the
+    /// cancelled entry; the booking that follows is recorded as usual and keeps the guard value.
+    #[tokio::test]
+    async fn a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value() {
+        let (_d, l) = ledger().await;
+        l.record(&rec("u1", DecisionKind::BookedInitial, Some("ACC-PAY-1")))
+            .await
+            .unwrap();
+        let mut reopened = rec("u1", DecisionKind::Error, None);
+        reopened.op_created = Some(Timestamp::from_second(1_000).unwrap());
+        // Not while the row names an entry that was not cancelled (booked meanwhile).
+        assert!(
+            !l.reopen_for_rebook(&reopened, Some("u1#2"), &["ACC-PAY-0".into()])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            l.rows("main", &["u1".into()]).await.unwrap()["u1"].decision,
+            DecisionKind::BookedInitial
+        );
+        assert!(
+            l.reopen_for_rebook(&reopened, Some("u1#2"), &["ACC-PAY-1".into()])
+                .await
+                .unwrap()
+        );
+        let r = &l.rows("main", &["u1".into()]).await.unwrap()["u1"];
+        assert_eq!(r.decision, DecisionKind::Error);
+        assert_eq!(r.erp_entry, None);
+        assert_eq!(r.guard_value.as_deref(), Some("u1#2"));
+        // Unresolved now: a later payment of the order waits for it.
+        let view = l
+            .op_and_order(
+                "main",
+                "u9",
+                Timestamp::now(),
+                Some("SAL-ORD-2026-00001"),
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            view.earlier_unresolved.map(|e| e.uid).as_deref(),
+            Some("u1")
+        );
+        l.record(&rec(
+            "u1",
+            DecisionKind::BookedAdditional,
+            Some("ACC-PAY-2"),
+        ))
+        .await
+        .unwrap();
+        let r = &l.rows("main", &["u1".into()]).await.unwrap()["u1"];
+        assert_eq!(r.decision, DecisionKind::BookedAdditional);
+        assert_eq!(r.erp_entry.as_deref(), Some("ACC-PAY-2"));
+        assert_eq!(r.guard_value.as_deref(), Some("u1#2"));
+        // A row never seen is created by a re-booking.
+        assert!(
+            l.reopen_for_rebook(&rec("u2", DecisionKind::Error, None), None, &[])
+                .await
+                .unwrap()
+        );
+        let rows = l.rows("main", &["u2".into()]).await.unwrap();
+        assert_eq!(rows["u2"].decision, DecisionKind::Error);
+        assert_eq!(rows["u2"].guard_value, None);
     }
 }

@@ -6,7 +6,7 @@ use paysync::domain::DecisionKind;
 use paysync::sim::{SimOptions, Simulator};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TestEnv, order, paid_op};
+use crate::helpers::{TestEnv, order, paid_op, paysync_cmd};
 
 const SO: &str = "SAL-ORD-2026-00001";
 
@@ -342,16 +342,6 @@ async fn sigkill_mid_create(guard: bool) {
             "waited out the horizon: {took:?}"
         );
     }
-}
-
-fn paysync_cmd(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
-        .arg("--config")
-        .arg(&env.config_path)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

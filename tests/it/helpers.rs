@@ -90,7 +90,7 @@ pub async fn sync_with(app: &App, since: Date, until: Date, dry_run: bool) -> Su
     let opts = RunOptions {
         dry_run,
         collect_booked: true,
-        observer: None,
+        ..RunOptions::default()
     };
     match app
         .engine
@@ -257,4 +257,15 @@ pub fn paid_op(
         parent_uid: None,
         operation_type: "payment.v2".into(),
     }
+}
+
+/// Run the real `paysync` binary with the test's configuration.
+pub fn paysync_cmd(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
 }

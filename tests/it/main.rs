@@ -11,5 +11,6 @@ mod faults;
 mod helpers;
 mod ordering;
 mod real_erpnext;
+mod rebook;
 mod sim;
 mod sync;

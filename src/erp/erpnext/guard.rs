@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ErpError, ErpNextClient};
-use crate::domain::ExistingEntry;
+use crate::domain::{ExistingEntry, OperationEntry};
 
 /// The field (and the MariaDB key the duplicate error names).
 pub const FIELD: &str = "paysync_operation";
@@ -92,17 +92,17 @@ impl ErpNextClient {
         }
     }
 
-    /// The holder of operation `reference_no`'s guard value, whatever its docstatus (a cancelled
-    /// entry keeps its value for ever, U4c).
+    /// The holder of a guard value, whatever its docstatus (a cancelled entry keeps its value for
+    /// ever, U4c).
     pub(super) async fn guard_holder(
         &self,
-        reference_no: &str,
+        guard_value: &str,
     ) -> Result<Option<ExistingEntry>, ErpError> {
         let rows: Vec<Holder> = self
             .list(
                 "list_entries_by_guard",
                 "Payment Entry",
-                json!([[FIELD, "=", reference_no]]),
+                json!([[FIELD, "=", guard_value]]),
                 &["name", "docstatus", "reference_no"],
             )
             .await?;
@@ -111,5 +111,40 @@ impl ErpNextClient {
             reference_no: h.reference_no.unwrap_or_default(),
             docstatus: h.docstatus.unwrap_or(0),
         }))
+    }
+
+    /// Every entry with this `reference_no`, whatever its docstatus, with its guard value when the
+    /// guard is installed (asking for the field otherwise is an error: it does not exist).
+    pub(super) async fn operation_entries(
+        &self,
+        reference_no: &str,
+    ) -> Result<Vec<OperationEntry>, ErpError> {
+        #[derive(Deserialize)]
+        struct Row {
+            name: String,
+            docstatus: Option<i32>,
+            paysync_operation: Option<String>,
+        }
+        let guarded = self.guard_detect().await?;
+        let mut fields = vec!["name", "docstatus"];
+        if guarded {
+            fields.push(FIELD);
+        }
+        let rows: Vec<Row> = self
+            .list(
+                "list_entries_of_operation",
+                "Payment Entry",
+                json!([["reference_no", "=", reference_no]]),
+                &fields,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OperationEntry {
+                name: r.name,
+                docstatus: r.docstatus.unwrap_or(0),
+                guard_value: r.paysync_operation.filter(|v| !v.is_empty()),
+            })
+            .collect())
     }
 }
