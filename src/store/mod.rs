@@ -4,7 +4,9 @@
 //! built at run time (no compile-time macros), so a fresh clone builds without a database.
 //!
 //! **Invariant:** a row is unique on `(account, uid)` and a booked decision is never overwritten
-//! by a later one, so nothing is booked twice even if the ERP lookup were missed.
+//! by a later one, so nothing is booked twice even if the ERP lookup were missed. The one
+//! exception is a deliberate re-booking ([`Ledger::reopen_for_rebook`]) after the entry it names
+//! was cancelled in ERPNext.
 
 pub mod sqlite;
 
