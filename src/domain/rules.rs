@@ -9,7 +9,7 @@
 use std::fmt;
 
 use jiff::civil::Date;
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::status::{StatusBucket, bucket};
 use super::{Allocation, Operation, PaymentEntry, SalesOrder};
@@ -359,11 +359,22 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
     // Initial payment. ERPNext refuses allocations to an order that is fully invoiced or has
     // nothing outstanding ("has already been fully paid"), and drops zero rows anyway: then the
     // money is still received and is booked unallocated on the customer's account.
-    let outstanding = order.outstanding();
-    if order.per_billed < Decimal::ONE_HUNDRED && outstanding > Decimal::ZERO {
+    //
+    // ERPNext compares the allocation with the order's outstanding *exactly* — `flt(allocated) >
+    // flt(outstanding)`, no precision (payment_entry.py, `validate_allocated_amount_with_latest_data`;
+    // the outstanding is `(rounded_total or grand_total) - advance_paid` from the database, which keeps
+    // more decimals than the currency) — while the amount it stores is rounded to the currency's 2.
+    // So the allocation is the outstanding rounded *down* to 2 decimals at most: an outstanding of
+    // 999.995 takes 999.99 (1000.00 would be refused for ever), one of 0.005 takes nothing.
+    // An order is "to be billed" only while `abs(100 - per_billed) > 0.01` (get_orders_to_be_billed).
+    let allocatable = order
+        .outstanding()
+        .round_dp_with_strategy(MAX_SCALE, RoundingStrategy::ToZero);
+    let billed_tolerance = Decimal::new(1, 2);
+    if Decimal::ONE_HUNDRED - order.per_billed > billed_tolerance && allocatable > Decimal::ZERO {
         entry.allocation = Some(Allocation {
             sales_order: order_name.to_string(),
-            allocated_amount: op.total.min(outstanding),
+            allocated_amount: op.total.min(allocatable),
         });
     }
     Decision::BookInitial(entry)
@@ -515,6 +526,47 @@ mod tests {
             panic!()
         };
         assert_eq!(e.allocation.unwrap().allocated_amount, d("2871.74"));
+    }
+
+    /// An outstanding with more decimals than the currency (advance_paid 0.005, grand_total
+    /// 1000.005): the allocation never exceeds it once rounded, or ERPNext refuses it for ever.
+    #[test]
+    fn an_outstanding_with_three_decimals_is_allocated_rounded_down() {
+        for (grand_total, advance_paid, total, expected) in [
+            ("1000", "0.005", "1000", Some("999.99")),
+            ("1000.005", "0", "1000.01", Some("1000")),
+            ("1000.005", "0", "500", Some("500")),
+            ("1000", "999.995", "10", None),
+            ("1000", "999.999", "10", None),
+        ] {
+            let mut c = Case::new(op(200, total));
+            let o = c.order.as_mut().unwrap();
+            o.grand_total = d(grand_total);
+            o.rounded_total = d("0");
+            o.advance_paid = d(advance_paid);
+            let Decision::BookInitial(e) = c.decide() else {
+                panic!("{grand_total} {advance_paid}")
+            };
+            let allocated = e.allocation.map(|a| a.allocated_amount);
+            assert_eq!(allocated, expected.map(d), "{grand_total} - {advance_paid}");
+            if let Some(a) = allocated {
+                assert!(a <= d(grand_total) - d(advance_paid));
+                assert_eq!(a, a.round_dp(2));
+            }
+        }
+    }
+
+    /// ERPNext lists an order as to be billed only while `abs(100 - per_billed) > 0.01`.
+    #[test]
+    fn an_order_billed_within_a_hundredth_of_a_percent_is_not_allocated() {
+        for (per_billed, allocated) in [("99.995", false), ("99.99", false), ("99.98", true)] {
+            let mut c = Case::new(op(200, "10"));
+            c.order.as_mut().unwrap().per_billed = d(per_billed);
+            let Decision::BookInitial(e) = c.decide() else {
+                panic!()
+            };
+            assert_eq!(e.allocation.is_some(), allocated, "per_billed {per_billed}");
+        }
     }
 
     #[test]

@@ -1004,12 +1004,13 @@ pub(super) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response,
             continue;
         }
         let o = &s.orders[name];
-        // get_orders_to_be_billed: submitted, same company, not Closed, total > advance_paid, per_billed < 100.
+        // get_orders_to_be_billed: submitted, same company, not Closed, total > advance_paid,
+        // abs(100 - per_billed) > 0.01.
         let to_be_billed = o.docstatus == 1
             && o.company == company
             && o.status != "Closed"
             && o.outstanding() > Decimal::ZERO
-            && o.per_billed < Decimal::ONE_HUNDRED;
+            && (Decimal::ONE_HUNDRED - o.per_billed).abs() > Decimal::new(1, 2);
         if !to_be_billed {
             return Err(validation(&format!(
                 "Sales Order {name} has already been fully paid."

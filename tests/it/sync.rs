@@ -710,3 +710,36 @@ async fn refused_mobbex_credentials_fail_the_window_with_the_reason() {
     assert!(text.contains("Mobbex") && text.contains("401"), "{text}");
     assert!(!text.contains("a-wrong-token"));
 }
+
+/// An order whose outstanding has three decimals (advance_paid 0.005; grand_total 1000.005): the
+/// first payment books allocated, at most the outstanding rounded down — never an allocation that
+/// ERPNext refuses for ever ("Allocated Amount cannot be greater than outstanding amount").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outstanding_with_three_decimals_never_blocks_a_payment() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    let mut a = crate::helpers::order("SAL-ORD-2026-00001", "Cliente Demo", "1000");
+    a.advance_paid = Decimal::from_str("0.005").unwrap();
+    env.sim.add_sales_order(a);
+    let mut b = crate::helpers::order("SAL-ORD-2026-00002", "Cliente Demo", "1000.005");
+    b.rounded_total = Some(Decimal::ZERO); // Disable Rounded Total
+    env.sim.add_sales_order(b);
+    let at: jiff::Timestamp = "2026-10-05T15:00:00Z".parse().unwrap();
+    env.sim.add_operation(crate::helpers::paid_op("p1", "SAL-ORD-2026-00001", 1000, at));
+    let mut p2 = crate::helpers::paid_op("p2", "SAL-ORD-2026-00002", 1000, at);
+    p2.total = Decimal::from_str("1000.01").unwrap();
+    env.sim.add_operation(p2);
+    let s = env.sync(date(2026, 10, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 2, "{s}");
+    assert_eq!(s.unresolved(), 0, "{s}");
+    let entries = env.sim.payment_entries();
+    let alloc = |uid: &str| {
+        entries
+            .iter()
+            .find(|e| e.reference_no.as_deref() == Some(uid))
+            .map(|e| e.references[0].allocated_amount)
+            .unwrap()
+    };
+    assert_eq!(alloc("p1"), Decimal::from_str("999.99").unwrap());
+    assert_eq!(alloc("p2"), Decimal::from(1000));
+}
