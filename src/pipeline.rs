@@ -35,6 +35,7 @@ use crate::domain::{
     PaymentEntry, SalesOrder, StatusBucket, bucket, decide,
 };
 use crate::erp::{Erp, ErpError};
+use crate::source::slices::SliceWalker;
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
 use crate::store::{Ledger, Record, StoreError};
 mod rebook;
@@ -296,16 +297,29 @@ impl Engine {
             }
         };
 
-        // The window is read in slices of one day, oldest first. Each slice is read completely
-        // (all its pages) before it is decided, so an order's payments inside a slice are decided
-        // oldest first whatever order the listing uses; slices are decided in time order, so the
-        // same holds across slices. The next slice is fetched while this one is being booked.
+        // The window is read in slices (a day, longer over empty stretches: `source::slices`),
+        // oldest first. Each slice is read completely (all its pages) before it is decided, so an
+        // order's payments inside a slice are decided oldest first whatever order the listing
+        // uses; slices are decided in time order, so the same holds across slices. The next slice
+        // is fetched while this one is being booked.
         let (tx, mut rx) = mpsc::channel::<Result<Vec<Fetched>, SourceError>>(1);
         let source = account.source.clone();
         let fetcher = tokio::spawn(
             async move {
-                for slice in split_window(window, SLICE) {
-                    let result = fetch_all(source.as_ref(), &slice).await;
+                let mut walker = SliceWalker::new(window);
+                while let Some(slice) = walker.next_slice() {
+                    let result = match fetch_all(source.as_ref(), &slice, walker.page_limit()).await
+                    {
+                        Ok(Some((items, pages))) => {
+                            walker.observe(items.len(), pages);
+                            Ok(items)
+                        }
+                        Ok(None) => {
+                            walker.too_big(&slice);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    };
                     let failed = result.is_err();
                     if tx.send(result).await.is_err() || failed {
                         return;
@@ -1541,39 +1555,19 @@ impl Engine {
     }
 }
 
-/// Slices of a sync window (see `sync_window`).
-const SLICE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// Operations per batch of ERP lookups: two Mobbex pages; 100 ids keep a lookup URL near 4 KB.
 const BATCH: usize = 100;
 
-/// Split `[from, to]` into consecutive, non-overlapping slices of at most `step`, oldest first.
-pub fn split_window(window: Window, step: jiff::SignedDuration) -> Vec<Window> {
-    let mut out = Vec::new();
-    let mut from = window.from;
-    while from <= window.to {
-        let end = from
-            .checked_add(step - jiff::SignedDuration::from_millis(1))
-            .unwrap_or(window.to)
-            .min(window.to);
-        out.push(Window {
-            field: window.field,
-            from,
-            to: end,
-        });
-        match end.checked_add(jiff::SignedDuration::from_millis(1)) {
-            Ok(next) => from = next,
-            Err(_) => break,
-        }
-    }
-    out
-}
-
 /// Read every page of one slice. A source that ignores `page` would loop forever: a page that
 /// repeats the previous page's first operation stops the listing with an error.
+///
+/// Returns the slice's items and the number of pages read; `None` when it needs more than
+/// `page_limit` pages (then it is read again in smaller slices).
 async fn fetch_all(
     source: &dyn PaymentSource,
     window: &Window,
-) -> Result<Vec<Fetched>, SourceError> {
+    page_limit: Option<u32>,
+) -> Result<Option<(Vec<Fetched>, u32)>, SourceError> {
     let mut items = Vec::new();
     let mut previous_first: Option<String> = None;
     for page in 0u32.. {
@@ -1595,10 +1589,13 @@ async fn fetch_all(
         let last = p.is_last;
         items.extend(p.items);
         if last {
-            break;
+            return Ok(Some((items, page + 1)));
+        }
+        if page_limit.is_some_and(|limit| page + 1 >= limit) {
+            return Ok(None);
         }
     }
-    Ok(items)
+    unreachable!("the page counter ran out")
 }
 
 /// Cuts the listing into lookup batches of [`BATCH`] operations, ordered by (order, creation

@@ -4,6 +4,7 @@
 //! `mobbex.rs`. A second gateway (MercadoLibre, say) is a second implementation of the trait.
 
 pub mod mobbex;
+pub mod slices;
 
 use std::time::Duration;
 

@@ -725,7 +725,12 @@ async fn an_outstanding_with_three_decimals_never_blocks_a_payment() {
     b.rounded_total = Some(Decimal::ZERO); // Disable Rounded Total
     env.sim.add_sales_order(b);
     let at: jiff::Timestamp = "2026-10-05T15:00:00Z".parse().unwrap();
-    env.sim.add_operation(crate::helpers::paid_op("p1", "SAL-ORD-2026-00001", 1000, at));
+    env.sim.add_operation(crate::helpers::paid_op(
+        "p1",
+        "SAL-ORD-2026-00001",
+        1000,
+        at,
+    ));
     let mut p2 = crate::helpers::paid_op("p2", "SAL-ORD-2026-00002", 1000, at);
     p2.total = Decimal::from_str("1000.01").unwrap();
     env.sim.add_operation(p2);
@@ -742,4 +747,35 @@ async fn an_outstanding_with_three_decimals_never_blocks_a_payment() {
     };
     assert_eq!(alloc("p1"), Decimal::from_str("999.99").unwrap());
     assert_eq!(alloc("p2"), Decimal::from(1000));
+}
+
+/// A listing skips empty stretches instead of asking for every empty day: a decade with one busy
+/// month costs a few dozen Mobbex requests, not one per day (3,600+), and books the month exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_window_skips_its_empty_years() {
+    let env = TestEnv::start().await;
+    env.sim.add_customer("Cliente Demo");
+    for day in 1..=28i8 {
+        let so = format!("SAL-ORD-2026-{day:05}");
+        env.sim.add_sales_order(order(&so, "Cliente Demo", "1000"));
+        // Three payments a day, the busy month's days each read whole.
+        for n in 0..3 {
+            let at: Timestamp = format!("2026-10-{day:02}T1{n}:00:00Z").parse().unwrap();
+            env.sim.add_operation(crate::helpers::paid_op(
+                &format!("op-{day}-{n}"),
+                &so,
+                100,
+                at,
+            ));
+        }
+    }
+    let s = env.sync(date(2016, 1, 1), date(2026, 10, 31), false).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 28, "{s}");
+    assert_eq!(s.get(DecisionKind::BookedAdditional), 56, "{s}");
+    let calls = env.sim.stats().mobbex_list_calls;
+    eprintln!("mobbex listing requests over ten years with one busy month: {calls}");
+    assert!(
+        calls <= 80,
+        "{calls} Mobbex listing requests for one busy month in ten years"
+    );
 }
