@@ -420,6 +420,26 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
             );
             EXIT_OK
         }
+        None if summary.get(DecisionKind::AlreadyLoaded) > 0 => {
+            // Another process (a second `rebook`, the service finishing this request) booked it
+            // between the check and this run's booking: booked once, as asked.
+            let entry = match app
+                .engine
+                .ledger()
+                .rows(&account, std::slice::from_ref(&plan.op.uid))
+                .await
+            {
+                Ok(rows) => rows
+                    .get(&plan.op.uid)
+                    .and_then(|r| r.erp_entry.clone())
+                    .unwrap_or_else(|| "?".into()),
+                Err(e) => format!("? (ledger: {e})"),
+            };
+            println!(
+                "already re-booked meanwhile (by another paysync process): Payment Entry {entry}"
+            );
+            EXIT_OK
+        }
         None => {
             let why = summary
                 .unresolved

@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod ordering;
 mod real_erpnext;
+mod real_erpnext_rebook;
 mod rebook;
 mod sim;
 mod sync;

@@ -133,11 +133,11 @@ impl Proxy {
     }
 }
 
-fn env(name: &str) -> String {
+pub(crate) fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("set {name} (see the module comment)"))
 }
 
-fn read_secret(var: &str) -> String {
+pub(crate) fn read_secret(var: &str) -> String {
     std::fs::read_to_string(env(var))
         .unwrap()
         .trim()

@@ -302,12 +302,22 @@ async fn two_rebookings_at_once_create_one_entry_case(guard: bool) {
         stdout(&a),
         stdout(&b)
     );
-    // One of them booked it; the other either saw it booked or stopped before booking.
+    // One of them booked it; the other saw it booked (before or after its own check).
     let booked = [&a, &b]
         .iter()
-        .filter(|o| stdout(o).contains("re-booked p1"))
+        .filter(|o| stdout(o).contains("re-booked p1 as"))
         .count();
     assert_eq!(booked, 1, "{}\n{}", stdout(&a), stdout(&b));
+    let other = [&a, &b]
+        .into_iter()
+        .find(|o| !stdout(o).contains("re-booked p1 as"))
+        .unwrap();
+    let text = stdout(other);
+    assert!(
+        text.contains(&live[0].name)
+            && (text.contains("meanwhile") || text.contains("still booked")),
+        "the other names the entry: {text}"
+    );
     let row = ledger_row(&env, "p1").await;
     assert_eq!(row.erp_entry.as_deref(), Some(live[0].name.as_str()));
     assert!(row.decision.is_booked(), "{row:?}");
