@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 mod duplicates;
 mod faults;
+mod fuzz;
 mod helpers;
 mod ordering;
 mod real_erpnext;
