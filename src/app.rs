@@ -113,6 +113,36 @@ impl App {
     }
 }
 
+/// The days a manual sync covers: `since ..= until` (`until` defaults to `today`). Refused: a
+/// window past today (nothing is created there, yet every day of a window costs listing requests:
+/// `--until 9999-12-31` made 21,643 of them in 10 s) and one starting further back than
+/// `max_days` (`[daemon] max_sync_days`; `--since 1900-01-01` made 46,356).
+pub fn sync_days(
+    since: Date,
+    until: Option<Date>,
+    today: Date,
+    max_days: u32,
+) -> Result<(Date, Date), String> {
+    let until = until.unwrap_or(today);
+    if until > today {
+        return Err(format!(
+            "--until {until} is after today ({today} in the configured time zone): give a day up to today"
+        ));
+    }
+    if since > until {
+        return Err(format!("--since {since} is after --until {until}"));
+    }
+    let earliest = today
+        .checked_sub(i64::from(max_days).days())
+        .unwrap_or(Date::MIN);
+    if since < earliest {
+        return Err(format!(
+            "--since {since} is more than {max_days} days back (the earliest day allowed is {earliest}); to sync further back, raise [daemon] max_sync_days"
+        ));
+    }
+    Ok((since, until))
+}
+
 /// The window of a manual sync: operations created from `since` 00:00 to the end of `until`,
 /// both days in the configured time zone.
 pub fn created_window(tz: &jiff::tz::TimeZone, since: Date, until: Date) -> Window {
@@ -136,6 +166,39 @@ pub fn created_window(tz: &jiff::tz::TimeZone, since: Date, until: Date) -> Wind
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sync_covers_at_most_max_days_back_and_never_past_today() {
+        let today = jiff::civil::date(2026, 11, 22);
+        let d = |s: &str| s.parse::<Date>().unwrap();
+        assert_eq!(
+            sync_days(d("2026-11-12"), None, today, 10),
+            Ok((d("2026-11-12"), today))
+        );
+        assert_eq!(sync_days(today, Some(today), today, 1), Ok((today, today)));
+        for (since, until, words) in [
+            (
+                "2026-11-22",
+                Some("2026-11-23"),
+                "--until 2026-11-23 is after today (2026-11-22",
+            ),
+            ("2026-11-01", Some("9999-12-31"), "--until 9999-12-31"),
+            (
+                "2026-11-11",
+                None,
+                "--since 2026-11-11 is more than 10 days back",
+            ),
+            ("1900-01-01", None, "the earliest day allowed is 2026-11-12"),
+            (
+                "2026-11-20",
+                Some("2026-11-19"),
+                "--since 2026-11-20 is after --until 2026-11-19",
+            ),
+        ] {
+            let e = sync_days(d(since), until.map(d), today, 10).unwrap_err();
+            assert!(e.contains(words), "{e}");
+        }
+    }
 
     #[test]
     fn window_is_whole_local_days() {

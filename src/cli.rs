@@ -13,11 +13,12 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::civil::Date;
 
-use crate::app::{App, created_window};
+use crate::app::{App, created_window, sync_days};
 use crate::config::{self, Settings};
 use crate::domain::DecisionKind;
 use crate::erp::erpnext::entry_body;
 use crate::pipeline::{Observer, RunOptions};
+use crate::redact;
 use crate::summary::Summary;
 use crate::telemetry::{self, LogFormat};
 
@@ -199,11 +200,13 @@ async fn sync(
 ) -> u8 {
     let tz = settings.daemon.timezone.clone();
     let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
-    let until = until.unwrap_or(today);
-    if since > until {
-        eprintln!("paysync: --since {since} is after --until {until}");
-        return EXIT_CONFIG;
-    }
+    let (since, until) = match sync_days(since, until, today, settings.daemon.max_sync_days) {
+        Ok(days) => days,
+        Err(e) => {
+            eprintln!("paysync: {e}");
+            return EXIT_CONFIG;
+        }
+    };
     if let Some(a) = &account
         && settings.account(a).is_none()
     {
@@ -487,12 +490,12 @@ async fn erp_setup(settings: Settings) -> u8 {
 async fn check(settings: Settings) -> u8 {
     let mut failed = false;
     println!("configuration {}: ok", settings.file.display());
+    if let Some(w) = config::exposure_warning(&settings) {
+        println!("{w}");
+    }
     let app = match App::build(settings).await {
         Ok(a) => {
-            println!(
-                "ledger {}: ok",
-                crate::store::redact_url(&a.settings.store.url)
-            );
+            println!("ledger {}: ok", redact::url(&a.settings.store.url));
             a
         }
         Err(e) => {
@@ -500,11 +503,12 @@ async fn check(settings: Settings) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let erp_url = redact::url(app.settings.erp.url.as_str());
     match app.erp.whoami().await {
-        Ok(user) => println!("ERPNext {}: ok (logged in as {user})", app.settings.erp.url),
+        Ok(user) => println!("ERPNext {erp_url}: ok (logged in as {user})"),
         Err(e) => {
             failed = true;
-            println!("ERPNext {}: FAILED: {e}", app.settings.erp.url);
+            println!("ERPNext {erp_url}: FAILED: {e}");
         }
     }
     match app.erp.guard_installed().await {
@@ -516,11 +520,12 @@ async fn check(settings: Settings) -> u8 {
     }
     for acc in &app.accounts {
         let s = &acc.settings;
+        let api_url = redact::url(s.api_url.as_str());
         match acc.source.check().await {
-            Ok(()) => println!("account {} Mobbex {}: ok", s.name, s.api_url),
+            Ok(()) => println!("account {} Mobbex {api_url}: ok", s.name),
             Err(e) => {
                 failed = true;
-                println!("account {} Mobbex {}: FAILED: {e}", s.name, s.api_url);
+                println!("account {} Mobbex {api_url}: FAILED: {e}", s.name);
             }
         }
         if s.paid_to.is_none() {

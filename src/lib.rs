@@ -9,6 +9,7 @@
 //! - [`pipeline`]: the one place where booking happens: batched lookups, per-order ordering, writes.
 //! - [`config`]: typed configuration, loaded and validated once.
 //! - [`schedule`]: cron expressions.
+//! - [`redact`]: masking secrets (URL credentials) in anything printed or logged.
 //! - [`app`]: wiring concrete implementations together.
 //! - [`cli`], [`telemetry`], [`summary`]: the binary's edge.
 //! - [`sim`]: a faithful simulator of the Mobbex and ERPNext HTTP APIs (tests, benchmarks, `demo`).
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod erp;
 pub mod metrics;
 pub mod pipeline;
+pub mod redact;
 pub mod retry;
 pub mod schedule;
 pub mod sim;

@@ -295,23 +295,55 @@ pub struct InboxItem {
 
 /// Open the ledger named by `url` (`sqlite://FILE`, created if missing) and apply migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteLedger::open(url).await?))
-    } else {
-        Err(StoreError::Open {
-            url: redact_url(url),
-            message: "only sqlite:// ledgers are supported in this version".into(),
-        })
-    }
+    check_url(url).map_err(|message| StoreError::Open {
+        url: redact_url(url),
+        message,
+    })?;
+    Ok(Arc::new(sqlite::SqliteLedger::open(url).await?))
 }
 
-/// A database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+/// Whether `url` names a ledger that remembers: a SQLite file, opened for writing. The ledger is
+/// what keeps a payment from being booked twice, so one that forgets on exit (`:memory:`,
+/// `mode=memory`, the `memdb` VFS, an empty path, which SQLite turns into a temporary file) or
+/// that cannot be written (`mode=ro`, `immutable`) is refused before anything is booked.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Err("expected sqlite://FILE (the only ledger supported in this version)".into());
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let forgets =
+        "a ledger in memory forgets what was booked when paysync stops; expected sqlite://FILE";
+    if path.trim().is_empty() {
+        return Err(
+            "no file named (SQLite would use a temporary one, deleted on exit); expected sqlite://FILE"
+                .into(),
+        );
     }
+    if path.contains(":memory:") {
+        return Err(forgets.into());
+    }
+    if path.starts_with("file:") {
+        return Err("expected a plain file path after sqlite:// (not a SQLite file: URI)".into());
+    }
+    for (k, v) in url::form_urlencoded::parse(params.as_bytes()) {
+        match (&*k, &*v) {
+            ("mode", "memory") | ("vfs", "memdb") => return Err(forgets.into()),
+            ("mode", "ro") | ("immutable", "1" | "true") => {
+                return Err(format!(
+                    "`{k}={v}` opens the ledger read-only; paysync records every decision in it"
+                ));
+            }
+            _ => {}
+        }
+    }
+    // What sqlx itself refuses (an unknown parameter), refused here too: at start, with the key.
+    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+        .map_err(|e| format!("not a SQLite URL sqlx can open: {e}"))?;
+    Ok(())
+}
+
+/// A database URL without its credentials, for messages (the one helper: [`crate::redact::url`]).
+pub fn redact_url(url: &str) -> String {
+    crate::redact::url(url)
 }

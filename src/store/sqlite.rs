@@ -27,7 +27,7 @@ impl SqliteLedger {
     pub async fn open(url: &str) -> Result<SqliteLedger, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open {
-                url: url.to_string(),
+                url: super::redact_url(url),
                 message: e.to_string(),
             })?
             .create_if_missing(true)
@@ -42,7 +42,7 @@ impl SqliteLedger {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open {
-                url: url.to_string(),
+                url: super::redact_url(url),
                 message: e.to_string(),
             })?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;

@@ -218,3 +218,117 @@ async fn a_webhook_flood_is_bounded_with_429() {
     ctx.cancel.cancel();
     handle.await.unwrap().unwrap();
 }
+
+/// Run the real binary and give up after `limit` (a daemon that should have refused to start
+/// would otherwise keep the test waiting).
+fn run_binary_within(args: &[&str], env: &[(&str, &str)], limit: Duration) -> std::process::Output {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .env_remove("PAYSYNC_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: `pid` is our own child, still running (it has not been waited for).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("paysync {args:?} was still running after {limit:?}");
+        }
+    }
+}
+
+/// One configuration of [`a_careless_operators_configuration_stops_the_binary_at_start_naming_the_key`].
+struct Case {
+    config: String,
+    env: Vec<(&'static str, &'static str)>,
+    /// Words the message must hold.
+    says: Vec<&'static str>,
+}
+
+/// What a careless operator wrote, found by running the real binary: each was accepted (and then
+/// panicked every poll, timed out every request, grew memory, or kept a ledger in memory). Now
+/// each stops the binary at start with exit 2 and `key: problem (got VALUE)`.
+#[test]
+fn a_careless_operators_configuration_stops_the_binary_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync.toml");
+    let base = format!(
+        "[daemon]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[erp]\nkind = \"erpnext\"\nurl = \"http://127.0.0.1:9\"\napi_key = \"k\"\napi_secret = \"s\"\n[[accounts]]\nname = \"main\"\nsource = \"mobbex\"\napi_url = \"http://127.0.0.1:9\"\napi_key = \"k\"\naccess_token = \"t\"\ncompany = \"C\"\nmode_of_payment = \"M\"\n",
+        dir.path().join("ledger.db").display()
+    );
+    let in_daemon = |line: &str| base.replace("[daemon]\n", &format!("[daemon]\n{line}\n"));
+    let in_erp = |line: &str| base.replace("[erp]\n", &format!("[erp]\n{line}\n"));
+    let cases = [
+        Case {
+            config: in_daemon("lookback = \"200000000h\""),
+            env: vec![],
+            says: vec!["daemon.lookback", "(got \"200000000h\")"],
+        },
+        Case {
+            config: in_erp("timeout = \"0s\""),
+            env: vec![],
+            says: vec!["erp.timeout", "(got \"0s\")"],
+        },
+        Case {
+            config: in_erp("max_in_flight = 1e20"),
+            env: vec![],
+            says: vec!["erp.max_in_flight", "(got 1e+20)"],
+        },
+        Case {
+            config: base.replace("api_secret = \"s\"", "api_secret_file = \"/dev/zero\""),
+            env: vec![],
+            says: vec!["erp.api_secret_file", "/dev/zero"],
+        },
+        Case {
+            config: base.replace(
+                &format!("sqlite://{}", dir.path().join("ledger.db").display()),
+                "sqlite::memory:",
+            ),
+            env: vec![],
+            says: vec!["store.url", "(got \"sqlite::memory:\")"],
+        },
+        Case {
+            config: base.clone(),
+            env: vec![("PAYSYNC__ACCOUNTS__MIAN__ACCESS_TOKEN", "t2")],
+            says: vec!["PAYSYNC__ACCOUNTS__MIAN__ACCESS_TOKEN", "\"main\""],
+        },
+        Case {
+            config: format!(
+                "{base}[[accounts]]\nname = \"MAIN\"\nsource = \"mobbex\"\napi_url = \"http://127.0.0.1:9\"\napi_key = \"k2\"\naccess_token = \"t2\"\ncompany = \"C\"\nmode_of_payment = \"M\"\n"
+            ),
+            env: vec![],
+            says: vec!["accounts[1].name", "\"MAIN\"", "\"main\""],
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        std::fs::write(&path, &case.config).unwrap();
+        for cmd in ["check", "run"] {
+            let out = run_binary_within(
+                &["--config", path.to_str().unwrap(), cmd],
+                &case.env,
+                Duration::from_secs(30),
+            );
+            let t = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(2), "case {i} {cmd}: {t}");
+            for w in &case.says {
+                assert!(
+                    t.contains(w),
+                    "case {i} {cmd}: the message must say {w:?}: {t}"
+                );
+            }
+        }
+    }
+}

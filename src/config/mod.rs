@@ -1,0 +1,182 @@
+//! Typed configuration, loaded once at start from `sync.toml` plus environment overrides.
+//!
+//! Sources, later ones winning: the TOML file (`--config PATH`, else `$PAYSYNC_CONFIG`, else
+//! `./sync.toml`), then `PAYSYNC__SECTION__KEY` environment variables, and for accounts
+//! `PAYSYNC__ACCOUNTS__<NAME>__KEY`. Every secret (`api_key`, `api_secret`, `access_token`,
+//! `webhook_token`) may instead be read from a file named by `<key>_file` (relative paths are
+//! looked up in `$CREDENTIALS_DIRECTORY`, which is where systemd's `LoadCredential=` puts them).
+//!
+//! Everything is validated here, before any work starts: a wrong key fails with the key, the file
+//! and what was expected (`key: problem (got VALUE)`; every number and duration has a range), and
+//! the binary exits with code 2. Secrets are held as [`SecretString`], whose `Debug` prints
+//! `[REDACTED]`, and no message shows one: not a syntax error (no line of the file is ever
+//! shown), not a type error on a secret key, not a URL's userinfo.
+//!
+//! - `raw.rs`: the file's shape (serde), the key lists.
+//! - `read.rs`: the file and the environment into that shape; syntax and type errors, redacted.
+//! - `validate.rs`: every key checked, with its range, into [`Settings`].
+//! - `secrets.rs`: inline and `*_file` secrets, bounded reads, the file-permission warning.
+
+mod raw;
+mod read;
+mod secrets;
+mod validate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use secrecy::SecretString;
+use url::Url;
+
+pub use secrets::exposure_warning;
+pub use validate::{check_cron, parse_duration};
+
+/// The default file name, looked up in the working directory.
+pub const DEFAULT_FILE: &str = "sync.toml";
+const ENV_PREFIX: &str = "PAYSYNC__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {file}: {message}")]
+    File { file: String, message: String },
+    #[error("configuration {file}: key `{key}`: {message}")]
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
+    #[error("configuration {file}: environment variable {var}: {message}")]
+    Env {
+        file: String,
+        var: String,
+        message: String,
+    },
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where it was read from (for messages).
+    pub file: PathBuf,
+    pub daemon: DaemonSettings,
+    pub store: StoreSettings,
+    pub erp: ErpSettings,
+    pub accounts: Vec<AccountSettings>,
+    /// The secrets written in the file itself (not `*_file`), by key: `check` warns when others
+    /// may read the file.
+    pub secrets_in_file: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub timezone_name: String,
+    pub timezone: jiff::tz::TimeZone,
+    /// The cron expression as written (5 fields, or 6 with seconds).
+    pub schedule: String,
+    pub lookback: Duration,
+    pub listen: SocketAddr,
+    pub log_level: Option<String>,
+    /// Total time one API call may spend waiting between retries before the operation is left
+    /// for the next run.
+    pub retry_budget: Duration,
+    /// Webhooks are refused with 429 past this many queued triggers per account.
+    pub inbox_limit: i64,
+    /// `paysync sync --since` may go at most this many days back from today.
+    pub max_sync_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErpSettings {
+    pub url: Url,
+    pub api_key: SecretString,
+    pub api_secret: SecretString,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+    /// How long after a create whose answer was lost ERPNext may still commit it (its worker
+    /// timeout: gunicorn's `timeout`, 120 s by default). Until then the create is not sent again.
+    pub commit_horizon: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    pub name: String,
+    pub api_url: Url,
+    pub api_key: SecretString,
+    pub access_token: SecretString,
+    pub webhook_token: Option<SecretString>,
+    pub company: String,
+    pub mode_of_payment: String,
+    pub paid_to: Option<String>,
+    pub order_pattern: Option<Regex>,
+    pub include_test: bool,
+    pub schedule: Option<String>,
+}
+
+impl AccountSettings {
+    /// The sales order named by an operation's reference: the whole reference, or the `order`
+    /// group of `order_pattern`. `None` when the pattern does not match.
+    pub fn order_name<'r>(&self, reference: &'r str) -> Option<&'r str> {
+        match &self.order_pattern {
+            None => {
+                let r = reference.trim();
+                (!r.is_empty()).then_some(r)
+            }
+            Some(re) => re
+                .captures(reference)
+                .and_then(|c| c.name("order"))
+                .map(|m| m.as_str()),
+        }
+    }
+}
+
+impl Settings {
+    pub fn account(&self, name: &str) -> Option<&AccountSettings> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+/// Which file to read: the explicit path, else `$PAYSYNC_CONFIG`, else `./sync.toml`.
+pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("PAYSYNC_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_FILE),
+    }
+}
+
+/// Load and validate the configuration from `path` and the process environment.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    load_with_env(path, &env)
+}
+
+/// [`load`] with an explicit environment (tests use this instead of mutating the process env).
+pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::File {
+            file: path.display().to_string(),
+            message: "not found (give --config PATH or set PAYSYNC_CONFIG)".into(),
+        });
+    }
+    let read = read::read(path, env)?;
+    let creds_dir = env.get("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let mut settings = validate::validate(read.raw, path, creds_dir.as_deref())
+        .map_err(|e| read.origins.explain(e))?;
+    settings.secrets_in_file = read.secrets_in_file;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests;

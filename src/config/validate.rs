@@ -1,0 +1,476 @@
+//! Every key checked, before any work starts, into [`Settings`].
+//!
+//! Each number and duration has a range (the table below): a value past it is refused at start as
+//! `key: problem (got VALUE)`, not found later as a poll that panics (`lookback = "200000000h"`
+//! overflowed the timestamp), a request that times out at once (`erp.timeout = "0s"`) or a window
+//! of a century. Secret values are never shown.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use secrecy::ExposeSecret;
+use url::Url;
+
+use super::raw::RawSettings;
+use super::secrets::{self, SecretKey, SentAs};
+use super::{AccountSettings, ConfigError, DaemonSettings, ErpSettings, Settings, StoreSettings};
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+const MINUTE: u64 = 60;
+const HOUR: u64 = 3600;
+const DAY: u64 = 86_400;
+
+// ---- every numeric and duration key: default and accepted range --------------------------------
+
+/// `[daemon] lookback`: a poll re-reads this much before the previous poll's end.
+pub const LOOKBACK: (Duration, RangeInclusive<Duration>) =
+    (secs(2 * HOUR), secs(0)..=secs(400 * DAY));
+/// `[daemon] retry_budget`: the waits between retries of one API call (0 = no retries).
+pub const RETRY_BUDGET: (Duration, RangeInclusive<Duration>) = (secs(60), secs(0)..=secs(HOUR));
+/// `[daemon] inbox_limit`: queued webhook triggers per account before 429.
+pub const INBOX_LIMIT: (i64, RangeInclusive<i64>) = (10_000, 1..=1_000_000);
+/// `[daemon] max_sync_days`: how far back `sync --since` may go.
+pub const MAX_SYNC_DAYS: (i64, RangeInclusive<i64>) = (400, 1..=3660);
+/// `[erp] max_in_flight`: Payment Entry writes at once.
+pub const MAX_IN_FLIGHT: (i64, RangeInclusive<i64>) = (4, 1..=64);
+/// `[erp] timeout`: one ERPNext answer.
+pub const ERP_TIMEOUT: (Duration, RangeInclusive<Duration>) =
+    (secs(30), secs(1)..=secs(10 * MINUTE));
+/// `[erp] commit_horizon`: how long ERPNext may still commit a create whose answer was lost.
+/// Not 0: a create would then be sent again while the first may still commit.
+pub const COMMIT_HORIZON: (Duration, RangeInclusive<Duration>) = (secs(120), secs(1)..=secs(HOUR));
+
+/// The context every message carries: the file.
+struct Check<'a> {
+    file: &'a str,
+}
+
+impl Check<'_> {
+    fn bad(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Key {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        raw: Option<&str>,
+        (default, range): (Duration, RangeInclusive<Duration>),
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(default);
+        };
+        let expected = format!(
+            "expected a duration from {} to {}",
+            show(*range.start()),
+            show(*range.end())
+        );
+        match parse_duration(raw) {
+            Ok(d) if range.contains(&d) => Ok(d),
+            Ok(_) => Err(self.bad(key, format!("{expected} (got {raw:?})"))),
+            Err(m) => Err(self.bad(
+                key,
+                format!("{expected}, like \"30s\", \"2h\" or \"3d\" (got {raw:?}: {m})"),
+            )),
+        }
+    }
+
+    fn whole(
+        &self,
+        key: &str,
+        raw: Option<i64>,
+        (default, range): (i64, RangeInclusive<i64>),
+    ) -> Result<i64, ConfigError> {
+        let n = raw.unwrap_or(default);
+        if range.contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.bad(
+                key,
+                format!(
+                    "expected a whole number from {} to {} (got {n})",
+                    range.start(),
+                    range.end()
+                ),
+            ))
+        }
+    }
+
+    fn secret(
+        &self,
+        s: SecretKey<'_>,
+        creds_dir: Option<&Path>,
+    ) -> Result<Option<secrecy::SecretString>, ConfigError> {
+        secrets::resolve(s, creds_dir).map_err(|(key, m)| self.bad(&key, m))
+    }
+}
+
+/// A required secret sent in an HTTP header.
+fn header_secret<'a>(key: &'a str, inline: Option<String>, file: Option<String>) -> SecretKey<'a> {
+    SecretKey {
+        key,
+        inline,
+        file,
+        required: true,
+        sent_as: SentAs::Header,
+    }
+}
+
+/// A duration for messages: "0s", "90s", "10m", "2h", "400d".
+fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if s != 0 && s.is_multiple_of(DAY) {
+        format!("{}d", s / DAY)
+    } else if s != 0 && s.is_multiple_of(HOUR) {
+        format!("{}h", s / HOUR)
+    } else if s != 0 && s.is_multiple_of(MINUTE) {
+        format!("{}m", s / MINUTE)
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub(super) fn validate(
+    raw: RawSettings,
+    path: &Path,
+    creds_dir: Option<&Path>,
+) -> Result<Settings, ConfigError> {
+    let file = path.display().to_string();
+    let c = Check { file: &file };
+
+    // [daemon]
+    let d = raw.daemon;
+    let timezone = jiff::tz::TimeZone::get(&d.timezone).map_err(|e| {
+        c.bad(
+            "daemon.timezone",
+            format!(
+                "expected an IANA time zone like America/Argentina/Buenos_Aires (got {:?}: {e})",
+                d.timezone
+            ),
+        )
+    })?;
+    check_cron("daemon.schedule", &d.schedule).map_err(|m| c.bad("daemon.schedule", m))?;
+    let lookback = c.duration("daemon.lookback", d.lookback.as_deref(), LOOKBACK)?;
+    let retry_budget = c.duration(
+        "daemon.retry_budget",
+        d.retry_budget.as_deref(),
+        RETRY_BUDGET,
+    )?;
+    let inbox_limit = c.whole("daemon.inbox_limit", d.inbox_limit, INBOX_LIMIT)?;
+    let max_sync_days = c.whole("daemon.max_sync_days", d.max_sync_days, MAX_SYNC_DAYS)?;
+    if let Some(level) = &d.log_level
+        && !is_log_filter(level)
+    {
+        return Err(c.bad(
+            "daemon.log_level",
+            format!(
+                "expected error, warn, info, debug or trace, or per-target levels like \"paysync=debug,warn\" (got {level:?})"
+            ),
+        ));
+    }
+    // Port 0 (any free port, logged at start) is allowed: tests and benchmarks use it.
+    let listen: SocketAddr = d.listen.trim().parse().map_err(|_| {
+        c.bad(
+            "daemon.listen",
+            format!(
+                "expected ADDRESS:PORT like 127.0.0.1:8080, port 0 to 65535 (got {:?})",
+                d.listen
+            ),
+        )
+    })?;
+
+    // [store]
+    let store_url = raw.store.url.trim().to_string();
+    crate::store::check_url(&store_url).map_err(|m| {
+        c.bad(
+            "store.url",
+            format!("{m} (got {:?})", crate::redact::url(&store_url)),
+        )
+    })?;
+
+    // [erp]
+    let e = raw.erp;
+    if e.kind != "erpnext" {
+        return Err(c.bad(
+            "erp.kind",
+            format!(
+                "expected \"erpnext\" (the only ERP supported) (got {:?})",
+                e.kind
+            ),
+        ));
+    }
+    let erp_url = parse_http_url(
+        &e.url,
+        "ERPNext is reached with erp.api_key and erp.api_secret",
+    )
+    .map_err(|m| c.bad("erp.url", m))?;
+    let max_in_flight = c.whole("erp.max_in_flight", e.max_in_flight, MAX_IN_FLIGHT)?;
+    let timeout = c.duration("erp.timeout", e.timeout.as_deref(), ERP_TIMEOUT)?;
+    let commit_horizon = c.duration(
+        "erp.commit_horizon",
+        e.commit_horizon.as_deref(),
+        COMMIT_HORIZON,
+    )?;
+    let erp = ErpSettings {
+        url: erp_url,
+        api_key: c
+            .secret(
+                header_secret("erp.api_key", e.api_key, e.api_key_file),
+                creds_dir,
+            )?
+            .expect("required"),
+        api_secret: c
+            .secret(
+                header_secret("erp.api_secret", e.api_secret, e.api_secret_file),
+                creds_dir,
+            )?
+            .expect("required"),
+        max_in_flight: max_in_flight as usize,
+        timeout,
+        commit_horizon,
+    };
+
+    // [[accounts]]
+    if raw.accounts.is_empty() {
+        return Err(c.bad(
+            "accounts",
+            "expected at least one [[accounts]] table".into(),
+        ));
+    }
+    let mut accounts: Vec<AccountSettings> = Vec::new();
+    for (i, a) in raw.accounts.into_iter().enumerate() {
+        let k = |key: &str| format!("accounts[{i}].{key}");
+        if a.name.trim().is_empty()
+            || !a
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(c.bad(
+                &k("name"),
+                format!(
+                    "expected a name of letters, digits, - and _ (got {:?})",
+                    a.name
+                ),
+            ));
+        }
+        // Environment overrides (PAYSYNC__ACCOUNTS__MAIN__...) compare names ignoring case, with
+        // - and _ alike; `main` and `MAIN` would be one account there.
+        let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+        if let Some(twin) = accounts.iter().find(|x| norm(&x.name) == norm(&a.name)) {
+            let problem = if twin.name == a.name {
+                format!("duplicate account name {:?}", a.name)
+            } else {
+                format!(
+                    "account name {:?} collides with {:?}: names are compared ignoring case, with - and _ alike (in PAYSYNC__ACCOUNTS__<NAME>__ variables); rename one",
+                    a.name, twin.name
+                )
+            };
+            return Err(c.bad(&k("name"), problem));
+        }
+        if a.source != "mobbex" {
+            return Err(c.bad(
+                &k("source"),
+                format!(
+                    "expected \"mobbex\" (the only source supported) (got {:?})",
+                    a.source
+                ),
+            ));
+        }
+        let api_url = parse_http_url(
+            &a.api_url,
+            "Mobbex is reached with api_key and access_token",
+        )
+        .map_err(|m| c.bad(&k("api_url"), m))?;
+        for (key, v) in [
+            ("company", &a.company),
+            ("mode_of_payment", &a.mode_of_payment),
+        ] {
+            if v.trim().is_empty() {
+                return Err(c.bad(&k(key), "expected a non-empty name".into()));
+            }
+        }
+        let order_pattern = match &a.order_pattern {
+            None => None,
+            Some(p) => {
+                let re = Regex::new(p)
+                    .map_err(|e| c.bad(&k("order_pattern"), format!("invalid regex: {e}")))?;
+                if !re.capture_names().any(|n| n == Some("order")) {
+                    return Err(c.bad(
+                        &k("order_pattern"),
+                        "expected a named group (?P<order>...) that captures the order name".into(),
+                    ));
+                }
+                Some(re)
+            }
+        };
+        if let Some(s) = &a.schedule {
+            check_cron(&k("schedule"), s).map_err(|m| c.bad(&k("schedule"), m))?;
+        }
+        let api_key = c
+            .secret(
+                header_secret(&k("api_key"), a.api_key, a.api_key_file),
+                creds_dir,
+            )?
+            .expect("required");
+        let access_token = c
+            .secret(
+                header_secret(&k("access_token"), a.access_token, a.access_token_file),
+                creds_dir,
+            )?
+            .expect("required");
+        // One Mobbex entity configured twice (a copy-paste, or two names for one entity) would
+        // book every payment twice: the credentials name the entity.
+        if let Some(twin) = accounts.iter().find(|x| {
+            x.api_url == api_url
+                && x.api_key.expose_secret() == api_key.expose_secret()
+                && x.access_token.expose_secret() == access_token.expose_secret()
+        }) {
+            return Err(c.bad(
+                &k("access_token"),
+                format!(
+                    "accounts {:?} and {:?} have the same Mobbex credentials: they are one entity; keep one of them",
+                    twin.name, a.name
+                ),
+            ));
+        }
+        let webhook_token = c.secret(
+            SecretKey {
+                key: &k("webhook_token"),
+                inline: a.webhook_token,
+                file: a.webhook_token_file,
+                required: false,
+                sent_as: SentAs::UrlToken,
+            },
+            creds_dir,
+        )?;
+        accounts.push(AccountSettings {
+            api_key,
+            access_token,
+            webhook_token,
+            name: a.name,
+            api_url,
+            company: a.company,
+            mode_of_payment: a.mode_of_payment,
+            paid_to: a.paid_to.filter(|p| !p.trim().is_empty()),
+            order_pattern,
+            include_test: a.include_test.unwrap_or(false),
+            schedule: a.schedule,
+        });
+    }
+
+    Ok(Settings {
+        file: path.to_path_buf(),
+        daemon: DaemonSettings {
+            timezone_name: d.timezone,
+            timezone,
+            schedule: d.schedule,
+            lookback,
+            listen,
+            log_level: d.log_level,
+            retry_budget,
+            inbox_limit,
+            max_sync_days: max_sync_days as u32,
+        },
+        store: StoreSettings { url: store_url },
+        erp,
+        accounts,
+        secrets_in_file: Vec::new(),
+    })
+}
+
+/// A level or `target=level` list. The log filter would take a bare word (`verbose`) as a target
+/// name and log nothing else, so every directive must end in a level here.
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    s.split(',').all(|d| {
+        let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    }) && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+}
+
+/// An http(s) URL with a host and no userinfo; the message shows the URL masked.
+fn parse_http_url(s: &str, auth: &str) -> Result<Url, String> {
+    let shown = crate::redact::url(s.trim());
+    let u = Url::parse(s.trim())
+        .map_err(|e| format!("expected an http(s) URL (got {shown:?}: {e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(format!(
+            "expected an http(s) URL with a host (got {shown:?})"
+        ));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        // reqwest would send them as Basic auth, replacing the API's own credentials.
+        return Err(format!(
+            "expected a URL without user name or password: {auth} (got {shown:?})"
+        ));
+    }
+    Ok(u)
+}
+
+/// Parse a friendly duration ("2h", "90s", "1h 30m", "3d"; a day is 24 hours).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let d: jiff::SignedDuration = match s.parse() {
+        Ok(d) => d,
+        Err(first) => {
+            let span: jiff::Span = s.parse().map_err(|_| first.to_string())?;
+            span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .map_err(|e| e.to_string())?
+        }
+    };
+    if d.is_negative() {
+        return Err("must not be negative".into());
+    }
+    Duration::try_from(d).map_err(|e| e.to_string())
+}
+
+/// Validate a cron expression: standard 5 fields, or 6 with seconds.
+pub fn check_cron(_key: &str, expr: &str) -> Result<(), String> {
+    crate::schedule::parse(expr).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_written() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("2h", 7200),
+            ("1h 30m", 5400),
+            ("3d", 3 * DAY),
+            ("400 days", 400 * DAY),
+            ("1w", 7 * DAY),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for text in ["soon", "-5s", "1 month", ""] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn bounds_are_shown_in_friendly_units() {
+        assert_eq!(show(Duration::ZERO), "0s");
+        assert_eq!(show(Duration::from_secs(90)), "90s");
+        assert_eq!(show(Duration::from_secs(600)), "10m");
+        assert_eq!(show(Duration::from_secs(400 * DAY)), "400d");
+        assert_eq!(show(Duration::from_millis(1500)), "1500ms");
+    }
+}
