@@ -29,6 +29,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger: stored value is invalid: {0}")]
     Corrupt(String),
+    #[error(
+        "ledger {path} does not exist (check [store] url; `paysync sync` or `paysync run` creates it)"
+    )]
+    Missing { path: String },
+    #[error(
+        "ledger {path} was deleted or replaced while paysync had it open ({what}); nothing is booked until the file is back or paysync is restarted"
+    )]
+    Replaced { path: String, what: String },
 }
 
 /// What is written for one examined operation.
@@ -293,10 +301,24 @@ pub struct InboxItem {
     pub hint: Option<String>,
 }
 
-/// Open the ledger named by `url` (`sqlite://FILE`, created if missing) and apply migrations.
+/// Open the ledger named by `url` (`sqlite://FILE`, created if missing, readable by its owner
+/// only) and apply migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteLedger::open(url).await?))
+    } else {
+        Err(StoreError::Open {
+            url: redact_url(url),
+            message: "only sqlite:// ledgers are supported in this version".into(),
+        })
+    }
+}
+
+/// Open an existing ledger (and apply migrations); never creates one: [`StoreError::Missing`]
+/// when the file is not there. For commands that only look (`paysync status`).
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteLedger::open_existing(url).await?))
     } else {
         Err(StoreError::Open {
             url: redact_url(url),
