@@ -13,4 +13,5 @@ mod ordering;
 mod real_erpnext;
 mod rebook;
 mod sim;
+mod storage;
 mod sync;
