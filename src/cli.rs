@@ -597,7 +597,9 @@ async fn stop_signal() {
 }
 
 async fn status(settings: Settings, as_json: bool) -> u8 {
-    let ledger = match crate::store::open(&settings.store.url).await {
+    // Only looks: a missing ledger is reported, never created (an empty one would hide that the
+    // daemon writes elsewhere, or that its file was deleted).
+    let ledger = match crate::store::open_existing(&settings.store.url).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("paysync: {e}");

@@ -5,7 +5,13 @@
 //! use. A trigger is marked done only after its decision was made and recorded; failures are retried
 //! with growing delays (2 s, 4 s, ... up to 10 min, with jitter) and given up after `MAX_ATTEMPTS`
 //! (polling still covers the operation). Every retry and every give-up is one log line.
+//!
+//! A ledger that fails (a full disk, a file gone) is waited out, never spun on: claiming pauses
+//! with a growing delay (`LedgerBackoff`, one warning per pause), and a trigger's outcome that
+//! cannot be written is written again the same way — so once the storage recovers every trigger
+//! goes on by itself, without waiting out its lease or a restart.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +23,7 @@ use tracing::{info, warn};
 use super::DaemonCtx;
 use crate::pipeline::RunOptions;
 use crate::source::{Fetched, SourceError};
-use crate::store::InboxItem;
+use crate::store::{InboxItem, StoreError};
 
 /// How long a claimed trigger is ours before another worker may take it.
 const LEASE: Duration = Duration::from_secs(120);
@@ -32,6 +38,7 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
     // trigger never waits for a whole batch to finish.
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
     let mut running = JoinSet::new();
+    let mut trouble = LedgerBackoff::default();
     loop {
         if ctx.cancel.is_cancelled() {
             break;
@@ -42,10 +49,22 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
             Vec::new()
         } else {
             match ctx.ledger.inbox_claim(ctx.clock.now(), LEASE, free).await {
-                Ok(items) => items,
+                Ok(items) => {
+                    trouble.recovered("claiming triggers again");
+                    items
+                }
                 Err(e) => {
-                    warn!(error = %e, "inbox: cannot claim triggers; retrying");
-                    Vec::new()
+                    let (pause, log) = trouble.failed();
+                    if log {
+                        warn!(error = %e, failures = trouble.failures, retry_in_ms = pause.as_millis() as u64, "inbox: cannot claim triggers; pausing");
+                    }
+                    tokio::select! {
+                        _ = ctx.cancel.cancelled() => break,
+                        // A webhook was stored: the ledger takes writes again.
+                        _ = ctx.inbox_wake.notified() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
                 }
             }
         };
@@ -77,6 +96,85 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
     }
     // Let triggers in work finish (the daemon bounds this with its shutdown grace).
     while running.join_next().await.is_some() {}
+}
+
+/// First pause after a ledger failure; it doubles with each failure in a row up to `MAX`.
+const LEDGER_PAUSE_FIRST: Duration = Duration::from_millis(500);
+const LEDGER_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// Pauses between attempts on a failing ledger: 0.5 s, 1 s, 2 s, ... up to 30 s, and at most one
+/// warning per pause (a pause cut short by a webhook does not add one).
+#[derive(Default)]
+struct LedgerBackoff {
+    /// Failures in a row.
+    failures: u32,
+    since: Option<tokio::time::Instant>,
+    /// No other warning before this instant.
+    quiet_until: Option<tokio::time::Instant>,
+}
+
+impl LedgerBackoff {
+    /// Count a failure; how long to pause, and whether to log it (the first of each pause).
+    fn failed(&mut self) -> (Duration, bool) {
+        let now = tokio::time::Instant::now();
+        self.failures += 1;
+        self.since.get_or_insert(now);
+        let pause = LEDGER_PAUSE_FIRST
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(LEDGER_PAUSE_MAX);
+        let log = self.quiet_until.is_none_or(|q| now >= q);
+        if log {
+            self.quiet_until = Some(now + pause);
+        }
+        (pause, log)
+    }
+
+    /// The ledger answered: log the recovery once, and start over.
+    fn recovered(&mut self, what: &'static str) {
+        if let Some(since) = self.since.take() {
+            info!(
+                failures = self.failures,
+                after_s = since.elapsed().as_secs(),
+                "inbox: the ledger answers again; {what}"
+            );
+        }
+        *self = LedgerBackoff::default();
+    }
+}
+
+/// Write a trigger's outcome, again and again (with [`LedgerBackoff`]) while the ledger fails:
+/// left unwritten, the trigger would sit `running` until its lease ends. Gives up only when the
+/// daemon stops (the next start requeues it).
+async fn write_outcome<F, Fut>(ctx: &DaemonCtx, item: &InboxItem, what: &'static str, write: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut trouble = LedgerBackoff::default();
+    loop {
+        match write().await {
+            Ok(()) => {
+                trouble.recovered("a trigger's outcome is written");
+                return;
+            }
+            Err(e) => {
+                let (pause, log) = trouble.failed();
+                if log {
+                    warn!(
+                        account = %item.account, uid = %item.uid, error = %e,
+                        failures = trouble.failures, retry_in_ms = pause.as_millis() as u64, "{what}"
+                    );
+                }
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => {
+                        warn!(account = %item.account, uid = %item.uid, "stopping; the trigger is resumed at the next start");
+                        return;
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
 }
 
 async fn update_depth_gauge(ctx: &DaemonCtx) {
@@ -144,9 +242,14 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
     };
     match outcome {
         Ok(()) => {
-            if let Err(e) = ctx.ledger.inbox_done(item.id, ctx.clock.now()).await {
-                warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark done");
-            }
+            let now = ctx.clock.now();
+            write_outcome(
+                ctx,
+                &item,
+                "inbox: could not mark a trigger done; pausing",
+                || ctx.ledger.inbox_done(item.id, now),
+            )
+            .await;
             ctx.progress.send_modify(|p| p.triggers_done += 1);
             let latency_ms = (ctx.clock.now() - item.received).get_milliseconds();
             info!(account = %item.account, uid = %item.uid, attempts = item.attempts, latency_ms, "trigger done");
@@ -159,9 +262,13 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
                 account = %item.account, uid = %item.uid, attempt = item.attempts,
                 retry_in_s = delay.as_secs(), reason = %reason, "trigger failed; will retry"
             );
-            if let Err(e) = ctx.ledger.inbox_retry(item.id, run_after, &reason).await {
-                warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not reschedule");
-            }
+            write_outcome(
+                ctx,
+                &item,
+                "inbox: could not reschedule a trigger; pausing",
+                || ctx.ledger.inbox_retry(item.id, run_after, &reason),
+            )
+            .await;
             ctx.progress.send_modify(|p| p.triggers_retried += 1);
         }
         Err((_, reason)) => give_up(ctx, &item, &reason).await,
@@ -173,8 +280,41 @@ async fn give_up(ctx: &DaemonCtx, item: &InboxItem, reason: &str) {
         account = %item.account, uid = %item.uid, attempts = item.attempts, reason,
         "trigger given up (polling still covers this operation)"
     );
-    if let Err(e) = ctx.ledger.inbox_dead(item.id, reason).await {
-        warn!(account = %item.account, uid = %item.uid, error = %e, "inbox: could not mark dead");
-    }
+    write_outcome(
+        ctx,
+        item,
+        "inbox: could not mark a trigger given up; pausing",
+        || ctx.ledger.inbox_dead(item.id, reason),
+    )
+    .await;
     ctx.progress.send_modify(|p| p.triggers_given_up += 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pauses on a failing ledger double from 0.5 s up to 30 s; a failure within a pause (the
+    /// worker woken early) is not logged again; a success starts over.
+    #[tokio::test(start_paused = true)]
+    async fn ledger_pauses_grow_to_a_cap_with_one_warning_per_pause() {
+        let mut b = LedgerBackoff::default();
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            let (pause, log) = b.failed();
+            assert!(log, "a full pause elapsed: warn");
+            pauses.push(pause.as_millis());
+            tokio::time::sleep(pause).await;
+        }
+        assert_eq!(
+            pauses,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        let (pause, log) = b.failed();
+        assert!(log);
+        tokio::time::sleep(pause / 2).await;
+        assert_eq!(b.failed(), (LEDGER_PAUSE_MAX, false), "within the pause");
+        b.recovered("test");
+        assert_eq!(b.failed(), (LEDGER_PAUSE_FIRST, true));
+    }
 }

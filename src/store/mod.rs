@@ -29,6 +29,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger: stored value is invalid: {0}")]
     Corrupt(String),
+    #[error(
+        "ledger {path} does not exist (check [store] url; `paysync sync` or `paysync run` creates it)"
+    )]
+    Missing { path: String },
+    #[error(
+        "ledger {path} was deleted or replaced while paysync had it open ({what}); nothing is booked until the file is back or paysync is restarted"
+    )]
+    Replaced { path: String, what: String },
 }
 
 /// What is written for one examined operation.
@@ -293,13 +301,24 @@ pub struct InboxItem {
     pub hint: Option<String>,
 }
 
-/// Open the ledger named by `url` (`sqlite://FILE`, created if missing) and apply migrations.
+/// Open the ledger named by `url` (`sqlite://FILE`, created if missing, readable by its owner
+/// only) and apply migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
     check_url(url).map_err(|message| StoreError::Open {
         url: redact_url(url),
         message,
     })?;
     Ok(Arc::new(sqlite::SqliteLedger::open(url).await?))
+}
+
+/// Open an existing ledger (and apply migrations); never creates one: [`StoreError::Missing`]
+/// when the file is not there. For commands that only look (`paysync status`).
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
+    check_url(url).map_err(|message| StoreError::Open {
+        url: redact_url(url),
+        message,
+    })?;
+    Ok(Arc::new(sqlite::SqliteLedger::open_existing(url).await?))
 }
 
 /// Whether `url` names a ledger that remembers: a SQLite file, opened for writing. The ledger is

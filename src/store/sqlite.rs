@@ -1,16 +1,21 @@
-//! The SQLite ledger: one file, WAL mode, created on first use.
+//! The SQLite ledger: one file, WAL mode, created on first use (mode 0600, see `file.rs`).
 //!
 //! WAL lets `paysync sync` and the daemon share the file (readers never block the writer);
 //! `busy_timeout` makes a second writer wait instead of failing. Amounts are stored as canonical
 //! decimal text because sqlx's decimal support does not cover SQLite.
+//!
+//! Storage trouble: every method first checks that the path still names the file opened
+//! (`file.rs`: a deleted or replaced ledger fails closed), and write transactions go through
+//! `write_tx.rs`, which never pools a connection with a transaction open (a full disk once left
+//! sqlx's transaction depth stuck, and every later claim failed).
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -18,19 +23,53 @@ use super::{InboxItem, Ledger, LedgerRow, OrderView, PollRecord, Record, StoreEr
 use crate::domain::DecisionKind;
 use crate::domain::EarlierPayment;
 
+mod file;
+mod sql;
+mod write_tx;
+
+use file::LedgerFile;
+use sql::{COLUMNS, from_ms, ms, op_and_order_sql, row_to_ledger, row_to_poll, upsert};
+use write_tx::WriteTx;
+
 #[derive(Clone)]
 pub struct SqliteLedger {
     pool: SqlitePool,
+    /// The file opened (`None` in memory): checked before every use, see `file.rs`.
+    file: Option<Arc<LedgerFile>>,
 }
 
 impl SqliteLedger {
+    /// Open the ledger, creating it (mode 0600) if missing.
     pub async fn open(url: &str) -> Result<SqliteLedger, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open {
-                url: super::redact_url(url),
-                message: e.to_string(),
-            })?
-            .create_if_missing(true)
+        Self::open_with(url, true).await
+    }
+
+    /// Open an existing ledger; [`StoreError::Missing`] if there is none.
+    pub async fn open_existing(url: &str) -> Result<SqliteLedger, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<SqliteLedger, StoreError> {
+        let bad = |message: String| StoreError::Open {
+            url: super::redact_url(url),
+            message,
+        };
+        let opts = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+        let path = opts.get_filename().to_path_buf();
+        let in_memory = path.as_os_str() == ":memory:" || url.contains("mode=memory");
+        if !in_memory {
+            if create {
+                // Before SQLite creates it with the umask's mode (0644 under the usual 022).
+                file::create_private(&path)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            } else if !path.exists() {
+                return Err(StoreError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        let opts = opts
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
@@ -41,55 +80,30 @@ impl SqliteLedger {
             .test_before_acquire(false)
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Open {
-                url: super::redact_url(url),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| bad(e.to_string()))?;
+        // The file SQLite just opened: what the path must keep naming.
+        let opened = if in_memory {
+            None
+        } else {
+            let f = LedgerFile::of(&path)
+                .map_err(|e| bad(format!("cannot stat {}: {e}", path.display())))?;
+            Some(Arc::new(f))
+        };
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteLedger { pool })
+        Ok(SqliteLedger { pool, file: opened })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
 
-const COLUMNS: &str = "account, uid, reference, sales_order, status_code, amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn from_ms(v: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn row_to_ledger(r: &sqlx::sqlite::SqliteRow) -> Result<LedgerRow, StoreError> {
-    let decision: String = r.try_get("decision")?;
-    let amount: Option<String> = r.try_get("amount")?;
-    Ok(LedgerRow {
-        account: r.try_get("account")?,
-        uid: r.try_get("uid")?,
-        reference: r.try_get("reference")?,
-        sales_order: r.try_get("sales_order")?,
-        status_code: r
-            .try_get::<Option<i64>, _>("status_code")?
-            .map(|c| c as u16),
-        amount: amount
-            .map(|a| {
-                Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}")))
-            })
-            .transpose()?,
-        currency: r.try_get("currency")?,
-        decision: DecisionKind::parse(&decision)
-            .ok_or_else(|| StoreError::Corrupt(format!("decision {decision:?}")))?,
-        reason: r.try_get("reason")?,
-        erp_entry: r.try_get("erp_entry")?,
-        guard_value: r.try_get("guard_value")?,
-        first_seen: from_ms(r.try_get("first_seen_ms")?)?,
-        last_seen: from_ms(r.try_get("last_seen_ms")?)?,
-        times_seen: r.try_get("times_seen")?,
-    })
+    /// The path still names the file that was opened (fail closed otherwise).
+    fn same_file(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some(f) => f.check(),
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -99,6 +113,7 @@ impl Ledger for SqliteLedger {
         account: &str,
         uids: &[String],
     ) -> Result<HashMap<String, LedgerRow>, StoreError> {
+        self.same_file()?;
         let mut out = HashMap::new();
         if uids.is_empty() {
             return Ok(out);
@@ -124,6 +139,7 @@ impl Ledger for SqliteLedger {
         account: &str,
         sales_order: &str,
     ) -> Result<Option<String>, StoreError> {
+        self.same_file()?;
         let row = sqlx::query(
             "SELECT erp_entry FROM operations WHERE account = $1 AND sales_order = $2 \
              AND decision IN ('booked_initial', 'booked_additional') ORDER BY first_seen_ms LIMIT 1",
@@ -136,6 +152,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn record(&self, rec: &Record) -> Result<(), StoreError> {
+        self.same_file()?;
         upsert(rec).execute(&self.pool).await?;
         Ok(())
     }
@@ -146,6 +163,7 @@ impl Ledger for SqliteLedger {
         guard_value: Option<&str>,
         cancelled: &[String],
     ) -> Result<bool, StoreError> {
+        self.same_file()?;
         let cancelled = serde_json::to_string(cancelled).expect("strings serialize");
         let done = sqlx::query(
             "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
@@ -190,12 +208,16 @@ impl Ledger for SqliteLedger {
         if recs.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for rec in recs {
-            upsert(rec).execute(&mut *tx).await?;
+        self.same_file()?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let work = async {
+            for rec in recs {
+                upsert(rec).execute(tx.conn()).await?;
+            }
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        tx.finish(work).await
     }
 
     async fn op_and_order(
@@ -206,6 +228,7 @@ impl Ledger for SqliteLedger {
         sales_order: Option<&str>,
         booked_since: Timestamp,
     ) -> Result<OrderView, StoreError> {
+        self.same_file()?;
         // One statement: the operation's row (which = 0), one booked row of the order (which = 1)
         // and the oldest earlier unresolved row of the order (which = 2); each SQLite round trip
         // costs two thread switches in sqlx.
@@ -246,6 +269,7 @@ impl Ledger for SqliteLedger {
         orders: &[String],
         limit: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        self.same_file()?;
         if orders.is_empty() {
             return Ok(Vec::new());
         }
@@ -268,6 +292,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError> {
+        self.same_file()?;
         let rows = sqlx::query(
             "SELECT decision, COUNT(*) FROM operations WHERE account = $1 GROUP BY decision",
         )
@@ -291,6 +316,7 @@ impl Ledger for SqliteLedger {
         decision: DecisionKind,
         limit: i64,
     ) -> Result<Vec<LedgerRow>, StoreError> {
+        self.same_file()?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM operations WHERE account = $1 AND decision = $2 \
              ORDER BY last_seen_ms DESC LIMIT $3"
@@ -304,6 +330,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -314,6 +341,7 @@ impl Ledger for SqliteLedger {
         now: Timestamp,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
+        self.same_file()?;
         let rows = sqlx::query(
             "SELECT uid FROM operations \
              WHERE account = $1 AND decision IN ('order_missing', 'order_not_payable', 'waiting', 'error') \
@@ -329,6 +357,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn inbox_requeue_running(&self) -> Result<u64, StoreError> {
+        self.same_file()?;
         let r = sqlx::query(
             "UPDATE inbox SET state = 'pending', lease_until_ms = NULL WHERE state = 'running'",
         )
@@ -338,6 +367,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn watermark(&self, account: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.same_file()?;
         let row = sqlx::query("SELECT watermark_ms FROM watermarks WHERE account = $1")
             .bind(account)
             .fetch_optional(&self.pool)
@@ -346,6 +376,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn set_watermark(&self, account: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "INSERT INTO watermarks (account, watermark_ms, updated_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (account) DO UPDATE SET \
@@ -361,6 +392,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn record_poll(&self, p: &PollRecord) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "INSERT INTO polls (account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -386,6 +418,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn polls(&self, account: &str, limit: i64) -> Result<Vec<PollRecord>, StoreError> {
+        self.same_file()?;
         let rows = sqlx::query(
             "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
              FROM polls WHERE account = $1 ORDER BY id DESC LIMIT $2",
@@ -398,6 +431,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn last_good_poll(&self, account: &str) -> Result<Option<PollRecord>, StoreError> {
+        self.same_file()?;
         let row = sqlx::query(
             "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
              FROM polls WHERE account = $1 AND ok = 1 ORDER BY id DESC LIMIT 1",
@@ -415,6 +449,7 @@ impl Ledger for SqliteLedger {
         received: Timestamp,
         hint: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.same_file()?;
         let r = sqlx::query(
             "INSERT INTO inbox (account, uid, received_ms, run_after_ms, hint) VALUES ($1, $2, $3, $3, $4) \
              ON CONFLICT (account, uid) WHERE state IN ('pending', 'running') DO NOTHING",
@@ -435,6 +470,7 @@ impl Ledger for SqliteLedger {
         received: Timestamp,
         reason: &str,
     ) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "INSERT INTO inbox (account, uid, received_ms, run_after_ms, state, last_error, done_ms) \
              VALUES ($1, $2, $3, $3, 'ignored', $4, $3)",
@@ -456,8 +492,9 @@ impl Ledger for SqliteLedger {
     ) -> Result<Vec<InboxItem>, StoreError> {
         // BEGIN IMMEDIATE: take the write lock up front so two processes never claim the same row
         // (a deferred transaction upgrading to a write can fail with SQLITE_BUSY at once).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(
+        self.same_file()?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let work = sqlx::query(
             "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1 \
              WHERE id IN (SELECT id FROM inbox \
                           WHERE (state = 'pending' AND run_after_ms <= $2) \
@@ -468,9 +505,10 @@ impl Ledger for SqliteLedger {
         .bind(ms(now) + lease.as_millis() as i64)
         .bind(ms(now))
         .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .fetch_all(tx.conn())
+        .await
+        .map_err(StoreError::from);
+        let rows = tx.finish(work).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(InboxItem {
@@ -487,6 +525,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "UPDATE inbox SET state = 'done', done_ms = $2, lease_until_ms = NULL WHERE id = $1",
         )
@@ -503,6 +542,7 @@ impl Ledger for SqliteLedger {
         run_after: Timestamp,
         error: &str,
     ) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "UPDATE inbox SET state = 'pending', run_after_ms = $2, last_error = $3, lease_until_ms = NULL WHERE id = $1",
         )
@@ -515,6 +555,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query(
             "UPDATE inbox SET state = 'dead', last_error = $2, lease_until_ms = NULL, done_ms = $3 WHERE id = $1",
         )
@@ -527,6 +568,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn inbox_depth(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.same_file()?;
         let rows = sqlx::query(
             "SELECT account, COUNT(*) FROM inbox WHERE state IN ('pending', 'running') GROUP BY account",
         )
@@ -536,6 +578,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.same_file()?;
         let row = sqlx::query(
             "SELECT MIN(CASE WHEN state = 'pending' THEN run_after_ms ELSE lease_until_ms END) \
              FROM inbox WHERE state IN ('pending', 'running')",
@@ -567,6 +610,7 @@ impl Ledger for SqliteLedger {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Vec<String>, StoreError> {
+        self.same_file()?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -592,6 +636,7 @@ impl Ledger for SqliteLedger {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<HashMap<String, Option<Timestamp>>, StoreError> {
+        self.same_file()?;
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -627,6 +672,7 @@ impl Ledger for SqliteLedger {
         keys: &[String],
         holder: &str,
     ) -> Result<(), StoreError> {
+        self.same_file()?;
         if keys.is_empty() {
             return Ok(());
         }
@@ -642,6 +688,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.same_file()?;
         let row = sqlx::query("SELECT holder FROM claims WHERE account = $1 AND key = $2")
             .bind(account)
             .bind(key)
@@ -659,6 +706,7 @@ impl Ledger for SqliteLedger {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.same_file()?;
         let r = sqlx::query(
             "UPDATE claims SET holder = $4, expires_ms = $5 WHERE account = $1 AND key = $2 AND holder = $3",
         )
@@ -678,6 +726,7 @@ impl Ledger for SqliteLedger {
         key: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
+        self.same_file()?;
         sqlx::query("DELETE FROM claims WHERE account = $1 AND key = $2 AND holder = $3")
             .bind(account)
             .bind(key)
@@ -688,250 +737,8 @@ impl Ledger for SqliteLedger {
     }
 }
 
-/// [`Ledger::op_and_order`]'s statement. Each part must use an index (a test checks the plan):
-/// it runs before every booking.
-fn op_and_order_sql() -> String {
-    format!(
-        "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
-             UNION ALL \
-             SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
-                            WHERE sales_order = $3 AND booked_ms >= $5 \
-                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
-             UNION ALL \
-             SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
-                            WHERE sales_order = $3 AND NOT (account = $1 AND uid = $2) \
-                              AND decision IN ({holding}) \
-                              AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
-                            ORDER BY op_created_ms, uid LIMIT 1)",
-        holding = super::holding_decisions_sql()
-    )
-}
-
-/// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
-/// "already_loaded" (or a refund, which only replaces the reason with a warning) must not make it
-/// look unbooked.
-fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    sqlx::query(
-            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
-                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms, booked_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
-                     CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) \
-             ON CONFLICT (account, uid) DO UPDATE SET \
-                reference = excluded.reference, \
-                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
-                status_code = excluded.status_code, \
-                amount = COALESCE(excluded.amount, operations.amount), \
-                currency = COALESCE(excluded.currency, operations.currency), \
-                decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
-                                THEN operations.decision ELSE excluded.decision END, \
-                reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
-                                THEN excluded.reason \
-                              WHEN excluded.decision = 'refunded' THEN excluded.reason \
-                              ELSE operations.reason END, \
-                erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
-                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
-                booked_ms = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
-                                 THEN operations.booked_ms ELSE excluded.booked_ms END, \
-                last_seen_ms = excluded.last_seen_ms, \
-                times_seen = operations.times_seen + 1",
-        )
-        .bind(&rec.account)
-        .bind(&rec.uid)
-        .bind(&rec.reference)
-        .bind(&rec.sales_order)
-        .bind(rec.status_code.map(i64::from))
-        .bind(rec.amount.map(|a| a.to_string()))
-        .bind(&rec.currency)
-        .bind(rec.decision.as_str())
-        .bind(&rec.reason)
-        .bind(&rec.erp_entry)
-        .bind(rec.op_created.map(ms))
-        .bind(ms(rec.seen_at))
-}
-
-fn row_to_poll(r: &sqlx::sqlite::SqliteRow) -> Result<PollRecord, StoreError> {
-    Ok(PollRecord {
-        account: r.try_get("account")?,
-        started: from_ms(r.try_get("started_ms")?)?,
-        finished: from_ms(r.try_get("finished_ms")?)?,
-        window_from: from_ms(r.try_get("window_from_ms")?)?,
-        window_to: from_ms(r.try_get("window_to_ms")?)?,
-        ok: r.try_get("ok")?,
-        summary: r.try_get("summary")?,
-        error: r.try_get("error")?,
-    })
-}
+#[cfg(test)]
+mod trouble_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {
-        Record {
-            account: "main".into(),
-            uid: uid.into(),
-            reference: "SAL-ORD-2026-00001".into(),
-            sales_order: Some("SAL-ORD-2026-00001".into()),
-            status_code: Some(200),
-            amount: Some(Decimal::from_str("2871.74").unwrap()),
-            currency: Some("ARS".into()),
-            decision,
-            reason: "r".into(),
-            erp_entry: entry.map(String::from),
-            op_created: None,
-            seen_at: Timestamp::now(),
-        }
-    }
-
-    async fn ledger() -> (tempfile::TempDir, SqliteLedger) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("l.db").display());
-        let l = SqliteLedger::open(&url).await.unwrap();
-        (dir, l)
-    }
-
-    /// The statement run before every booking must search indexes, never scan the table (a
-    /// partial index is used only when the query repeats its WHERE terms exactly: a reordered
-    /// `decision IN (...)` list once made every booking scan the whole ledger).
-    #[tokio::test]
-    async fn the_booking_check_uses_indexes_only() {
-        let (_d, l) = ledger().await;
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            op_and_order_sql()
-        )))
-        .bind("main")
-        .bind("u")
-        .bind("SAL-ORD-1")
-        .bind(1i64)
-        .bind(2i64)
-        .fetch_all(l.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>("detail"))
-        .collect();
-        let scans: Vec<&String> = plan
-            .iter()
-            .filter(|d| d.starts_with("SCAN operations"))
-            .collect();
-        assert!(scans.is_empty(), "{plan:#?}");
-        assert!(
-            plan.iter()
-                .any(|d| d.contains("operations_unresolved_by_order")),
-            "{plan:#?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn booked_rows_are_never_downgraded() {
-        let (_d, l) = ledger().await;
-        l.record(&rec("u1", DecisionKind::BookedInitial, Some("ACC-PAY-1")))
-            .await
-            .unwrap();
-        l.record(&rec("u1", DecisionKind::Error, None))
-            .await
-            .unwrap();
-        l.record(&rec("u1", DecisionKind::AlreadyLoaded, Some("ACC-PAY-9")))
-            .await
-            .unwrap();
-        let rows = l.rows("main", &["u1".into(), "nope".into()]).await.unwrap();
-        let r = &rows["u1"];
-        assert_eq!(r.decision, DecisionKind::BookedInitial);
-        assert_eq!(r.erp_entry.as_deref(), Some("ACC-PAY-1"));
-        assert_eq!(r.times_seen, 3);
-        assert_eq!(r.amount.unwrap().to_string(), "2871.74");
-        assert_eq!(rows.len(), 1);
-        assert_eq!(
-            l.booked_for_order("main", "SAL-ORD-2026-00001")
-                .await
-                .unwrap(),
-            Some("ACC-PAY-1".into())
-        );
-    }
-
-    #[tokio::test]
-    async fn skips_are_updated_and_counted() {
-        let (_d, l) = ledger().await;
-        l.record(&rec("u1", DecisionKind::OrderMissing, None))
-            .await
-            .unwrap();
-        l.record(&rec("u2", DecisionKind::Pending, None))
-            .await
-            .unwrap();
-        l.record(&rec("u1", DecisionKind::BookedInitial, Some("E1")))
-            .await
-            .unwrap();
-        let c = l.counts("main").await.unwrap();
-        assert_eq!(c.get(&DecisionKind::BookedInitial), Some(&1));
-        assert_eq!(c.get(&DecisionKind::Pending), Some(&1));
-        assert_eq!(c.get(&DecisionKind::OrderMissing), None);
-        assert!(l.counts("other").await.unwrap().is_empty());
-    }
-
-    /// Only a re-booking turns a booked row back into an unresolved one, and it forgets the
-    /// cancelled entry; the booking that follows is recorded as usual and keeps the guard value.
-    #[tokio::test]
-    async fn a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value() {
-        let (_d, l) = ledger().await;
-        l.record(&rec("u1", DecisionKind::BookedInitial, Some("ACC-PAY-1")))
-            .await
-            .unwrap();
-        let mut reopened = rec("u1", DecisionKind::Error, None);
-        reopened.op_created = Some(Timestamp::from_second(1_000).unwrap());
-        // Not while the row names an entry that was not cancelled (booked meanwhile).
-        assert!(
-            !l.reopen_for_rebook(&reopened, Some("u1#2"), &["ACC-PAY-0".into()])
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            l.rows("main", &["u1".into()]).await.unwrap()["u1"].decision,
-            DecisionKind::BookedInitial
-        );
-        assert!(
-            l.reopen_for_rebook(&reopened, Some("u1#2"), &["ACC-PAY-1".into()])
-                .await
-                .unwrap()
-        );
-        let r = &l.rows("main", &["u1".into()]).await.unwrap()["u1"];
-        assert_eq!(r.decision, DecisionKind::Error);
-        assert_eq!(r.erp_entry, None);
-        assert_eq!(r.guard_value.as_deref(), Some("u1#2"));
-        // Unresolved now: a later payment of the order waits for it.
-        let view = l
-            .op_and_order(
-                "main",
-                "u9",
-                Timestamp::now(),
-                Some("SAL-ORD-2026-00001"),
-                Timestamp::now(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            view.earlier_unresolved.map(|e| e.uid).as_deref(),
-            Some("u1")
-        );
-        l.record(&rec(
-            "u1",
-            DecisionKind::BookedAdditional,
-            Some("ACC-PAY-2"),
-        ))
-        .await
-        .unwrap();
-        let r = &l.rows("main", &["u1".into()]).await.unwrap()["u1"];
-        assert_eq!(r.decision, DecisionKind::BookedAdditional);
-        assert_eq!(r.erp_entry.as_deref(), Some("ACC-PAY-2"));
-        assert_eq!(r.guard_value.as_deref(), Some("u1#2"));
-        // A row never seen is created by a re-booking.
-        assert!(
-            l.reopen_for_rebook(&rec("u2", DecisionKind::Error, None), None, &[])
-                .await
-                .unwrap()
-        );
-        let rows = l.rows("main", &["u2".into()]).await.unwrap();
-        assert_eq!(rows["u2"].decision, DecisionKind::Error);
-        assert_eq!(rows["u2"].guard_value, None);
-    }
-}
+mod tests;

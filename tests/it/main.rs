@@ -15,4 +15,5 @@ mod real_erpnext;
 mod real_erpnext_rebook;
 mod rebook;
 mod sim;
+mod storage;
 mod sync;
