@@ -61,6 +61,12 @@ pub struct DaemonSettings {
     pub retry_budget: Duration,
     /// Webhooks are refused with 429 past this many queued triggers per account.
     pub inbox_limit: i64,
+    /// HTTP listener: time a client has to send a request head (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// HTTP listener: time a webhook's body has to arrive once its head was read.
+    pub body_timeout: Duration,
+    /// HTTP listener: most connections open at once (lowered to fit the open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +154,12 @@ struct RawDaemon {
     retry_budget: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     inbox_limit: Option<u64>,
+    #[serde(default)]
+    header_timeout: Option<String>,
+    #[serde(default)]
+    body_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    max_connections: Option<u64>,
 }
 
 impl Default for RawDaemon {
@@ -160,6 +172,9 @@ impl Default for RawDaemon {
             log_level: None,
             retry_budget: None,
             inbox_limit: None,
+            header_timeout: None,
+            body_timeout: None,
+            max_connections: None,
         }
     }
 }
@@ -471,6 +486,7 @@ fn validate(
             "expected a positive number".into(),
         ));
     }
+    let listener = listener_limits(&d, bad)?;
     let listen: SocketAddr = d.listen.parse().map_err(|e| {
         bad(
             "daemon.listen",
@@ -662,10 +678,49 @@ fn validate(
             log_level: d.log_level,
             retry_budget,
             inbox_limit: inbox_limit as i64,
+            header_timeout: listener.header_timeout,
+            body_timeout: listener.body_timeout,
+            max_connections: listener.max_connections,
         },
         store: StoreSettings { url: store_url },
         erp,
         accounts,
+    })
+}
+
+/// The HTTP listener's limits in `[daemon]`, validated.
+struct ListenerLimits {
+    header_timeout: Duration,
+    body_timeout: Duration,
+    max_connections: usize,
+}
+
+fn listener_limits(
+    d: &RawDaemon,
+    bad: impl Fn(&str, String) -> ConfigError,
+) -> Result<ListenerLimits, ConfigError> {
+    let bounded = |key: &str, given: &Option<String>, default: u64| {
+        let Some(text) = given else {
+            return Ok(Duration::from_secs(default));
+        };
+        let expected = "expected a duration from 1s to 5m like \"10s\"";
+        let d = parse_duration(text).map_err(|m| bad(key, format!("{expected}: {m}")))?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&d) {
+            return Err(bad(key, format!("{expected}, got {text:?}")));
+        }
+        Ok(d)
+    };
+    let max_connections = d.max_connections.unwrap_or(1024);
+    if !(16..=1_000_000).contains(&max_connections) {
+        return Err(bad(
+            "daemon.max_connections",
+            format!("expected 16 to 1000000, got {max_connections}"),
+        ));
+    }
+    Ok(ListenerLimits {
+        header_timeout: bounded("daemon.header_timeout", &d.header_timeout, 10)?,
+        body_timeout: bounded("daemon.body_timeout", &d.body_timeout, 30)?,
+        max_connections: max_connections as usize,
     })
 }
 
@@ -838,6 +893,35 @@ include_test = false
             let (key, message) = key_error(&text);
             assert!(key.starts_with(want), "want {want}, got {key}: {message}");
             assert!(!message.is_empty());
+        }
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_ranges() {
+        let s = load_text(GOOD, &[]).unwrap();
+        assert_eq!(s.daemon.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.daemon.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.daemon.max_connections, 1024);
+        let with = |lines: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\n{lines}\n"));
+        let s = load_text(
+            &with("header_timeout = \"2s\"\nbody_timeout = \"1m\"\nmax_connections = 100"),
+            &[("PAYSYNC__DAEMON__MAX_CONNECTIONS", "2000")],
+        )
+        .unwrap();
+        assert_eq!(s.daemon.header_timeout, Duration::from_secs(2));
+        assert_eq!(s.daemon.body_timeout, Duration::from_secs(60));
+        assert_eq!(s.daemon.max_connections, 2000);
+        for (line, want) in [
+            ("header_timeout = \"0s\"", "daemon.header_timeout"),
+            ("header_timeout = \"500ms\"", "daemon.header_timeout"),
+            ("header_timeout = \"10m\"", "daemon.header_timeout"),
+            ("body_timeout = \"soon\"", "daemon.body_timeout"),
+            ("max_connections = 8", "daemon.max_connections"),
+            ("max_connections = 2000000", "daemon.max_connections"),
+            ("max_connections = \"many\"", "daemon.max_connections"),
+        ] {
+            let (key, message) = key_error(&with(line));
+            assert_eq!(key, want, "{line}: {message}");
         }
     }
 

@@ -9,6 +9,7 @@ mod daemon;
 mod duplicates;
 mod faults;
 mod helpers;
+mod hostile;
 mod ordering;
 mod real_erpnext;
 mod rebook;
