@@ -14,4 +14,5 @@ mod ordering;
 mod real_erpnext;
 mod rebook;
 mod sim;
+mod slowloris;
 mod sync;
