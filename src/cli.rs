@@ -558,7 +558,7 @@ async fn run_daemon(settings: Settings) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match crate::daemon::listener::bind(listen) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(listen = %listen, error = %e, "cannot listen");

@@ -14,6 +14,16 @@ pub const API_LATENCY: &str = "paysync_api_request_duration_seconds";
 pub const RETRIES: &str = "paysync_retries_total";
 pub const INBOX_DEPTH: &str = "paysync_inbox_depth";
 pub const WEBHOOKS: &str = "paysync_webhooks_total";
+/// The `account` label of webhooks for accounts that are not configured. Labels come only from
+/// the configuration: a label per name in a URL would let anyone grow the process's memory.
+/// Account names cannot contain parentheses, so this never collides with one.
+pub const UNKNOWN_ACCOUNT: &str = "(unknown)";
+/// HTTP connections open now.
+pub const HTTP_CONNECTIONS: &str = "paysync_http_connections";
+/// Connections closed to make room, at the connection limit, because they had not sent a request.
+pub const HTTP_SHED: &str = "paysync_http_connections_shed_total";
+/// Connections closed at once on arrival: at the limit, and every open one was inside a request.
+pub const HTTP_REFUSED: &str = "paysync_http_connections_refused_total";
 pub const LAST_GOOD_POLL: &str = "paysync_last_successful_poll_timestamp_seconds";
 pub const POLLS: &str = "paysync_polls_total";
 

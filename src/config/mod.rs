@@ -86,6 +86,12 @@ pub struct DaemonSettings {
     pub inbox_limit: i64,
     /// `paysync sync --since` may go at most this many days back from today.
     pub max_sync_days: u32,
+    /// HTTP listener: time a client has to send a request head (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// HTTP listener: time a webhook's body has to arrive once its head was read.
+    pub body_timeout: Duration,
+    /// HTTP listener: most connections open at once (lowered to fit the open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

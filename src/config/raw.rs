@@ -30,6 +30,9 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "retry_budget",
     "inbox_limit",
     "max_sync_days",
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
 ];
 
 #[derive(Deserialize)]
@@ -51,6 +54,12 @@ pub(super) struct RawDaemon {
     pub inbox_limit: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub max_sync_days: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub header_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub body_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub max_connections: Option<i64>,
 }
 
 impl Default for RawDaemon {
@@ -64,6 +73,9 @@ impl Default for RawDaemon {
             retry_budget: None,
             inbox_limit: None,
             max_sync_days: None,
+            header_timeout: None,
+            body_timeout: None,
+            max_connections: None,
         }
     }
 }

@@ -615,3 +615,32 @@ fn a_log_level_that_is_not_one_is_refused() {
         assert_eq!(s.daemon.log_level.as_deref(), Some(good));
     }
 }
+
+#[test]
+fn listener_limits_have_defaults_and_ranges() {
+    let s = load_text(GOOD, &[]).unwrap();
+    assert_eq!(s.daemon.header_timeout, Duration::from_secs(10));
+    assert_eq!(s.daemon.body_timeout, Duration::from_secs(30));
+    assert_eq!(s.daemon.max_connections, 1024);
+    let with = |lines: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\n{lines}\n"));
+    let s = load_text(
+        &with("header_timeout = \"2s\"\nbody_timeout = \"1m\"\nmax_connections = 100"),
+        &[("PAYSYNC__DAEMON__MAX_CONNECTIONS", "2000")],
+    )
+    .unwrap();
+    assert_eq!(s.daemon.header_timeout, Duration::from_secs(2));
+    assert_eq!(s.daemon.body_timeout, Duration::from_secs(60));
+    assert_eq!(s.daemon.max_connections, 2000);
+    for (line, want) in [
+        ("header_timeout = \"0s\"", "daemon.header_timeout"),
+        ("header_timeout = \"500ms\"", "daemon.header_timeout"),
+        ("header_timeout = \"10m\"", "daemon.header_timeout"),
+        ("body_timeout = \"soon\"", "daemon.body_timeout"),
+        ("max_connections = 8", "daemon.max_connections"),
+        ("max_connections = 2000000", "daemon.max_connections"),
+        ("max_connections = \"many\"", "daemon.max_connections"),
+    ] {
+        let (key, message) = key_error(&with(line));
+        assert_eq!(key, want, "{line}: {message}");
+    }
+}

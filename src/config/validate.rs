@@ -36,6 +36,14 @@ pub const RETRY_BUDGET: (Duration, RangeInclusive<Duration>) = (secs(60), secs(0
 pub const INBOX_LIMIT: (i64, RangeInclusive<i64>) = (10_000, 1..=1_000_000);
 /// `[daemon] max_sync_days`: how far back `sync --since` may go.
 pub const MAX_SYNC_DAYS: (i64, RangeInclusive<i64>) = (400, 1..=3660);
+/// `[daemon] header_timeout`: a client's time to send a request head (and the keep-alive idle limit).
+pub const HEADER_TIMEOUT: (Duration, RangeInclusive<Duration>) =
+    (secs(10), secs(1)..=secs(5 * MINUTE));
+/// `[daemon] body_timeout`: a webhook body's time to arrive once its head was read.
+pub const BODY_TIMEOUT: (Duration, RangeInclusive<Duration>) =
+    (secs(30), secs(1)..=secs(5 * MINUTE));
+/// `[daemon] max_connections`: connections open at once (lowered at start to fit the fd limit).
+pub const MAX_CONNECTIONS: (i64, RangeInclusive<i64>) = (1024, 16..=1_000_000);
 /// `[erp] max_in_flight`: Payment Entry writes at once.
 pub const MAX_IN_FLIGHT: (i64, RangeInclusive<i64>) = (4, 1..=64);
 /// `[erp] timeout`: one ERPNext answer.
@@ -168,6 +176,17 @@ pub(super) fn validate(
     )?;
     let inbox_limit = c.whole("daemon.inbox_limit", d.inbox_limit, INBOX_LIMIT)?;
     let max_sync_days = c.whole("daemon.max_sync_days", d.max_sync_days, MAX_SYNC_DAYS)?;
+    let header_timeout = c.duration(
+        "daemon.header_timeout",
+        d.header_timeout.as_deref(),
+        HEADER_TIMEOUT,
+    )?;
+    let body_timeout = c.duration(
+        "daemon.body_timeout",
+        d.body_timeout.as_deref(),
+        BODY_TIMEOUT,
+    )?;
+    let max_connections = c.whole("daemon.max_connections", d.max_connections, MAX_CONNECTIONS)?;
     if let Some(level) = &d.log_level
         && !is_log_filter(level)
     {
@@ -381,6 +400,9 @@ pub(super) fn validate(
             retry_budget,
             inbox_limit,
             max_sync_days: max_sync_days as u32,
+            header_timeout,
+            body_timeout,
+            max_connections: max_connections as usize,
         },
         store: StoreSettings { url: store_url },
         erp,

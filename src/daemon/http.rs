@@ -3,17 +3,22 @@
 //!
 //! The webhook handler does no booking: it checks the URL token (constant time), reads the
 //! operation id from the body, writes a trigger to the durable inbox and answers 200 at once.
+//! The account and token are checked **before** the body is read ([`Authorized`]), so a client
+//! without the token cannot hold a request open by trickling a body; a token holder's body must
+//! arrive within `[daemon] body_timeout`. Connection-level limits are in `listener.rs`.
 //! Request URIs are never logged (the token is in the query string).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,7 +26,12 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::DaemonCtx;
+use super::listener::LogThrottle;
 use super::webhook::{self, Trigger};
+
+/// Refusals are logged once per 10 s with a count: anyone can send them.
+static UNKNOWN_ACCOUNT_LOG: LogThrottle = LogThrottle::new();
+static BAD_TOKEN_LOG: LogThrottle = LogThrottle::new();
 
 /// Largest webhook body accepted (Mobbex bodies are a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -31,7 +41,6 @@ pub fn router(ctx: Arc<DaemonCtx>) -> Router {
         .route("/webhooks/mobbex/{account}", post(mobbex_webhook))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(ctx)
 }
 
@@ -44,32 +53,114 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// A webhook's configured account, whose `?token=` matched. An extractor that runs before the
+/// body is read: an unknown account gets 404 and a wrong or missing token 401 with the body
+/// unread (hyper then closes the connection instead of reading it).
+struct Authorized {
+    account: String,
+}
+
+impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<DaemonCtx>) -> Result<Self, Response> {
+        let Path(given) = Path::<String>::from_request_parts(parts, ctx)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        // The metric label comes from the configuration, never from the URL.
+        let Some((account, acc)) = ctx.accounts.get_key_value(&given) else {
+            metrics::counter!(crate::metrics::WEBHOOKS, "account" => crate::metrics::UNKNOWN_ACCOUNT)
+                .increment(1);
+            if let Some(suppressed) = UNKNOWN_ACCOUNT_LOG.allow() {
+                let shown: String = given.chars().take(64).collect();
+                warn!(account = %shown, name_bytes = given.len(), suppressed, "webhook for an unknown account refused");
+            }
+            return Err(json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "unknown account"}),
+            ));
+        };
+        metrics::counter!(crate::metrics::WEBHOOKS, "account" => account.clone()).increment(1);
+        let Query(q) =
+            Query::<TokenQuery>::try_from_uri(&parts.uri).map_err(IntoResponse::into_response)?;
+        let authorized = match (&acc.settings.webhook_token, &q.token) {
+            (Some(expected), Some(given)) => {
+                bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+            }
+            _ => false,
+        };
+        if !authorized {
+            if let Some(suppressed) = BAD_TOKEN_LOG.allow() {
+                warn!(account = %account, token_given = q.token.is_some(), suppressed, "webhook with a wrong or missing token refused");
+            }
+            return Err(json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "wrong or missing token"}),
+            ));
+        }
+        Ok(Authorized {
+            account: account.clone(),
+        })
+    }
+}
+
+/// The whole body, at most [`BODY_LIMIT`] bytes, within `timeout` of the head's arrival.
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, Response> {
+    let too_large = || {
+        json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("body larger than {BODY_LIMIT} bytes")}),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("could not read the body: {e}")}),
+                )
+            })?;
+            if buf.len() + chunk.len() > BODY_LIMIT {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            axum::Json(json!({"error": "the body did not arrive in time"})),
+        )
+            .into_response()),
+    }
+}
+
 async fn mobbex_webhook(
     State(ctx): State<Arc<DaemonCtx>>,
-    Path(account): Path<String>,
-    Query(q): Query<TokenQuery>,
+    Authorized { account }: Authorized,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let received = ctx.clock.now();
-    metrics::counter!(crate::metrics::WEBHOOKS, "account" => account.clone()).increment(1);
-    let Some(acc) = ctx.accounts.get(&account) else {
-        warn!(account = %account, "webhook for an unknown account refused");
-        return json_response(StatusCode::NOT_FOUND, json!({"error": "unknown account"}));
-    };
-    let authorized = match (&acc.settings.webhook_token, &q.token) {
-        (Some(expected), Some(given)) => {
-            bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+    let body = match read_body(&headers, body, ctx.settings.daemon.body_timeout).await {
+        Ok(b) => b,
+        Err(refused) => {
+            warn!(account = %account, status = refused.status().as_u16(), "webhook body not read");
+            return refused;
         }
-        _ => false,
     };
-    if !authorized {
-        warn!(account = %account, token_given = q.token.is_some(), "webhook with a wrong or missing token refused");
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "wrong or missing token"}),
-        );
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

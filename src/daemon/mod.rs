@@ -6,7 +6,7 @@
 //!   *updated* in `[watermark − lookback, now]`, and moves the watermark only after the whole window
 //!   was processed;
 //! - the **HTTP listener** (`http.rs`) takes webhooks into the durable inbox and serves `/healthz`
-//!   and `/metrics`;
+//!   and `/metrics`; `listener.rs` holds its timeouts and connection limit against hostile clients;
 //! - the **inbox worker** (`inbox.rs`) re-reads each triggered operation from the API and decides.
 //!
 //! Shutdown: on SIGTERM/SIGINT, `STOPPING=1`, no new polls or inbox claims, in-flight work gets
@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod inbox;
+pub mod listener;
 pub mod scheduler;
 pub mod webhook;
 
@@ -126,14 +127,14 @@ pub async fn run(
         );
     }
 
-    // HTTP: webhooks, /healthz, /metrics.
-    let router = http::router(ctx.clone());
-    let http_cancel = ctx.cancel.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
-            .await
-    });
+    // HTTP: webhooks, /healthz, /metrics; limits against hostile clients in `listener.rs`.
+    let limits = listener::plan(&ctx.settings.daemon);
+    let server = tokio::spawn(listener::serve(
+        listener,
+        http::router(ctx.clone()),
+        limits,
+        ctx.cancel.clone(),
+    ));
 
     // Inbox worker.
     tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
@@ -223,10 +224,8 @@ pub async fn run(
             "in-flight work did not finish in time; leaving it for the next start"
         );
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(error = %e, "HTTP server error"),
-        Err(e) => error!(error = %e, "HTTP server task failed"),
+    if let Err(e) = server.await {
+        error!(error = %e, "HTTP server task failed");
     }
     info!("stopped");
     Ok(())

@@ -37,9 +37,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
-        "[0-9]{1,30}(\\.[0-9]{0,12})?(e[+-]?[0-9]{1,4})?".prop_map(|s| {
-            serde_json::from_str(&s).unwrap_or(Value::String(s))
-        }),
+        "[0-9]{1,30}(\\.[0-9]{0,12})?(e[+-]?[0-9]{1,4})?"
+            .prop_map(|s| { serde_json::from_str(&s).unwrap_or(Value::String(s)) }),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
@@ -197,13 +196,17 @@ fn mobbex_doc() -> impl Strategy<Value = Value> {
             (0u16..1000).prop_map(|c| json!({"code": c.to_string(), "text": "x"})),
         ]),
         sometimes(prop_oneof![
-            "[1-9][0-9]{0,11}(\\.[0-9]{1,4})?".prop_map(|s| serde_json::from_str::<Value>(&s).unwrap()),
+            "[1-9][0-9]{0,11}(\\.[0-9]{1,4})?"
+                .prop_map(|s| serde_json::from_str::<Value>(&s).unwrap()),
             "[0-9]{1,8}[.,][0-9]{2}".prop_map(Value::String),
-            "-?[0-9]{1,3}e[+-]?[0-9]{1,3}".prop_map(|s| {
-                serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s))
-            }),
+            "-?[0-9]{1,3}e[+-]?[0-9]{1,3}"
+                .prop_map(|s| { serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s)) }),
         ]),
-        sometimes(prop_oneof![Just(json!("ARS")), Just(json!("TEST")), Just(json!({"code": "ARS"}))]),
+        sometimes(prop_oneof![
+            Just(json!("ARS")),
+            Just(json!("TEST")),
+            Just(json!({"code": "ARS"}))
+        ]),
         sometimes(Just(json!("2026-10-05T15:00:00.000Z"))),
         any_json(),
     )
