@@ -32,7 +32,7 @@ use crate::claims::{ClaimTiming, Claims, holder_name, order_key};
 use crate::config::AccountSettings;
 use crate::domain::{
     AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, ExistingEntry, Operation,
-    PaymentEntry, SalesOrder, StatusBucket, bucket, decide,
+    PaymentEntry, PaymentStatus, SalesOrder, decide,
 };
 use crate::erp::{Erp, ErpError};
 use crate::source::slices::SliceWalker;
@@ -657,9 +657,9 @@ impl Engine {
         let mut candidates: Vec<Operation> = Vec::new();
         let mut deferred: Vec<Record> = Vec::new();
         for op in ops {
-            let needs_erp = !op.is_child()
-                && (!op.is_test() || policy.include_test)
-                && bucket(op.status) == StatusBucket::Paid
+            let needs_erp = !op.is_child
+                && (!op.is_test || policy.include_test)
+                && op.status == PaymentStatus::Paid
                 && booked_entry(&op.uid).is_none();
             if needs_erp {
                 candidates.push(op);
@@ -1161,7 +1161,7 @@ impl Engine {
         let acc = &account.settings;
         let mut orders: Vec<String> = ops
             .iter()
-            .filter(|o| !o.is_child() && (!o.is_test() || policy.include_test))
+            .filter(|o| !o.is_child && (!o.is_test || policy.include_test))
             .filter_map(|o| acc.order_name(&o.reference).map(str::to_string))
             .collect();
         orders.sort();
@@ -1674,7 +1674,7 @@ fn make_record(
         uid: op.uid.clone(),
         reference: op.reference.clone(),
         sales_order: order,
-        status_code: Some(op.status),
+        status_code: op.status_code(),
         amount: Some(op.total),
         currency: Some(op.currency.clone()),
         decision: kind,
@@ -1767,7 +1767,7 @@ struct OrderProgress {
 impl OrderProgress {
     /// Take note of a decision of one of the order's payments.
     fn note(&mut self, op: &Operation, kind: DecisionKind, dry_run: bool) {
-        if bucket(op.status) != StatusBucket::Paid {
+        if op.status != PaymentStatus::Paid {
             return;
         }
         if kind.holds_back_later_payments() {
@@ -1810,17 +1810,17 @@ fn log_decision(out: &Outcome, op: &Operation) {
     match out.kind {
         DecisionKind::Error => warn!(
             account = %out.account, uid = %out.uid, reference = %out.reference, order,
-            amount = %op.total, currency = %op.currency, status = op.status,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
             decision = %out.kind, reason = %out.reason, entry, "decision"
         ),
         DecisionKind::Refunded if out.reason.contains("booked") => warn!(
             account = %out.account, uid = %out.uid, reference = %out.reference, order,
-            amount = %op.total, currency = %op.currency, status = op.status,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
             decision = %out.kind, reason = %out.reason, entry, "decision"
         ),
         _ => info!(
             account = %out.account, uid = %out.uid, reference = %out.reference, order,
-            amount = %op.total, currency = %op.currency, status = op.status,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
             decision = %out.kind, reason = %out.reason, entry, "decision"
         ),
     }

@@ -114,6 +114,8 @@ pub struct ErpSettings {
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
     pub name: String,
+    /// The gateway (`source = "mobbex"`).
+    pub source: crate::source::SourceKind,
     pub api_url: Url,
     pub api_key: SecretString,
     pub access_token: SecretString,

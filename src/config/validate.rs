@@ -297,7 +297,7 @@ pub(super) fn validate(
             };
             return Err(c.bad(&k("name"), problem));
         }
-        if a.source != "mobbex" {
+        let Some(source) = crate::source::SourceKind::parse(&a.source) else {
             return Err(c.bad(
                 &k("source"),
                 format!(
@@ -305,7 +305,7 @@ pub(super) fn validate(
                     a.source
                 ),
             ));
-        }
+        };
         let api_url = parse_http_url(
             &a.api_url,
             "Mobbex is reached with api_key and access_token",
@@ -374,6 +374,7 @@ pub(super) fn validate(
             creds_dir,
         )?;
         accounts.push(AccountSettings {
+            source,
             api_key,
             access_token,
             webhook_token,

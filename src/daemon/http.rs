@@ -1,5 +1,5 @@
-//! The daemon's HTTP surface: `POST /webhooks/mobbex/{account}?token=...`, `GET /healthz`,
-//! `GET /metrics`.
+//! The daemon's HTTP surface: `POST /webhooks/{source}/{account}?token=...` (Mobbex accounts:
+//! `/webhooks/mobbex/{account}`), `GET /healthz`, `GET /metrics`.
 //!
 //! The webhook handler does no booking: it checks the URL token (constant time), reads the
 //! operation id from the body, writes a trigger to the durable inbox and answers 200 at once.
@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::DaemonCtx;
 use super::listener::LogThrottle;
-use super::webhook::{self, Trigger};
+use crate::source::Trigger;
 
 /// Refusals are logged once per 10 s with a count: anyone can send them.
 static UNKNOWN_ACCOUNT_LOG: LogThrottle = LogThrottle::new();
@@ -38,7 +38,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(ctx: Arc<DaemonCtx>) -> Router {
     Router::new()
-        .route("/webhooks/mobbex/{account}", post(mobbex_webhook))
+        // `/webhooks/mobbex/{account}` (the URL Mobbex accounts were given) is this route too.
+        .route("/webhooks/{source}/{account}", post(webhook))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(ctx)
@@ -58,17 +59,23 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 /// unread (hyper then closes the connection instead of reading it).
 struct Authorized {
     account: String,
+    source: crate::source::SourceKind,
 }
 
 impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<DaemonCtx>) -> Result<Self, Response> {
-        let Path(given) = Path::<String>::from_request_parts(parts, ctx)
+        let Path((source, given)) = Path::<(String, String)>::from_request_parts(parts, ctx)
             .await
             .map_err(IntoResponse::into_response)?;
-        // The metric label comes from the configuration, never from the URL.
-        let Some((account, acc)) = ctx.accounts.get_key_value(&given) else {
+        // The metric label comes from the configuration, never from the URL. An account of
+        // another source is as unknown as one that does not exist.
+        let Some((account, acc)) = ctx
+            .accounts
+            .get_key_value(&given)
+            .filter(|(_, acc)| acc.settings.source.as_str() == source)
+        else {
             metrics::counter!(crate::metrics::WEBHOOKS, "account" => crate::metrics::UNKNOWN_ACCOUNT)
                 .increment(1);
             if let Some(suppressed) = UNKNOWN_ACCOUNT_LOG.allow() {
@@ -100,6 +107,7 @@ impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
         }
         Ok(Authorized {
             account: account.clone(),
+            source: acc.settings.source,
         })
     }
 }
@@ -147,9 +155,9 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
     }
 }
 
-async fn mobbex_webhook(
+async fn webhook(
     State(ctx): State<Arc<DaemonCtx>>,
-    Authorized { account }: Authorized,
+    Authorized { account, source }: Authorized,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -164,7 +172,7 @@ async fn mobbex_webhook(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let trigger = match webhook::parse(content_type, &body) {
+    let trigger = match source.parse_webhook(content_type, &body) {
         Ok(t) => t,
         Err(e) => {
             warn!(account = %account, bytes = body.len(), error = %e, "webhook body refused");

@@ -16,7 +16,6 @@ pub mod http;
 pub mod inbox;
 pub mod listener;
 pub mod scheduler;
-pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -5,7 +5,6 @@
 //! translate to and from these types; `pipeline` feeds them to [`rules::decide`].
 
 pub mod rules;
-pub mod status;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -14,34 +13,50 @@ use rust_decimal::Decimal;
 pub use rules::{
     AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, Skip, decide,
 };
-pub use status::{StatusBucket, bucket};
 
-/// One payment-gateway operation, as the payment source reports it now.
+/// What a payment's status means for booking, whatever the gateway. Each source maps its own
+/// status codes onto this (Mobbex: `source::mobbex::status`); the rules see nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentStatus {
+    /// Money received: book it.
+    Paid,
+    /// Declined, expired, failed: never book (a later paid operation may still come).
+    Rejected,
+    /// Refunded or cancelled: do not book; if it was booked earlier, warn (no automatic reversal yet).
+    Refunded,
+    /// Not decided yet (including any status the source does not know): re-examined later.
+    Pending,
+}
+
+/// One payment-gateway operation, as the payment source reports it now, in the source's own
+/// terms translated by its adapter: the rules never see a gateway's codes or id conventions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
-    /// The gateway's operation id (Mobbex `uid`); becomes the entry's `reference_no`.
+    /// The gateway's operation id; becomes the entry's `reference_no`.
     pub uid: String,
-    /// The merchant's reference: names the sales order.
+    /// The order reference the merchant gave the gateway (Mobbex: `reference`); the account's
+    /// `order_pattern` finds the sales order in it.
     pub reference: String,
-    /// Numeric status code (Mobbex sends it as a string).
-    pub status: u16,
+    pub status: PaymentStatus,
+    /// The gateway's own status, as it wrote it (Mobbex: `"200"`): for logs and the ledger.
+    pub source_status: String,
     /// Amount collected, in major units, exact.
     pub total: Decimal,
-    /// ISO currency code, or `TEST` for test-mode operations.
+    /// ISO currency code.
     pub currency: String,
     pub created: Timestamp,
     pub updated: Option<Timestamp>,
+    /// A part of another operation (a multicard or multivendor split): never booked on its own,
+    /// its parent is.
+    pub is_child: bool,
+    /// Made in the gateway's test mode: booked only where the account says `include_test`.
+    pub is_test: bool,
 }
 
 impl Operation {
-    /// Child operations (multicard / multivendor parts) are never booked on their own.
-    pub fn is_child(&self) -> bool {
-        self.uid.starts_with("CHD-")
-    }
-
-    /// Test-mode operations carry the pseudo-currency `TEST`.
-    pub fn is_test(&self) -> bool {
-        self.currency.eq_ignore_ascii_case("TEST")
+    /// The gateway's status as a number, where it has one (the ledger's `status_code` column).
+    pub fn status_code(&self) -> Option<u16> {
+        self.source_status.parse().ok()
     }
 }
 

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::{AccountCtx, Engine, RunOptions};
-use crate::domain::status::{StatusBucket, bucket};
-use crate::domain::{DecisionKind, Operation, OperationEntry};
+use crate::domain::{DecisionKind, Operation, OperationEntry, PaymentStatus};
 use crate::erp::ErpError;
 use crate::source::{Fetched, SourceError};
 use crate::store::{LedgerRow, Record, StoreError};
@@ -72,12 +71,12 @@ pub enum RebookError {
     #[error("ledger: {0}")]
     Store(#[from] StoreError),
     #[error(
-        "operation {uid} is not paid (status {status}: {bucket:?}); only a paid operation is booked"
+        "operation {uid} is not paid (status {source_status}: {status:?}); only a paid operation is booked"
     )]
     NotPaid {
         uid: String,
-        status: u16,
-        bucket: StatusBucket,
+        source_status: String,
+        status: PaymentStatus,
     },
     #[error(
         "operation {uid} is still booked in ERPNext: Payment Entry {entry} is {state}; cancel it there first, then re-book"
@@ -128,12 +127,11 @@ impl Engine {
                 uid: uid.to_string(),
                 source,
             })?;
-        let status_bucket = bucket(op.status);
-        if status_bucket != StatusBucket::Paid {
+        if op.status != PaymentStatus::Paid {
             return Err(RebookError::NotPaid {
                 uid: uid.to_string(),
+                source_status: op.source_status.clone(),
                 status: op.status,
-                bucket: status_bucket,
             });
         }
         let erp_err = |source| RebookError::Erp {
@@ -183,7 +181,7 @@ impl Engine {
                 uid: op.uid.clone(),
                 reference: op.reference.clone(),
                 sales_order: None,
-                status_code: Some(op.status),
+                status_code: op.status_code(),
                 amount: Some(op.total),
                 currency: Some(op.currency.clone()),
                 decision: DecisionKind::Error,

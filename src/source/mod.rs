@@ -13,6 +13,65 @@ use jiff::Timestamp;
 
 use crate::domain::Operation;
 
+/// Which gateway an account's payments come from (`source = "..."` in `sync.toml`; also the
+/// first segment of its webhook URL, `/webhooks/{source}/{account}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Mobbex,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 1] = [SourceKind::Mobbex];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Mobbex => "mobbex",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Read a webhook body of this source (each source's format lives with its adapter).
+    pub fn parse_webhook(
+        self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Trigger, WebhookError> {
+        match self {
+            SourceKind::Mobbex => mobbex::webhook::parse(content_type, body),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a webhook asks paysync to do, whatever its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Re-read this operation and decide. `reference` is the body's claim, used only as a hint.
+    Operation {
+        uid: String,
+        kind: String,
+        reference: Option<String>,
+    },
+    /// Recorded and ignored: an expired checkout, or a child operation (its parent carries the money).
+    Ignored { uid: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("unparseable body: {0}")]
+    Unparseable(String),
+    #[error("no operation id in data.payment.id")]
+    NoOperationId,
+}
+
 /// Which timestamp a window filters on: a manual sync examines operations *created* in its dates;
 /// a poll examines operations *updated* since the last poll (so late payments are caught).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

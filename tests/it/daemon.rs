@@ -188,6 +188,16 @@ async fn spoofed_webhooks_are_refused_and_nothing_is_stored() {
         let r = d.webhook(account, token, hook("op-1", "200", 600.0)).await;
         assert_eq!(r.status().as_u16(), want, "{account} {token:?}");
     }
+    // The URL names the source: a Mobbex account is not reached under another source's name.
+    for source in ["mercadopago", "MOBBEX", "x"] {
+        let r = reqwest::Client::new()
+            .post(d.url(&format!("/webhooks/{source}/main?token={TOKEN}")))
+            .json(&hook("op-1", "200", 600.0))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{source}");
+    }
     let depth = d.ctx.ledger.inbox_depth().await.unwrap();
     assert!(depth.is_empty(), "{depth:?}");
     assert!(

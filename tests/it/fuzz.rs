@@ -9,9 +9,10 @@
 
 use std::str::FromStr;
 
-use paysync::daemon::webhook::{Trigger, parse as parse_webhook};
 use paysync::source::Fetched;
+use paysync::source::Trigger;
 use paysync::source::mobbex::parse_list;
+use paysync::source::mobbex::webhook::parse as parse_webhook;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use rust_decimal::Decimal;

@@ -19,6 +19,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use url::Url;
 
+pub mod status;
+pub mod webhook;
+
 use super::{Fetched, Page, PaymentSource, SourceError, Window, WindowField};
 use crate::domain::Operation;
 use crate::retry::{RetryPolicy, retrying};
@@ -421,9 +424,14 @@ fn build(
         Some(u) => Some(parse_time("updated", u)?),
     };
     Ok(Operation {
+        // Mobbex's own conventions, translated here and nowhere else: a multicard/multivendor
+        // part's id starts with `CHD-`; test-mode operations carry the pseudo-currency `TEST`.
+        is_child: uid.starts_with("CHD-"),
+        is_test: currency.eq_ignore_ascii_case("TEST"),
         uid,
         reference: reference.unwrap_or_default(),
-        status,
+        status: status::status_of(status),
+        source_status: status.to_string(),
         total,
         currency,
         created,
@@ -656,8 +664,10 @@ mod tests {
             panic!("{:?}", p.items[0])
         };
         assert_eq!(op.total.to_string(), "2871.74");
-        assert_eq!(op.status, 200);
+        assert_eq!(op.status, crate::domain::PaymentStatus::Paid);
+        assert_eq!(op.source_status, "200");
         assert_eq!(op.currency, "ARS");
+        assert!(!op.is_child && !op.is_test);
     }
 
     #[test]
@@ -708,13 +718,33 @@ mod tests {
         assert!(!page_of(&refs).is_last);
     }
 
+    /// Mobbex's conventions become the domain's flags here and nowhere else.
+    #[test]
+    fn children_and_test_operations_are_flagged_by_the_adapter() {
+        let child = GOOD.replacen(r#""uid":""#, r#""uid":"CHD-"#, 1);
+        let test = GOOD.replacen(r#""currency":"ARS""#, r#""currency":"TEST""#, 1);
+        assert_ne!(child, GOOD);
+        assert_ne!(test, GOOD);
+        let p = page_of(&[&child, &test]);
+        let [Fetched::Op(c), Fetched::Op(t)] = &p.items[..] else {
+            panic!("{:?}", p.items)
+        };
+        assert!(c.is_child && !c.is_test, "{c:?}");
+        assert!(t.is_test && !t.is_child, "{t:?}");
+    }
+
     #[test]
     fn single_operation_shape() {
         let data = r#"{"transactions":[],"transaction":{"result":true,"payment":{"id":"u9","status":{"code":"602","text":"Devuelta"},"total":100.5,"currency":{"code":"ARS","symbol":"$"},"reference":"R","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-02T12:00:00.000Z"}}}"#;
         let op = parse_one(data).unwrap();
         assert_eq!(
-            (op.uid.as_str(), op.status, op.total.to_string().as_str()),
-            ("u9", 602, "100.5")
+            (
+                op.uid.as_str(),
+                op.status,
+                op.source_status.as_str(),
+                op.total.to_string().as_str()
+            ),
+            ("u9", crate::domain::PaymentStatus::Refunded, "602", "100.5")
         );
         assert!(op.updated.is_some());
     }

@@ -8,26 +8,7 @@
 
 use serde::Deserialize;
 
-/// What a webhook asks paysync to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    /// Re-read this operation and decide. `reference` is the body's claim, used only as a hint.
-    Operation {
-        uid: String,
-        kind: String,
-        reference: Option<String>,
-    },
-    /// Recorded and ignored: an expired checkout, or a child operation (its parent carries the money).
-    Ignored { uid: String, reason: String },
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WebhookError {
-    #[error("unparseable body: {0}")]
-    Unparseable(String),
-    #[error("no operation id in data.payment.id")]
-    NoOperationId,
-}
+use crate::source::{Trigger, WebhookError};
 
 #[derive(Deserialize)]
 struct Hook {
