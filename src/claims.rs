@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::store::{Ledger, StoreError};
+use crate::store::{Leases, StoreError};
 
 /// The claims table's namespace for orders. Orders live in the one ERP, so their claims are not
 /// per account: two accounts paying one order take turns.
@@ -71,7 +71,7 @@ type HeldMap = Arc<Mutex<HashMap<String, Held>>>;
 
 /// The claims of one process.
 pub struct Claims {
-    ledger: Arc<dyn Ledger>,
+    ledger: Arc<dyn Leases>,
     holder: String,
     timing: ClaimTiming,
     held: HeldMap,
@@ -87,7 +87,7 @@ impl Drop for Claims {
 }
 
 impl Claims {
-    pub fn new(ledger: Arc<dyn Ledger>, holder: String, timing: ClaimTiming) -> Claims {
+    pub fn new(ledger: Arc<dyn Leases>, holder: String, timing: ClaimTiming) -> Claims {
         Claims {
             ledger,
             holder,

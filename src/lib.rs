@@ -5,7 +5,8 @@
 //! - [`domain`]: operations, sales orders, payment entries and the pure booking rules (no I/O).
 //! - [`source`]: payment sources behind the `PaymentSource` trait (`source::mobbex`).
 //! - [`erp`]: ERPs behind the `Erp` trait (`erp::erpnext`, Frappe error decoding).
-//! - [`store`]: the ledger behind the `Ledger` trait (`store::sqlite`).
+//! - [`store`]: the ledger, one trait per concern (`Decisions`, `Polls`, `Inbox`, `Leases`) under
+//!   the `Ledger` umbrella (`store::sqlite`).
 //! - [`pipeline`]: the one place where booking happens: batched lookups, per-order ordering, writes.
 //! - [`config`]: typed configuration, loaded and validated once.
 //! - [`schedule`]: cron expressions.

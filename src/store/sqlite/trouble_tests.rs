@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::DecisionKind;
+use crate::store::{Decisions, Inbox, Leases, Record};
 
 fn rec(uid: &str, reason: &str) -> Record {
     Record {

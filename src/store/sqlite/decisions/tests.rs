@@ -1,6 +1,4 @@
-//! The SQLite ledger's SQL: the upsert's rules, the booking check's plan, re-bookings.
-
-use rust_decimal::Decimal;
+//! The SQLite ledger's decisions: the upsert's rules, the booking check's plan, re-bookings.
 
 use super::*;
 
@@ -80,12 +78,18 @@ async fn booked_rows_are_never_downgraded() {
     assert_eq!(r.times_seen, 3);
     assert_eq!(r.amount.unwrap().to_string(), "2871.74");
     assert_eq!(rows.len(), 1);
-    assert_eq!(
-        l.booked_for_order("main", "SAL-ORD-2026-00001")
-            .await
-            .unwrap(),
-        Some("ACC-PAY-1".into())
-    );
+    // The booking check still sees it as the order's booking.
+    let view = l
+        .op_and_order(
+            "main",
+            "u2",
+            Timestamp::now(),
+            Some("SAL-ORD-2026-00001"),
+            Timestamp::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+    assert_eq!(view.booked_entry.as_deref(), Some("ACC-PAY-1"));
 }
 
 #[tokio::test]

@@ -1,0 +1,149 @@
+//! Decisions: the ledger's one row per examined operation, and the questions the pipeline asks of
+//! those rows (booked already? an earlier payment of the order unresolved? what to retry?).
+//!
+//! Owns the [`Decisions`] trait and its types ([`Record`], [`LedgerRow`], [`OrderView`]). It must
+//! not know any SQL dialect (each backend's `decisions.rs` holds its statements) nor touch polls,
+//! the inbox or claims.
+//!
+//! **Invariants** every backend enforces in its own statements (the SQLite ones are tested in
+//! `sqlite/decisions/tests.rs`): a row is unique on `(account, uid)`; a booked row never loses its
+//! decision or its entry name through [`Decisions::record`] / [`Decisions::record_many`] — the one
+//! way it stops being booked is [`Decisions::reopen_for_rebook`], and only while the entry it
+//! names was cancelled.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use super::StoreError;
+use crate::domain::{DecisionKind, EarlierPayment};
+
+/// What is written for one examined operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub account: String,
+    pub uid: String,
+    pub reference: String,
+    pub sales_order: Option<String>,
+    pub status_code: Option<u16>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub decision: DecisionKind,
+    pub reason: String,
+    pub erp_entry: Option<String>,
+    pub op_created: Option<Timestamp>,
+    pub seen_at: Timestamp,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    pub account: String,
+    pub uid: String,
+    pub reference: String,
+    pub sales_order: Option<String>,
+    pub status_code: Option<u16>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub decision: DecisionKind,
+    pub reason: String,
+    pub erp_entry: Option<String>,
+    /// The duplicate guard's value a re-booking uses (`<id>#2`, ...); `None`: the operation id.
+    pub guard_value: Option<String>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub times_seen: i64,
+}
+
+/// See [`Decisions::op_and_order`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderView {
+    pub row: Option<LedgerRow>,
+    /// The entry of some operation of the order that we booked.
+    pub booked_entry: Option<String>,
+    /// The oldest earlier operation of the order that is still unresolved.
+    pub earlier_unresolved: Option<EarlierPayment>,
+}
+
+#[async_trait]
+pub trait Decisions: Send + Sync {
+    /// Rows for these operation ids of an account (ids never seen are absent).
+    async fn rows(
+        &self,
+        account: &str,
+        uids: &[String],
+    ) -> Result<HashMap<String, LedgerRow>, StoreError>;
+    /// Insert or update the row of `(account, uid)`. A booked row keeps its decision and entry.
+    async fn record(&self, rec: &Record) -> Result<(), StoreError>;
+    /// [`Decisions::record`] for many rows in one transaction (one commit).
+    async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
+    /// The one way a booked row stops being booked: `paysync rebook`, after every ERPNext entry of
+    /// the operation was cancelled. Writes `rec` (an unresolved decision, so later payments of the
+    /// order wait and the retry loop finishes an interrupted re-booking) over whatever the row
+    /// held, forgets its entry, and remembers the guard value the new entry must carry — only if
+    /// the row names no entry or one of `cancelled`. `false`: it names another entry (booked
+    /// meanwhile), and is left alone.
+    async fn reopen_for_rebook(
+        &self,
+        rec: &Record,
+        guard_value: Option<&str>,
+        cancelled: &[String],
+    ) -> Result<bool, StoreError>;
+    /// In one query, what must be re-read under the order's lock before booking `uid` (created at
+    /// `created`): its row; an entry of `sales_order` booked at or after `booked_since` (by any
+    /// account: what the ERP could not have said when it was read then); and the oldest
+    /// operation of the order (any account) created before it whose decision holds later
+    /// payments back.
+    async fn op_and_order(
+        &self,
+        account: &str,
+        uid: &str,
+        created: Timestamp,
+        sales_order: Option<&str>,
+        booked_since: Timestamp,
+    ) -> Result<OrderView, StoreError>;
+    /// Operations of these orders whose decision holds later payments back (`error`, `waiting`,
+    /// `order_missing`, `order_not_payable`), oldest first: `(uid, sales_order)`. A trigger that
+    /// touches an order re-examines them with it, so the order's payments resolve in order.
+    async fn unresolved_in_orders(
+        &self,
+        account: &str,
+        orders: &[String],
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Number of rows per decision for an account.
+    async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError>;
+    /// The most recent rows with the given decision.
+    async fn latest(
+        &self,
+        account: &str,
+        decision: DecisionKind,
+        limit: i64,
+    ) -> Result<Vec<LedgerRow>, StoreError>;
+    /// Operations worth re-examining although Mobbex may never report them as updated again:
+    /// `order_missing`, `order_not_payable`, `waiting`, `error`, not seen since `now` minus a backoff that
+    /// grows with how often they were seen (1 min, 2, 4, ... up to a day). Oldest first.
+    async fn retryable(
+        &self,
+        account: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// The decisions that hold later payments of the same order back, as an SQL list of string
+/// literals (plain SQL, the same in every dialect). Partial indexes repeat this list: a query
+/// uses one only when its list is written in exactly the same order.
+pub(crate) fn holding_decisions_sql() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        DecisionKind::ALL
+            .into_iter()
+            .filter(|k| k.holds_back_later_payments())
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &LIST
+}

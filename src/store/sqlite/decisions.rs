@@ -1,0 +1,345 @@
+//! [`Decisions`] on SQLite: the `operations` table — its upsert, the booking check, re-bookings,
+//! and the reads of `status`, `demo` and the retry loop.
+//!
+//! Owns every statement on `operations` and the mapping of its rows. Must not touch the other
+//! tables (`polls`, `watermarks`, `inbox`, `claims`: their concerns' modules). Like every method of
+//! the SQLite ledger, each one first checks the file's identity (`self.same_file()`), and a
+//! statement group that must commit together goes through [`WriteTx`].
+//!
+//! **Invariants** enforced here, in the SQL: `(account, uid)` is the table's primary key, and every
+//! write is an `ON CONFLICT (account, uid)` upsert; [`upsert`] never takes a booked row's decision
+//! or entry away (tested in `decisions/tests.rs`); only [`Decisions::reopen_for_rebook`] does, and
+//! only while the row names no entry or one the caller found cancelled.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+use super::write_tx::WriteTx;
+use super::{SqliteLedger, from_ms, json_array, ms};
+use crate::domain::{DecisionKind, EarlierPayment};
+use crate::store::{Decisions, LedgerRow, OrderView, Record, StoreError, holding_decisions_sql};
+
+/// The columns [`row_to_ledger`] reads.
+const COLUMNS: &str = "account, uid, reference, sales_order, status_code, amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
+
+#[async_trait]
+impl Decisions for SqliteLedger {
+    async fn rows(
+        &self,
+        account: &str,
+        uids: &[String],
+    ) -> Result<HashMap<String, LedgerRow>, StoreError> {
+        self.same_file()?;
+        let mut out = HashMap::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        // One statement for the whole batch: the ids travel as one JSON array parameter.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM operations WHERE account = $1 AND uid IN (SELECT value FROM json_each($2))"
+        )))
+        .bind(account)
+        .bind(json_array(uids))
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let row = row_to_ledger(r)?;
+            out.insert(row.uid.clone(), row);
+        }
+        Ok(out)
+    }
+
+    async fn record(&self, rec: &Record) -> Result<(), StoreError> {
+        self.same_file()?;
+        upsert(rec).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        self.same_file()?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let work = async {
+            for rec in recs {
+                upsert(rec).execute(tx.conn()).await?;
+            }
+            Ok(())
+        }
+        .await;
+        tx.finish(work).await
+    }
+
+    async fn reopen_for_rebook(
+        &self,
+        rec: &Record,
+        guard_value: Option<&str>,
+        cancelled: &[String],
+    ) -> Result<bool, StoreError> {
+        self.same_file()?;
+        let done = sqlx::query(
+            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
+                                     decision, reason, op_created_ms, first_seen_ms, last_seen_ms, guard_value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             ON CONFLICT (account, uid) DO UPDATE SET \
+                reference = excluded.reference, \
+                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
+                status_code = excluded.status_code, \
+                amount = COALESCE(excluded.amount, operations.amount), \
+                currency = COALESCE(excluded.currency, operations.currency), \
+                decision = excluded.decision, \
+                reason = excluded.reason, \
+                erp_entry = NULL, \
+                booked_ms = NULL, \
+                guard_value = excluded.guard_value, \
+                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+                last_seen_ms = excluded.last_seen_ms, \
+                times_seen = operations.times_seen + 1 \
+             WHERE operations.erp_entry IS NULL \
+                OR operations.erp_entry IN (SELECT value FROM json_each($13))",
+        )
+        .bind(&rec.account)
+        .bind(&rec.uid)
+        .bind(&rec.reference)
+        .bind(&rec.sales_order)
+        .bind(rec.status_code.map(i64::from))
+        .bind(rec.amount.map(|a| a.to_string()))
+        .bind(&rec.currency)
+        .bind(rec.decision.as_str())
+        .bind(&rec.reason)
+        .bind(rec.op_created.map(ms))
+        .bind(ms(rec.seen_at))
+        .bind(guard_value)
+        .bind(json_array(cancelled))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn op_and_order(
+        &self,
+        account: &str,
+        uid: &str,
+        created: Timestamp,
+        sales_order: Option<&str>,
+        booked_since: Timestamp,
+    ) -> Result<OrderView, StoreError> {
+        self.same_file()?;
+        // One statement: the operation's row (which = 0), one booked row of the order (which = 1)
+        // and the oldest earlier unresolved row of the order (which = 2); each SQLite round trip
+        // costs two thread switches in sqlx.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(op_and_order_sql()))
+            .bind(account)
+            .bind(uid)
+            .bind(sales_order)
+            .bind(ms(created))
+            .bind(ms(booked_since))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut view = OrderView::default();
+        for r in &rows {
+            let which: i64 = r.try_get("which")?;
+            match which {
+                0 => view.row = Some(row_to_ledger(r)?),
+                1 => {
+                    view.booked_entry = Some(
+                        r.try_get::<Option<String>, _>("erp_entry")?
+                            .unwrap_or_default(),
+                    )
+                }
+                _ => {
+                    let row = row_to_ledger(r)?;
+                    view.earlier_unresolved = Some(EarlierPayment {
+                        uid: row.uid,
+                        decision: row.decision,
+                    });
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    async fn unresolved_in_orders(
+        &self,
+        account: &str,
+        orders: &[String],
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.same_file()?;
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT o.uid, o.sales_order FROM json_each($2) AS j \
+             JOIN operations AS o INDEXED BY operations_unresolved_by_order ON o.sales_order = j.value \
+             WHERE o.account = $1 AND o.decision IN ({holding}) \
+             ORDER BY o.op_created_ms, o.uid LIMIT $3",
+            holding = holding_decisions_sql(),
+        )))
+        .bind(account)
+        .bind(json_array(orders))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("uid")?, r.try_get("sales_order")?)))
+            .collect()
+    }
+
+    async fn counts(&self, account: &str) -> Result<HashMap<DecisionKind, i64>, StoreError> {
+        self.same_file()?;
+        let rows = sqlx::query(
+            "SELECT decision, COUNT(*) FROM operations WHERE account = $1 GROUP BY decision",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let d: String = r.get(0);
+            let n: i64 = r.get(1);
+            let kind = DecisionKind::parse(&d)
+                .ok_or_else(|| StoreError::Corrupt(format!("decision {d:?}")))?;
+            out.insert(kind, n);
+        }
+        Ok(out)
+    }
+
+    async fn latest(
+        &self,
+        account: &str,
+        decision: DecisionKind,
+        limit: i64,
+    ) -> Result<Vec<LedgerRow>, StoreError> {
+        self.same_file()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM operations WHERE account = $1 AND decision = $2 \
+             ORDER BY last_seen_ms DESC LIMIT $3"
+        )))
+        .bind(account)
+        .bind(decision.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_ledger).collect()
+    }
+
+    async fn retryable(
+        &self,
+        account: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.same_file()?;
+        let rows = sqlx::query(
+            "SELECT uid FROM operations \
+             WHERE account = $1 AND decision IN ('order_missing', 'order_not_payable', 'waiting', 'error') \
+               AND last_seen_ms + MIN(60000 * (1 << MIN(times_seen - 1, 11)), 86400000) <= $2 \
+             ORDER BY last_seen_ms LIMIT $3",
+        )
+        .bind(account)
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+fn row_to_ledger(r: &sqlx::sqlite::SqliteRow) -> Result<LedgerRow, StoreError> {
+    let decision: String = r.try_get("decision")?;
+    let amount: Option<String> = r.try_get("amount")?;
+    Ok(LedgerRow {
+        account: r.try_get("account")?,
+        uid: r.try_get("uid")?,
+        reference: r.try_get("reference")?,
+        sales_order: r.try_get("sales_order")?,
+        status_code: r
+            .try_get::<Option<i64>, _>("status_code")?
+            .map(|c| c as u16),
+        amount: amount
+            .map(|a| {
+                Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}")))
+            })
+            .transpose()?,
+        currency: r.try_get("currency")?,
+        decision: DecisionKind::parse(&decision)
+            .ok_or_else(|| StoreError::Corrupt(format!("decision {decision:?}")))?,
+        reason: r.try_get("reason")?,
+        erp_entry: r.try_get("erp_entry")?,
+        guard_value: r.try_get("guard_value")?,
+        first_seen: from_ms(r.try_get("first_seen_ms")?)?,
+        last_seen: from_ms(r.try_get("last_seen_ms")?)?,
+        times_seen: r.try_get("times_seen")?,
+    })
+}
+
+/// [`Decisions::op_and_order`]'s statement. Each part must use an index (a test checks the plan):
+/// it runs before every booking.
+fn op_and_order_sql() -> String {
+    format!(
+        "SELECT * FROM (SELECT {COLUMNS}, 0 AS which FROM operations WHERE account = $1 AND uid = $2) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 1 AS which FROM operations \
+                            WHERE sales_order = $3 AND booked_ms >= $5 \
+                              AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
+             UNION ALL \
+             SELECT * FROM (SELECT {COLUMNS}, 2 AS which FROM operations \
+                            WHERE sales_order = $3 AND NOT (account = $1 AND uid = $2) \
+                              AND decision IN ({holding}) \
+                              AND (op_created_ms < $4 OR (op_created_ms = $4 AND uid < $2)) \
+                            ORDER BY op_created_ms, uid LIMIT 1)",
+        holding = holding_decisions_sql()
+    )
+}
+
+/// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
+/// "already_loaded" (or a refund, which only replaces the reason with a warning) must not make it
+/// look unbooked.
+fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
+                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms, booked_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
+                     CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) \
+             ON CONFLICT (account, uid) DO UPDATE SET \
+                reference = excluded.reference, \
+                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
+                status_code = excluded.status_code, \
+                amount = COALESCE(excluded.amount, operations.amount), \
+                currency = COALESCE(excluded.currency, operations.currency), \
+                decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                                THEN operations.decision ELSE excluded.decision END, \
+                reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
+                                THEN excluded.reason \
+                              WHEN excluded.decision = 'refunded' THEN excluded.reason \
+                              ELSE operations.reason END, \
+                erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
+                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+                booked_ms = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                                 THEN operations.booked_ms ELSE excluded.booked_ms END, \
+                last_seen_ms = excluded.last_seen_ms, \
+                times_seen = operations.times_seen + 1",
+        )
+        .bind(&rec.account)
+        .bind(&rec.uid)
+        .bind(&rec.reference)
+        .bind(&rec.sales_order)
+        .bind(rec.status_code.map(i64::from))
+        .bind(rec.amount.map(|a| a.to_string()))
+        .bind(&rec.currency)
+        .bind(rec.decision.as_str())
+        .bind(&rec.reason)
+        .bind(&rec.erp_entry)
+        .bind(rec.op_created.map(ms))
+        .bind(ms(rec.seen_at))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! [`Polls`] on SQLite: the `watermarks` and `polls` tables.
+//!
+//! Owns every statement on those two tables and the mapping of a poll row. Must not touch the
+//! other tables (`operations`, `inbox`, `claims`). Each method first checks the file's identity
+//! (`self.same_file()`).
+//!
+//! **Invariant** enforced here, in the SQL: a watermark never moves backwards (`MAX` in the upsert).
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::Row;
+
+use super::{SqliteLedger, from_ms, ms};
+use crate::store::{PollRecord, Polls, StoreError};
+
+#[async_trait]
+impl Polls for SqliteLedger {
+    async fn watermark(&self, account: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.same_file()?;
+        let row = sqlx::query("SELECT watermark_ms FROM watermarks WHERE account = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_ms(r.get(0))).transpose()
+    }
+
+    async fn set_watermark(&self, account: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.same_file()?;
+        sqlx::query(
+            "INSERT INTO watermarks (account, watermark_ms, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (account) DO UPDATE SET \
+               watermark_ms = MAX(watermarks.watermark_ms, excluded.watermark_ms), \
+               updated_ms = excluded.updated_ms",
+        )
+        .bind(account)
+        .bind(ms(at))
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_poll(&self, p: &PollRecord) -> Result<(), StoreError> {
+        self.same_file()?;
+        sqlx::query(
+            "INSERT INTO polls (account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.account)
+        .bind(ms(p.started))
+        .bind(ms(p.finished))
+        .bind(ms(p.window_from))
+        .bind(ms(p.window_to))
+        .bind(p.ok)
+        .bind(&p.summary)
+        .bind(&p.error)
+        .execute(&self.pool)
+        .await?;
+        // Keep the history bounded (the latest 1000 polls of the account).
+        sqlx::query(
+            "DELETE FROM polls WHERE account = $1 AND id <= (SELECT MAX(id) FROM polls WHERE account = $1) - 1000",
+        )
+        .bind(&p.account)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn polls(&self, account: &str, limit: i64) -> Result<Vec<PollRecord>, StoreError> {
+        self.same_file()?;
+        let rows = sqlx::query(
+            "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
+             FROM polls WHERE account = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_poll).collect()
+    }
+
+    async fn last_good_poll(&self, account: &str) -> Result<Option<PollRecord>, StoreError> {
+        self.same_file()?;
+        let row = sqlx::query(
+            "SELECT account, started_ms, finished_ms, window_from_ms, window_to_ms, ok, summary, error \
+             FROM polls WHERE account = $1 AND ok = 1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_poll).transpose()
+    }
+}
+
+fn row_to_poll(r: &sqlx::sqlite::SqliteRow) -> Result<PollRecord, StoreError> {
+    Ok(PollRecord {
+        account: r.try_get("account")?,
+        started: from_ms(r.try_get("started_ms")?)?,
+        finished: from_ms(r.try_get("finished_ms")?)?,
+        window_from: from_ms(r.try_get("window_from_ms")?)?,
+        window_to: from_ms(r.try_get("window_to_ms")?)?,
+        ok: r.try_get("ok")?,
+        summary: r.try_get("summary")?,
+        error: r.try_get("error")?,
+    })
+}
