@@ -14,8 +14,9 @@ use crate::cli::{EXIT_FAILED, EXIT_OK, print_summary};
 use crate::config;
 use crate::domain::DecisionKind;
 use crate::pipeline::RunOptions;
-use crate::sim::sample;
-use crate::sim::{SimOptions, Simulator};
+use paysync_sim::fixtures::ConfigBuilder;
+use paysync_sim::sample;
+use paysync_sim::{SimOptions, Simulator};
 
 pub async fn run() -> u8 {
     match run_inner().await {
@@ -35,38 +36,10 @@ async fn run_inner() -> anyhow::Result<u8> {
 
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("sync.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"# Written by `paysync demo`: the simulator's addresses and credentials.
-[daemon]
-timezone = "America/Argentina/Buenos_Aires"
-[store]
-url = "sqlite://{db}"
-[erp]
-kind = "erpnext"
-url = "{erp}"
-api_key = "{erp_key}"
-api_secret = "{erp_secret}"
-max_in_flight = 4
-[[accounts]]
-name = "main"
-source = "mobbex"
-api_url = "{mbx}"
-api_key = "{mbx_key}"
-access_token = "{mbx_token}"
-company = "Mi Empresa SA"
-mode_of_payment = "Mobbex"
-"#,
-            db = dir.path().join("paysync.db").display(),
-            erp = sim.erpnext_url,
-            mbx = sim.mobbex_url,
-            erp_key = opts.erp_api_key,
-            erp_secret = opts.erp_api_secret,
-            mbx_key = opts.mobbex_api_key,
-            mbx_token = opts.mobbex_access_token,
-        ),
-    )?;
+    ConfigBuilder::for_simulator(&sim, dir.path().join("paysync.db"))
+        .comment("Written by `paysync demo`: the simulator's addresses and credentials.")
+        .erp("max_in_flight = 4")
+        .write(&config_path)?;
     let settings = config::load_with_env(&config_path, &HashMap::new())?;
     let app = App::build(settings).await?;
 
@@ -154,7 +127,12 @@ mode_of_payment = "Mobbex"
     let rows = app.ledger.rows("main", &uids).await?;
     let mut mismatches = 0;
     for e in &expected {
-        let want = e.outcome.decision_kind();
+        let want = DecisionKind::parse(e.outcome.decision()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the sample names an unknown decision {:?}",
+                e.outcome.decision()
+            )
+        })?;
         let got = rows.get(&e.uid).map(|r| r.decision);
         if got != Some(want) {
             mismatches += 1;

@@ -13,7 +13,8 @@
 //! - [`redact`]: masking secrets (URL credentials) in anything printed or logged.
 //! - [`app`]: wiring concrete implementations together.
 //! - [`cli`], [`telemetry`], [`summary`]: the binary's edge.
-//! - [`sim`]: a faithful simulator of the Mobbex and ERPNext HTTP APIs (tests, benchmarks, `demo`).
+//! - The simulator of the Mobbex and ERPNext HTTP APIs (tests, benchmarks, `demo`) is its own crate,
+//!   `paysync_sim` (`crates/paysync-sim/`), which never depends on this one.
 //! - [`demo`]: `paysync demo`.
 //!
 //! See ARCHITECTURE.md for the main flow and the invariants.
@@ -32,7 +33,6 @@ pub mod pipeline;
 pub mod redact;
 pub mod retry;
 pub mod schedule;
-pub mod sim;
 pub mod source;
 pub mod store;
 pub mod summary;

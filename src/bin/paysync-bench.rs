@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use paysync::sim::sample::{ExpectedOutcome, SampleSpec, populate};
-use paysync::sim::{Faults, SimOperation, SimOptions, SimSalesOrder, Simulator};
+use paysync_sim::fixtures::ConfigBuilder;
+use paysync_sim::sample::{ExpectedOutcome, SampleSpec, populate};
+use paysync_sim::{Faults, SimOperation, SimOptions, SimSalesOrder, Simulator};
 use rust_decimal::Decimal;
 
 #[derive(Parser, Debug, Clone)]
@@ -138,50 +139,15 @@ fn faults(args: &Args) -> Faults {
 }
 
 /// A temporary directory with a sync.toml pointing at `sim`.
-fn write_config(
-    dir: &Path,
-    sim: &Simulator,
-    opts: &SimOptions,
-    mif: usize,
-    listen: &str,
-    schedule: &str,
-) -> PathBuf {
+fn write_config(dir: &Path, sim: &Simulator, mif: usize, listen: &str, schedule: &str) -> PathBuf {
     let path = dir.join("sync.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-timezone = "America/Argentina/Buenos_Aires"
-schedule = "{schedule}"
-listen = "{listen}"
-[store]
-url = "sqlite://{db}"
-[erp]
-kind = "erpnext"
-url = "{erp}"
-api_key = "{ek}"
-api_secret = "{es}"
-max_in_flight = {mif}
-[[accounts]]
-name = "main"
-source = "mobbex"
-api_url = "{mbx}"
-api_key = "{mk}"
-access_token = "{mt}"
-webhook_token = "bench-hook-token"
-company = "Mi Empresa SA"
-mode_of_payment = "Mobbex"
-"#,
-            db = dir.join("ledger.db").display(),
-            erp = sim.erpnext_url,
-            mbx = sim.mobbex_url,
-            ek = opts.erp_api_key,
-            es = opts.erp_api_secret,
-            mk = opts.mobbex_api_key,
-            mt = opts.mobbex_access_token,
-        ),
-    )
-    .expect("config written");
+    ConfigBuilder::for_simulator(sim, dir.join("ledger.db"))
+        .daemon(&format!("schedule = \"{schedule}\""))
+        .daemon(&format!("listen = \"{listen}\""))
+        .erp(&format!("max_in_flight = {mif}"))
+        .account_line("webhook_token = \"bench-hook-token\"")
+        .write(&path)
+        .expect("config written");
     path
 }
 
@@ -297,7 +263,7 @@ async fn backfill(args: &Args) -> anyhow::Result<()> {
         let sim = Simulator::start(opts.clone()).await?;
         let expected = populate(&sim, &spec(args, args.ops, 10));
         let dir = tempfile::tempdir()?;
-        let cfg = write_config(dir.path(), &sim, &opts, mif, "127.0.0.1:0", "*/5 * * * *");
+        let cfg = write_config(dir.path(), &sim, mif, "127.0.0.1:0", "*/5 * * * *");
         sim.reset_stats();
         let u = run_blocking(paysync_cmd(
             &cfg,
@@ -453,7 +419,6 @@ async fn webhooks(args: &Args) -> anyhow::Result<()> {
     let cfg = write_config(
         dir.path(),
         &sim,
-        &opts,
         4,
         &format!("127.0.0.1:{port}"),
         "0 0 1 1 *",
@@ -558,7 +523,6 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let cfg = write_config(
         dir.path(),
         &sim,
-        &opts,
         4,
         &format!("127.0.0.1:{}", free_port()),
         "*/5 * * * *",
@@ -599,7 +563,6 @@ async fn big_ledger(args: &Args) -> anyhow::Result<()> {
     let cfg = write_config(
         dir.path(),
         &sim,
-        &opts,
         16,
         &format!("127.0.0.1:{}", free_port()),
         "0 0 1 1 *",

@@ -232,7 +232,7 @@ mod tests {
 
     fn recording(name: &str) -> (u16, String) {
         let path = format!(
-            "{}/../shared/spec/erpnext-real/{name}",
+            "{}/tests/fixtures/erpnext-real/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let v: serde_json::Value =

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::sim::{Faults, SimOptions};
+use paysync_sim::{Faults, SimOptions};
 use serde_json::json;
 
 use crate::helpers::{TestEnv, sync_with};

@@ -4,7 +4,7 @@
 
 use jiff::civil::date;
 use paysync::app::{App, created_window};
-use paysync::sim::{ErrorBody, NextAnswer, SimApi};
+use paysync_sim::{ErrorBody, NextAnswer, SimApi};
 
 use crate::helpers::{TODAY, TestEnv, order, paid_op};
 
@@ -180,7 +180,7 @@ async fn a_webhook_whose_reread_gets_a_json_500_is_retried_not_given_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_to_a_create_is_handled_by_its_row() {
-    use paysync::sim::CreateFault as F;
+    use paysync_sim::CreateFault as F;
     use std::time::{Duration, Instant};
     // (the create's first answer, sent again at once?, posts in all)
     let mut rows: Vec<(F, bool, u64)> = Vec::new();

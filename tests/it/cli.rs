@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use paysync::sim::SimOperation;
+use paysync_sim::SimOperation;
 use rust_decimal::Decimal;
 
 use crate::helpers::TestEnv;
@@ -345,7 +345,7 @@ fn a_broken_configuration_never_prints_a_secret() {
 /// A run that works: no secret in anything `check` or `sync` prints or logs either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_sync_never_print_a_secret() {
-    let opts = paysync::sim::SimOptions {
+    let opts = paysync_sim::SimOptions {
         erp_api_key: "ErpKey-6d1f0a".into(),
         erp_api_secret: "ErpSecret-93be27".into(),
         mobbex_api_key: "MbxKey-4c8e51".into(),

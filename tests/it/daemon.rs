@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use paysync::app::App;
 use paysync::daemon::{self, DaemonCtx, Progress};
 use paysync::domain::DecisionKind;
-use paysync::sim::{Faults, SimOperation, SimOptions};
+use paysync_sim::{Faults, SimOperation, SimOptions};
 use rust_decimal::Decimal;
 use serde_json::json;
 

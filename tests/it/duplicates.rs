@@ -3,7 +3,7 @@
 
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::sim::{SimOptions, Simulator};
+use paysync_sim::{SimOptions, Simulator};
 use rust_decimal::Decimal;
 
 use crate::helpers::{TestEnv, order, paid_op, paysync_cmd};
@@ -13,7 +13,7 @@ const SO: &str = "SAL-ORD-2026-00001";
 /// A simulator whose Payment Entry writes take `ms` milliseconds.
 fn slow_writes(ms: u64) -> SimOptions {
     SimOptions {
-        faults: paysync::sim::Faults {
+        faults: paysync_sim::Faults {
             erp_write_latency: std::time::Duration::from_millis(ms),
             ..Default::default()
         },
@@ -25,7 +25,7 @@ fn at(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
 }
 
-fn entries_of(env: &TestEnv, uid: &str) -> Vec<paysync::sim::SimPaymentEntry> {
+fn entries_of(env: &TestEnv, uid: &str) -> Vec<paysync_sim::SimPaymentEntry> {
     env.sim
         .payment_entries()
         .into_iter()
@@ -436,7 +436,7 @@ async fn with_the_guard_a_second_entry_is_refused_by_erpnext_and_recorded_as_loa
 /// the order paid, and be additional.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_guard_a_lost_first_answer_still_makes_the_next_payment_additional() {
-    use paysync::sim::{CreateFault, ErrorBody};
+    use paysync_sim::{CreateFault, ErrorBody};
     let env = TestEnv::start().await;
     assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     env.sim.add_customer("Cliente Demo");
@@ -470,7 +470,7 @@ async fn with_the_guard_a_lost_first_answer_still_makes_the_next_payment_additio
 /// very entry): it is booked, never `order_not_payable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_guard_a_resend_refused_by_validation_is_found_booked() {
-    use paysync::sim::{CreateFault, ErrorBody};
+    use paysync_sim::{CreateFault, ErrorBody};
     let env = TestEnv::start().await;
     assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     env.sim.add_customer("Cliente Demo");

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
-use paysync::sim::sample::{Expected, ExpectedOutcome, SampleSpec, populate};
-use paysync::sim::{Faults, SimOptions};
+use paysync_sim::sample::{Expected, ExpectedOutcome, SampleSpec, populate};
+use paysync_sim::{Faults, SimOptions};
 
 use crate::helpers::{TestEnv, assert_books_exactly, assert_exactly_expected, sync_with};
 
@@ -155,7 +155,7 @@ async fn a_listing_that_changes_while_it_is_read_loses_nothing() {
             let (order, _) = &orders[i - 1];
             let created: Timestamp = "2026-10-29T12:00:00Z".parse::<Timestamp>().unwrap()
                 + SignedDuration::from_secs(i as i64);
-            let new_op = paysync::sim::SimOperation {
+            let new_op = paysync_sim::SimOperation {
                 uid: format!("late-{i:03}"),
                 reference: order.clone(),
                 status: 200,
@@ -189,7 +189,7 @@ async fn a_listing_that_changes_while_it_is_read_loses_nothing() {
             .unwrap()
             .reference;
         let party = orders.iter().find(|(o, _)| *o == order).unwrap().1.clone();
-        expected.push(paysync::sim::sample::Expected {
+        expected.push(paysync_sim::sample::Expected {
             uid: uid.clone(),
             outcome: ExpectedOutcome::BookedAdditional { order, party },
         });
@@ -283,8 +283,8 @@ fn hostile_faults() -> Faults {
 
 /// The first payment's create of every order that has later payments fails once, in turn in
 /// each of the ways a create can fail. Returns how many were set up.
-fn fail_first_payments(sim: &paysync::sim::Simulator, expected: &[Expected]) -> usize {
-    use paysync::sim::{CreateFault, ErrorBody};
+fn fail_first_payments(sim: &paysync_sim::Simulator, expected: &[Expected]) -> usize {
+    use paysync_sim::{CreateFault, ErrorBody};
     let with_later: std::collections::HashSet<&str> = expected
         .iter()
         .filter_map(|e| match &e.outcome {
@@ -450,7 +450,7 @@ async fn under_sustained_faults_every_allocation_is_right_within_three_runs() {
 /// write slot behind other creates (a slow ERPNext and `max_in_flight = 1` would spend it all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_is_not_spent_queueing_for_a_write_slot() {
-    use paysync::sim::CreateFault;
+    use paysync_sim::CreateFault;
     let opts = SimOptions {
         faults: Faults {
             erp_write_latency: Duration::from_millis(250),

@@ -5,9 +5,15 @@ use std::path::PathBuf;
 use jiff::civil::{Date, date};
 use paysync::app::{App, created_window};
 use paysync::config;
+use paysync::domain::DecisionKind;
 use paysync::pipeline::RunOptions;
-use paysync::sim::{SimOptions, Simulator};
 use paysync::summary::Summary;
+use paysync_sim::fixtures::ConfigBuilder;
+use paysync_sim::sample::ExpectedOutcome;
+use paysync_sim::{SimOptions, Simulator};
+
+/// The order and the operation most tests start from (shared with the demo and the bench).
+pub use paysync_sim::fixtures::{order, paid_op};
 
 /// "Today" for every test entry.
 pub const TODAY: Date = date(2026, 11, 22);
@@ -25,44 +31,18 @@ impl TestEnv {
 
     /// `extra_account_toml` is appended to the account table (e.g. `order_pattern = '...'`).
     pub async fn start_with(opts: SimOptions, extra_account_toml: &str) -> TestEnv {
-        let erp_key = opts.erp_api_key.clone();
-        let erp_secret = opts.erp_api_secret.clone();
-        let mbx_key = opts.mobbex_api_key.clone();
-        let mbx_token = opts.mobbex_access_token.clone();
         let sim = Simulator::start(opts).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sync.toml");
-        let text = format!(
-            r#"
-[daemon]
-timezone = "America/Argentina/Buenos_Aires"
-retry_budget = "2s"
-[store]
-url = "sqlite://{db}"
-[erp]
-kind = "erpnext"
-url = "{erp}"
-api_key = "{erp_key}"
-api_secret = "{erp_secret}"
-max_in_flight = 4
-timeout = "5s"
-commit_horizon = "4s"
-[[accounts]]
-name = "main"
-source = "mobbex"
-api_url = "{mbx}"
-api_key = "{mbx_key}"
-access_token = "{mbx_token}"
-webhook_token = "hook-secret-token"
-company = "Mi Empresa SA"
-mode_of_payment = "Mobbex"
-{extra_account_toml}
-"#,
-            db = dir.path().join("ledger.db").display(),
-            erp = sim.erpnext_url,
-            mbx = sim.mobbex_url,
-        );
-        std::fs::write(&config_path, text).unwrap();
+        ConfigBuilder::for_simulator(&sim, dir.path().join("ledger.db"))
+            .daemon("retry_budget = \"2s\"")
+            .erp("max_in_flight = 4")
+            .erp("timeout = \"5s\"")
+            .erp("commit_horizon = \"4s\"")
+            .account_line("webhook_token = \"hook-secret-token\"")
+            .account_line(extra_account_toml)
+            .write(&config_path)
+            .unwrap();
         TestEnv {
             sim,
             dir,
@@ -105,11 +85,10 @@ pub async fn sync_with(app: &App, since: Date, until: Date, dry_run: bool) -> Su
 /// The final ERPNext state must be exactly what the oracle expects: one submitted entry per
 /// booked operation, none for the others, nothing else created since `before`.
 pub fn assert_exactly_expected(
-    sim: &paysync::sim::Simulator,
-    expected: &[paysync::sim::sample::Expected],
+    sim: &paysync_sim::Simulator,
+    expected: &[paysync_sim::sample::Expected],
     before: &[String],
 ) {
-    use paysync::sim::sample::ExpectedOutcome;
     use std::collections::HashMap;
     let mut by_ref: HashMap<String, usize> = HashMap::new();
     let new: Vec<_> = sim
@@ -137,21 +116,11 @@ pub fn assert_exactly_expected(
     assert_eq!(new.len(), booked, "entries beyond the expected ones");
 }
 
-/// A submitted, unpaid sales order of "Mi Empresa SA" in ARS.
-pub fn order(name: &str, customer: &str, total: &str) -> paysync::sim::SimSalesOrder {
-    paysync::sim::SimSalesOrder {
-        name: name.into(),
-        customer: customer.into(),
-        company: "Mi Empresa SA".into(),
-        currency: "ARS".into(),
-        grand_total: total.parse().expect("decimal"),
-        rounded_total: Some(total.parse().expect("decimal")),
-        advance_paid: rust_decimal::Decimal::ZERO,
-        docstatus: 1,
-        status: "To Deliver and Bill".into(),
-        per_billed: rust_decimal::Decimal::ZERO,
-        transaction_date: jiff::civil::date(2026, 10, 1),
-    }
+/// The decision paysync must record for an operation with this outcome: the oracle names it as
+/// `rules.md` does; this maps the name to paysync's type.
+pub fn expected_kind(o: &ExpectedOutcome) -> DecisionKind {
+    DecisionKind::parse(o.decision())
+        .unwrap_or_else(|| panic!("the oracle names an unknown decision {:?}", o.decision()))
 }
 
 /// The final ERPNext state must equal the oracle's **field by field**: for every booked
@@ -160,20 +129,19 @@ pub fn order(name: &str, customer: &str, total: &str) -> paysync::sim::SimSalesO
 /// unallocated on the customer's receivable account; posted on `today`. Nothing else created
 /// since `before`.
 pub fn assert_books_exactly(
-    sim: &paysync::sim::Simulator,
-    expected: &[paysync::sim::sample::Expected],
+    sim: &paysync_sim::Simulator,
+    expected: &[paysync_sim::sample::Expected],
     before: &[String],
     today: Date,
 ) {
-    use paysync::sim::sample::ExpectedOutcome;
     use std::collections::HashMap;
     assert_exactly_expected(sim, expected, before);
-    let ops: HashMap<String, paysync::sim::SimOperation> = sim
+    let ops: HashMap<String, paysync_sim::SimOperation> = sim
         .operations()
         .into_iter()
         .map(|o| (o.uid.clone(), o))
         .collect();
-    let entries: HashMap<String, paysync::sim::SimPaymentEntry> = sim
+    let entries: HashMap<String, paysync_sim::SimPaymentEntry> = sim
         .payment_entries()
         .into_iter()
         .filter(|e| !before.contains(&e.name))
@@ -235,28 +203,6 @@ pub fn assert_books_exactly(
         wrong.len(),
         wrong.join("\n")
     );
-}
-
-/// A paid (200) ARS operation of `total` for `order`, created (and updated) at `created`.
-pub fn paid_op(
-    uid: &str,
-    order: &str,
-    total: i64,
-    created: jiff::Timestamp,
-) -> paysync::sim::SimOperation {
-    paysync::sim::SimOperation {
-        uid: uid.into(),
-        reference: order.into(),
-        status: 200,
-        total: rust_decimal::Decimal::from(total),
-        currency: "ARS".into(),
-        created,
-        updated: created,
-        description: "Compra".into(),
-        payer_name: "Juan".into(),
-        parent_uid: None,
-        operation_type: "payment.v2".into(),
-    }
 }
 
 /// Run the real `paysync` binary with the test's configuration.

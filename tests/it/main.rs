@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 mod duplicates;
 mod faults;
+mod fixtures;
 mod fuzz;
 mod helpers;
 mod hostile;

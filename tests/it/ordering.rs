@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::sim::{CreateFault, SimOperation, SimPaymentEntry};
+use paysync_sim::{CreateFault, SimOperation, SimPaymentEntry};
 use rust_decimal::Decimal;
 
 use crate::helpers::{TestEnv, order, paid_op, sync_with};
@@ -146,7 +146,7 @@ async fn an_answer_lost_and_not_found_yet_holds_the_later_payments_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_error_before_the_commit_is_sent_again_only_after_the_commit_horizon() {
-    use paysync::sim::ErrorBody;
+    use paysync_sim::ErrorBody;
     let env = TestEnv::start().await;
     three_payments(&env);
     // A proxy's 502 page: the create never reached ERPNext, but paysync cannot know that.

@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 use paysync::domain::DecisionKind;
-use paysync::sim::{SimOperation, SimOptions, Simulator};
+use paysync_sim::fixtures::{AccountConfig, ConfigBuilder, ErpAuth};
+use paysync_sim::{SimOperation, SimOptions, Simulator};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -245,39 +246,21 @@ async fn real_erpnext_books_every_order_oldest_first_under_proxy_faults() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("sync.toml");
-    let opts = SimOptions::default();
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[daemon]
-timezone = "America/Argentina/Buenos_Aires"
-retry_budget = "2s"
-[store]
-url = "sqlite://{db}"
-[erp]
-kind = "erpnext"
-url = "{proxy_url}"
-api_key = "{key}"
-api_secret = "{secret}"
-max_in_flight = 4
-timeout = "20s"
-commit_horizon = "6s"
-[[accounts]]
-name = "main"
-source = "mobbex"
-api_url = "{mbx}"
-api_key = "{mk}"
-access_token = "{mt}"
-company = "{company}"
-mode_of_payment = "{mode}"
-"#,
-            db = dir.path().join("ledger.db").display(),
-            mbx = sim.mobbex_url,
-            mk = opts.mobbex_api_key,
-            mt = opts.mobbex_access_token,
-        ),
+    ConfigBuilder::new(
+        dir.path().join("ledger.db"),
+        &proxy_url,
+        ErpAuth::Inline { key, secret },
     )
+    .daemon("retry_budget = \"2s\"")
+    .erp("max_in_flight = 4")
+    .erp("timeout = \"20s\"")
+    .erp("commit_horizon = \"6s\"")
+    .account(
+        AccountConfig::for_simulator("main", &sim)
+            .company(&company)
+            .mode_of_payment(&mode),
+    )
+    .write(&cfg)
     .unwrap();
     let settings = paysync::config::load_with_env(&cfg, &Default::default()).unwrap();
     let today = Timestamp::now()

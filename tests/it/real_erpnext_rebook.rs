@@ -4,7 +4,8 @@
 //! two processes — and ERPNext's own records are read back.
 
 use jiff::Timestamp;
-use paysync::sim::{SimOptions, Simulator};
+use paysync_sim::fixtures::{AccountConfig, ConfigBuilder, ErpAuth};
+use paysync_sim::{SimOptions, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::{paid_op, paysync_cmd};
@@ -129,39 +130,17 @@ async fn real_erpnext_rebooks_a_cancelled_payment_exactly_once() {
     ));
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("sync.toml");
-    let opts = SimOptions::default();
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[daemon]
-timezone = "America/Argentina/Buenos_Aires"
-[store]
-url = "sqlite://{db}"
-[erp]
-kind = "erpnext"
-url = "{url}"
-api_key_file = "{kf}"
-api_secret_file = "{sf}"
-timeout = "20s"
-[[accounts]]
-name = "main"
-source = "mobbex"
-api_url = "{mbx}"
-api_key = "{mk}"
-access_token = "{mt}"
-company = "{company}"
-mode_of_payment = "Mobbex"
-"#,
-            db = dir.path().join("ledger.db").display(),
-            url = erp.url,
-            kf = env("PAYSYNC_REAL_ERP_KEY_FILE"),
-            sf = env("PAYSYNC_REAL_ERP_SECRET_FILE"),
-            mbx = sim.mobbex_url,
-            mk = opts.mobbex_api_key,
-            mt = opts.mobbex_access_token,
-        ),
+    ConfigBuilder::new(
+        dir.path().join("ledger.db"),
+        &erp.url,
+        ErpAuth::Files {
+            key_file: env("PAYSYNC_REAL_ERP_KEY_FILE").into(),
+            secret_file: env("PAYSYNC_REAL_ERP_SECRET_FILE").into(),
+        },
     )
+    .erp("timeout = \"20s\"")
+    .account(AccountConfig::for_simulator("main", &sim).company(&company))
+    .write(&config_path)
     .unwrap();
     let test_env = crate::helpers::TestEnv {
         sim,

@@ -4,7 +4,7 @@
 
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::sim::{CreateFault, ErrorBody, SimPaymentEntry};
+use paysync_sim::{CreateFault, ErrorBody, SimPaymentEntry};
 use rust_decimal::Decimal;
 
 use crate::helpers::{TestEnv, order, paid_op, paysync_cmd};
@@ -277,7 +277,7 @@ async fn two_rebookings_at_once_create_one_entry_with_the_guard() {
 
 async fn two_rebookings_at_once_create_one_entry_case(guard: bool) {
     let (env, _first) = booked_then_cancelled(guard).await;
-    env.sim.set_faults(paysync::sim::Faults {
+    env.sim.set_faults(paysync_sim::Faults {
         erp_write_latency: std::time::Duration::from_millis(1500),
         ..Default::default()
     });

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use jiff::civil::date;
-use paysync::sim::{SimOptions, SimSalesOrder, Simulator};
+use paysync_sim::{SimOptions, SimSalesOrder, Simulator};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+/// The copy of `shared/spec/erpnext-real/` kept in the repository (see its README.md).
 fn recordings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/erpnext-real")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/erpnext-real")
 }
 
 fn d(s: &str) -> Decimal {
@@ -304,7 +305,7 @@ async fn recorded_successes_and_lookups_have_the_recorded_shape() {
 async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials() {
     let sim = Simulator::start(SimOptions::default()).await.unwrap();
     for i in 0..60 {
-        sim.add_operation(paysync::sim::SimOperation {
+        sim.add_operation(paysync_sim::SimOperation {
             uid: format!("op-{i:03}"),
             reference: "R".into(),
             status: 200,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use paysync::sim::SimOptions;
+use paysync_sim::SimOptions;
 use rust_decimal::Decimal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -47,7 +47,7 @@ fn seeded_env_ops(env: &TestEnv, n: usize) -> Vec<String> {
                 .add_sales_order(order(&name, "Cliente Demo", "1000"));
             let uid = format!("op-{i}");
             let t = Timestamp::now() - SignedDuration::from_mins(1);
-            env.sim.add_operation(paysync::sim::SimOperation {
+            env.sim.add_operation(paysync_sim::SimOperation {
                 uid: uid.clone(),
                 reference: name,
                 status: 200,

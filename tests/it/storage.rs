@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use paysync::domain::DecisionKind;
-use paysync::sim::{Faults, SimOperation};
+use paysync_sim::{Faults, SimOperation};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 

@@ -6,11 +6,11 @@ use std::str::FromStr;
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 use paysync::domain::DecisionKind;
-use paysync::sim::SimOperation;
-use paysync::sim::sample::{ExpectedOutcome, SampleSpec, populate};
+use paysync_sim::SimOperation;
+use paysync_sim::sample::{ExpectedOutcome, SampleSpec, populate};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TODAY, TestEnv, order};
+use crate::helpers::{TODAY, TestEnv, expected_kind, order};
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -18,10 +18,6 @@ fn d(s: &str) -> Decimal {
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
-}
-
-fn expected_kind(o: &ExpectedOutcome) -> DecisionKind {
-    o.decision_kind()
 }
 
 fn op(uid: &str, reference: &str, status: u16, total: &str, created: &str) -> SimOperation {
@@ -314,7 +310,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
         .add_sales_order(order("SAL-ORD-2026-00001", "Cliente Demo", "1000"));
     // Someone booked a first payment by hand in ERPNext.
     env.sim
-        .insert_payment_entry_directly(paysync::sim::SimPaymentEntry {
+        .insert_payment_entry_directly(paysync_sim::SimPaymentEntry {
             name: "ACC-PAY-2026-09999".into(),
             docstatus: 1,
             payment_type: "Receive".into(),
@@ -329,7 +325,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
             reference_no: Some("manual-1".into()),
             reference_date: Some(date(2026, 10, 1)),
             posting_date: date(2026, 10, 1),
-            references: vec![paysync::sim::SimReference {
+            references: vec![paysync_sim::SimReference {
                 reference_doctype: "Sales Order".into(),
                 reference_name: "SAL-ORD-2026-00001".into(),
                 allocated_amount: d("200"),
@@ -528,7 +524,7 @@ async fn closed_order_is_not_payable_and_not_tried() {
 #[tokio::test]
 async fn erp_rejection_is_recorded_with_its_message_and_retried_later() {
     let env = TestEnv::start_with(
-        paysync::sim::SimOptions::default(),
+        paysync_sim::SimOptions::default(),
         "paid_to = \"Caja Inexistente - MESA\"",
     )
     .await;
@@ -653,8 +649,8 @@ async fn secrets_never_reach_logs_or_ledger() {
 /// Different orders are booked in parallel, never more than `max_in_flight` writes at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_run_in_parallel_up_to_max_in_flight() {
-    let opts = paysync::sim::SimOptions {
-        faults: paysync::sim::Faults {
+    let opts = paysync_sim::SimOptions {
+        faults: paysync_sim::Faults {
             erp_write_latency: std::time::Duration::from_millis(40),
             ..Default::default()
         },
@@ -684,7 +680,7 @@ async fn writes_run_in_parallel_up_to_max_in_flight() {
 
 #[tokio::test]
 async fn refused_mobbex_credentials_fail_the_window_with_the_reason() {
-    let opts = paysync::sim::SimOptions {
+    let opts = paysync_sim::SimOptions {
         mobbex_access_token: "the-real-token".into(),
         ..Default::default()
     };

@@ -77,21 +77,23 @@ pub enum ExpectedOutcome {
 }
 
 impl ExpectedOutcome {
-    /// The decision paysync must record for an operation with this outcome.
-    pub fn decision_kind(&self) -> crate::domain::DecisionKind {
-        use crate::domain::DecisionKind as K;
+    /// The decision a correct sync records for an operation with this outcome, by its name in
+    /// `shared/spec/rules.md` ("Every decision is explained"), which is also the text of the
+    /// ledger's `decision` column. A name, not paysync's type: the oracle does not depend on the
+    /// code it judges; users map it (`DecisionKind::parse`).
+    pub fn decision(&self) -> &'static str {
         match self {
-            ExpectedOutcome::BookedInitial { .. } => K::BookedInitial,
-            ExpectedOutcome::BookedAdditional { .. } => K::BookedAdditional,
-            ExpectedOutcome::AlreadyLoaded => K::AlreadyLoaded,
-            ExpectedOutcome::Rejected => K::Rejected,
-            ExpectedOutcome::Pending => K::Pending,
-            ExpectedOutcome::Refunded => K::Refunded,
-            ExpectedOutcome::OrderMissing => K::OrderMissing,
-            ExpectedOutcome::OrderNotPayable => K::OrderNotPayable,
-            ExpectedOutcome::CurrencyMismatch => K::CurrencyMismatch,
-            ExpectedOutcome::IgnoredChild => K::IgnoredChild,
-            ExpectedOutcome::IgnoredTest => K::IgnoredTest,
+            ExpectedOutcome::BookedInitial { .. } => "booked_initial",
+            ExpectedOutcome::BookedAdditional { .. } => "booked_additional",
+            ExpectedOutcome::AlreadyLoaded => "already_loaded",
+            ExpectedOutcome::Rejected => "rejected",
+            ExpectedOutcome::Pending => "pending",
+            ExpectedOutcome::Refunded => "refunded",
+            ExpectedOutcome::OrderMissing => "order_missing",
+            ExpectedOutcome::OrderNotPayable => "order_not_payable",
+            ExpectedOutcome::CurrencyMismatch => "currency_mismatch",
+            ExpectedOutcome::IgnoredChild => "ignored_child",
+            ExpectedOutcome::IgnoredTest => "ignored_test",
         }
     }
 }

@@ -1,8 +1,17 @@
-//! A simulator of the two HTTP APIs paysync talks to: Mobbex and ERPNext (Frappe REST v1).
+//! A simulator of the two HTTP APIs paysync talks to: Mobbex and ERPNext (Frappe REST v1), and the
+//! test oracle of paysync: sample data with the expected outcome of every operation
+//! ([`sample`]), and the fixtures tests, `paysync demo` and the benchmark share ([`fixtures`]).
+//!
+//! **This crate must never depend on `paysync`.** It judges paysync's code, so it knows only the
+//! facts: the specs in `shared/spec/` and what a real ERPNext 15 answered (the recordings, copied
+//! into `tests/fixtures/erpnext-real/`). It speaks paysync's vocabulary only as text: decision
+//! names of `rules.md` ([`sample::ExpectedOutcome::decision`]), configuration files rendered
+//! as TOML ([`fixtures::ConfigBuilder`]), the guard's field name as ERPNext records it
+//! ([`guard::FIELD`]).
 //!
 //! Real HTTP on loopback (axum), in-process, so tests, benchmarks and `paysync demo` exercise the
 //! real clients. It follows `shared/spec/mobbex-api.md` and answers like the recorded ERPNext 15
-//! server in `shared/spec/erpnext-real/` (status codes, `exc_type`, message texts, JSON shapes).
+//! server (status codes, `exc_type`, message texts, JSON shapes; `tests/it/sim.rs` replays them).
 //! Faults can be injected: latency, 5xx with the body shapes of apps and proxies, 429 with or
 //! without `Retry-After`, hangs, dropped connections, answers lost after commit, and faults aimed
 //! at the create of one payment (`Simulator::fail_creates`, in `faults.rs`).
@@ -12,6 +21,7 @@
 
 mod erpnext;
 mod faults;
+pub mod fixtures;
 pub mod guard;
 mod mobbex;
 pub mod sample;
@@ -555,6 +565,11 @@ impl Simulator {
 
     pub fn reset_stats(&self) {
         self.with(|s| s.stats = SimStats::default());
+    }
+
+    /// The options it runs with: the credentials it accepts, and its current faults.
+    pub fn options(&self) -> SimOptions {
+        self.with(|s| s.opts.clone())
     }
 
     pub fn set_faults(&self, f: Faults) {

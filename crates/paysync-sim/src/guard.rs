@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::State;
 use super::erpnext::{frappe_error, json_body};
 
-/// The field's name (also the MariaDB key name in the duplicate error).
+/// The field's name (also the MariaDB key name in the duplicate error). The same text as paysync's
+/// own constant, written again on purpose: it is ERPNext's field as recorded, and the simulator
+/// does not import the code it judges.
 pub const FIELD: &str = "paysync_operation";
 /// The Custom Field document's name.
 pub const DOC: &str = "Payment Entry-paysync_operation";
