@@ -513,11 +513,7 @@ async fn run_daemon(settings: Settings) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let ctx = crate::daemon::DaemonCtx::new(
-        app,
-        Arc::new(crate::clock::SystemClock),
-        Some(crate::metrics::install()),
-    );
+    let ctx = crate::daemon::DaemonCtx::from_app(app, Some(crate::metrics::install()));
     match crate::daemon::run(ctx, listener, stop_signal()).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
