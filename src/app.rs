@@ -1,7 +1,9 @@
 //! Wiring: from validated [`Settings`] to a ready [`Engine`] and its accounts.
 //!
 //! The only place that picks concrete implementations (Mobbex, ERPNext, SQLite) for the traits the
-//! pipeline works with.
+//! pipeline works with, and the process's one [`Clock`] ([`App::clock`]: the wall clock unless a
+//! test gives another). The daemon reads time from it; the engine is to take it too.
+//! Must not book, decide or print anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::erp::Erp;
 use crate::erp::erpnext::ErpNextClient;
@@ -34,6 +37,8 @@ pub struct App {
     pub erp: Arc<dyn Erp>,
     pub ledger: Arc<dyn store::Ledger>,
     pub accounts: Vec<AccountCtx>,
+    /// Where "now" comes from, for everything built from this app (the daemon, its claims).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl App {
@@ -90,7 +95,14 @@ impl App {
             erp,
             ledger,
             accounts,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Read time from `clock` instead of the wall clock (tests on tokio's paused time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
+        self.clock = clock;
+        self
     }
 
     /// Use a fixed "today" for posting and reference dates (tests, the demo).

@@ -16,6 +16,12 @@
 //!
 //! Claims are re-entrant within a process: several batches of one run may hold the same order's
 //! claim; the row goes only when the last of them lets go.
+//!
+//! Time: the instants written to and compared with the ledger (a claim's start and expiry) come
+//! from the [`Clock`] given to [`Claims::with_clock`] (the wall clock by default), the one clock
+//! of the process; how long ago something happened in memory (a renewal, a takeover's wait) is
+//! measured on tokio's timer, which sleeps use too. The wait for another holder is
+//! [`TAKE_RETRY`]. This module must not decide or book anything: the pipeline asks it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -25,11 +31,16 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::clock::{Clock, SystemClock};
+use crate::retry::Backoff;
 use crate::store::{Leases, StoreError};
 
 /// The claims table's namespace for orders. Orders live in the one ERP, so their claims are not
 /// per account: two accounts paying one order take turns.
 const ORDER_CLAIMS: &str = "erp";
+
+/// While another live process holds a claim, [`Claims::take`] asks again this often.
+const TAKE_RETRY: Backoff = Backoff::constant(Duration::from_millis(50));
 
 /// The claim key of an ERP order.
 pub fn order_key(order: &str) -> String {
@@ -72,6 +83,7 @@ type HeldMap = Arc<Mutex<HashMap<String, Held>>>;
 /// The claims of one process.
 pub struct Claims {
     ledger: Arc<dyn Leases>,
+    clock: Arc<dyn Clock>,
     holder: String,
     timing: ClaimTiming,
     held: HeldMap,
@@ -87,14 +99,22 @@ impl Drop for Claims {
 }
 
 impl Claims {
+    /// Claims on the wall clock ([`SystemClock`]).
     pub fn new(ledger: Arc<dyn Leases>, holder: String, timing: ClaimTiming) -> Claims {
         Claims {
             ledger,
+            clock: Arc::new(SystemClock),
             holder,
             timing,
             held: Arc::new(Mutex::new(HashMap::new())),
             heartbeat: Mutex::new(None),
         }
+    }
+
+    /// Read "now" from `clock` (the process's one clock, `App::clock`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Claims {
+        self.clock = clock;
+        self
     }
 
     pub fn holder(&self) -> &str {
@@ -108,7 +128,7 @@ impl Claims {
 
     /// Take the claims of `keys` that nobody else holds, in one statement. Returns those taken.
     pub async fn take_many(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let taken = self
             .ledger
             .try_claim_many(ORDER_CLAIMS, keys, &self.holder, now, self.timing.ttl)
@@ -123,8 +143,9 @@ impl Claims {
     /// process of this host that is gone is taken over at once.
     pub async fn take(&self, key: &str) -> Result<(), String> {
         let deadline = Instant::now() + self.timing.wait;
+        let mut pauses = TAKE_RETRY.iter();
         loop {
-            let now = Timestamp::now();
+            let now = self.clock.now();
             match self
                 .ledger
                 .try_claim(ORDER_CLAIMS, key, &self.holder, now, self.timing.ttl)
@@ -136,7 +157,7 @@ impl Claims {
                 }
                 Ok(None) if self.take_over_dead(key).await => return Ok(()),
                 Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(pauses.next_delay()).await;
                 }
                 Ok(None) => {
                     return Err(format!(
@@ -167,7 +188,7 @@ impl Claims {
         if !holder_is_dead(&other) {
             return false;
         }
-        let now = Timestamp::now();
+        let now = self.clock.now();
         match self
             .ledger
             .steal_claim(
@@ -252,7 +273,7 @@ impl Claims {
                 ORDER_CLAIMS,
                 key,
                 &self.holder,
-                Timestamp::now(),
+                self.clock.now(),
                 self.timing.ttl,
             )
             .await
@@ -264,7 +285,7 @@ impl Claims {
                 if let Some(h) = held.get_mut(key) {
                     h.renewed = Instant::now();
                     if let Some(p) = prev {
-                        let at = self.safe_after(p, Timestamp::now());
+                        let at = self.safe_after(p, self.clock.now());
                         h.safe_at = Some(h.safe_at.map_or(at, |old| old.max(at)));
                     }
                 }
@@ -293,6 +314,7 @@ impl Claims {
         };
         let held: Weak<Mutex<HashMap<String, Held>>> = Arc::downgrade(&self.held);
         let ledger = self.ledger.clone();
+        let clock = self.clock.clone();
         let holder = self.holder.clone();
         let ttl = self.timing.ttl;
         *hb = Some(rt.spawn(async move {
@@ -306,7 +328,7 @@ impl Claims {
                 }
                 let started = Instant::now();
                 match ledger
-                    .renew_claims(ORDER_CLAIMS, &keys, &holder, Timestamp::now(), ttl)
+                    .renew_claims(ORDER_CLAIMS, &keys, &holder, clock.now(), ttl)
                     .await
                 {
                     Ok(renewed) => {
@@ -326,13 +348,14 @@ impl Claims {
     }
 }
 
-/// `host:pid:nonce`: who holds a claim.
+/// `host:pid:nonce`: who holds a claim. The nonce tells apart two engines of one process (tests
+/// run two "processes" in one); it is random, not a reading of the clock.
 pub fn holder_name() -> String {
     format!(
         "{}:{}:{:x}",
         this_host(),
         std::process::id(),
-        Timestamp::now().as_nanosecond() as u64
+        fastrand::u64(..)
     )
 }
 
@@ -356,5 +379,55 @@ fn holder_is_dead(holder: &str) -> bool {
             !std::path::Path::new(&format!("/proc/{pid}")).exists()
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioClock;
+
+    /// Claims read "now" from the clock they are given: a claim taken on a clock 26 years behind
+    /// the wall clock expired long ago for a process on the wall clock, which takes it at once;
+    /// one taken on the wall clock is live for the clock behind.
+    #[tokio::test]
+    async fn claims_read_now_from_the_given_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        let ledger = crate::store::open(&url).await.unwrap();
+        let timing = ClaimTiming::default();
+        let past = TokioClock::starting_at("2000-01-01T00:00:00Z".parse().unwrap());
+        let behind = Claims::new(ledger.clone(), "a:1:1".into(), timing).with_clock(past.clone());
+        let key = order_key("SAL-ORD-1");
+        let taken = behind.take_many(std::slice::from_ref(&key)).await.unwrap();
+        assert!(taken.contains(&key));
+
+        let now = Claims::new(ledger.clone(), "b:2:2".into(), timing);
+        let taken = now.take_many(std::slice::from_ref(&key)).await.unwrap();
+        assert!(
+            taken.contains(&key),
+            "a claim that expired in 2000 is free now"
+        );
+        assert_eq!(
+            now.takeover_wait(&key),
+            None,
+            "its creates settled long ago"
+        );
+
+        // And the other way round: on the wall clock the claim is live for the clock behind.
+        let key2 = order_key("SAL-ORD-2");
+        assert!(
+            now.take_many(std::slice::from_ref(&key2))
+                .await
+                .unwrap()
+                .contains(&key2)
+        );
+        assert!(
+            behind
+                .take_many(std::slice::from_ref(&key2))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

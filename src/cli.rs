@@ -1,7 +1,12 @@
 //! The command line: argument parsing and one function per command.
 //!
-//! Exit codes: 0 = no errors; 1 = some operations failed (they stay retryable) or a check failed;
-//! 2 = configuration or usage error.
+//! Exit codes (`exit`): 0 = no errors; 1 = some operations failed (they stay retryable) or a check
+//! failed; 2 = configuration or usage error.
+//!
+//! Owns: parsing, loading the settings, and turning each command's outcome into output and an
+//! exit code. What it prints is built elsewhere: the closing table in `summary`, the status report
+//! in `status`. Must not book or decide (the pipeline does) nor be imported by the commands it
+//! dispatches to (`demo`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,7 +24,8 @@ use crate::domain::DecisionKind;
 use crate::erp::erpnext::entry_body;
 use crate::pipeline::{Observer, RunOptions};
 use crate::redact;
-use crate::summary::Summary;
+use crate::status::StatusReport;
+use crate::summary::{Summary, print_summary};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
@@ -90,9 +96,7 @@ fn parse_date(s: &str) -> Result<Date, String> {
         .map_err(|e| format!("expected a date as YYYY-MM-DD, got {s:?}: {e}"))
 }
 
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_CONFIG: u8 = 2;
+pub use crate::exit::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK};
 
 pub fn run(cli: Cli) -> ExitCode {
     // One thread: paysync waits on I/O (the ERP's latency bounds it), and a single thread avoids
@@ -295,63 +299,6 @@ async fn sync(
         EXIT_FAILED
     } else {
         EXIT_OK
-    }
-}
-
-/// The closing table.
-pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
-    let title = if dry_run {
-        "Summary (dry run)"
-    } else {
-        "Summary"
-    };
-    println!("{title}: operations created {since} .. {until}");
-    let rows = [
-        ("examined", s.examined),
-        (
-            if dry_run {
-                "would book initial"
-            } else {
-                "booked initial"
-            },
-            s.get(DecisionKind::BookedInitial),
-        ),
-        (
-            if dry_run {
-                "would book additional"
-            } else {
-                "booked additional"
-            },
-            s.get(DecisionKind::BookedAdditional),
-        ),
-        ("already loaded", s.get(DecisionKind::AlreadyLoaded)),
-        ("rejected", s.get(DecisionKind::Rejected)),
-        ("pending", s.get(DecisionKind::Pending)),
-        ("refunded", s.get(DecisionKind::Refunded)),
-        ("order missing", s.get(DecisionKind::OrderMissing)),
-        ("other skips", s.other_skips()),
-        ("waiting", s.get(DecisionKind::Waiting)),
-        ("errors", s.errors()),
-    ];
-    for (label, n) in rows {
-        println!("  {label:<22} {n:>8}");
-    }
-    for f in &s.failures {
-        println!("  failure: {f}");
-    }
-    // What the next run will pick up, and why (the first ones; the log has every line).
-    const SHOWN: usize = 20;
-    if !s.unresolved.is_empty() {
-        println!("Unresolved (run again to finish them):");
-        for u in s.unresolved.iter().take(SHOWN) {
-            println!("  {} {}: {}", u.uid, u.kind, u.reason);
-        }
-        if s.unresolved.len() > SHOWN {
-            println!(
-                "  ... and {} more (journal: decision=error / decision=waiting)",
-                s.unresolved.len() - SHOWN
-            );
-        }
     }
 }
 
@@ -566,11 +513,7 @@ async fn run_daemon(settings: Settings) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let ctx = crate::daemon::DaemonCtx::new(
-        app,
-        Arc::new(crate::clock::SystemClock),
-        Some(crate::metrics::install()),
-    );
+    let ctx = crate::daemon::DaemonCtx::from_app(app, Some(crate::metrics::install()));
     match crate::daemon::run(ctx, listener, stop_signal()).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -606,122 +549,18 @@ async fn status(settings: Settings, as_json: bool) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let tz = settings.daemon.timezone.clone();
-    let depth = ledger.inbox_depth().await.unwrap_or_default();
-    let mut accounts = Vec::new();
-    for acc in &settings.accounts {
-        let name = &acc.name;
-        let result = async {
-            let watermark = ledger.watermark(name).await?;
-            let last = ledger.polls(name, 1).await?.into_iter().next();
-            let last_ok = ledger.last_good_poll(name).await?;
-            let counts = ledger.counts(name).await?;
-            let errors = ledger.latest(name, DecisionKind::Error, 10).await?;
-            let waiting = ledger.latest(name, DecisionKind::Waiting, 10).await?;
-            Ok::<_, crate::store::StoreError>((watermark, last, last_ok, counts, errors, waiting))
+    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    let report = match StatusReport::read(&*ledger, &names, &settings.daemon.timezone).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paysync: {e}");
+            return EXIT_FAILED;
         }
-        .await;
-        let (watermark, last, last_ok, counts, errors, waiting) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("paysync: {e}");
-                return EXIT_FAILED;
-            }
-        };
-        let local = |t: jiff::Timestamp| {
-            t.to_zoned(tz.clone())
-                .strftime("%Y-%m-%d %H:%M:%S %Z")
-                .to_string()
-        };
-        let counts_json: serde_json::Map<String, serde_json::Value> = DecisionKind::ALL
-            .iter()
-            .map(|k| {
-                (
-                    k.as_str().to_string(),
-                    counts.get(k).copied().unwrap_or(0).into(),
-                )
-            })
-            .collect();
-        accounts.push(serde_json::json!({
-            "account": name,
-            "watermark": watermark.map(local),
-            "last_poll": last.as_ref().map(|p| serde_json::json!({
-                "finished": local(p.finished),
-                "ok": p.ok,
-                "window": [local(p.window_from), local(p.window_to)],
-                "summary": p.summary,
-                "error": p.error,
-            })),
-            "last_successful_poll": last_ok.map(|p| local(p.finished)),
-            "decisions": counts_json,
-            "inbox_depth": depth.get(name).copied().unwrap_or(0),
-            "latest_errors": errors.iter().map(|r| serde_json::json!({
-                "uid": r.uid, "reference": r.reference, "order": r.sales_order,
-                "reason": r.reason, "last_seen": local(r.last_seen),
-            })).collect::<Vec<_>>(),
-            "latest_waiting": waiting.iter().map(|r| serde_json::json!({
-                "uid": r.uid, "reference": r.reference, "order": r.sales_order,
-                "reason": r.reason, "last_seen": local(r.last_seen),
-            })).collect::<Vec<_>>(),
-        }));
-    }
+    };
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"accounts": accounts})).expect("json")
-        );
-        return EXIT_OK;
-    }
-    for a in &accounts {
-        println!("account {}", a["account"].as_str().unwrap_or(""));
-        println!(
-            "  watermark             {}",
-            a["watermark"].as_str().unwrap_or("(never polled)")
-        );
-        match a["last_poll"].as_object() {
-            Some(p) => println!(
-                "  last poll             {} {} ({})",
-                p["finished"].as_str().unwrap_or(""),
-                if p["ok"].as_bool() == Some(true) {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
-                p["error"]
-                    .as_str()
-                    .unwrap_or_else(|| p["summary"].as_str().unwrap_or(""))
-            ),
-            None => println!("  last poll             (none)"),
-        }
-        println!("  inbox depth           {}", a["inbox_depth"]);
-        println!("  decisions");
-        if let Some(d) = a["decisions"].as_object() {
-            for (k, v) in d {
-                if v.as_i64().unwrap_or(0) > 0 {
-                    println!("    {k:<20} {v:>8}");
-                }
-            }
-        }
-        for (key, title) in [
-            ("latest_errors", "latest errors"),
-            (
-                "latest_waiting",
-                "waiting for an earlier payment of their order",
-            ),
-        ] {
-            let rows = a[key].as_array().cloned().unwrap_or_default();
-            if !rows.is_empty() {
-                println!("  {title}");
-                for e in rows {
-                    println!(
-                        "    {} {} {}",
-                        e["last_seen"].as_str().unwrap_or(""),
-                        e["uid"].as_str().unwrap_or(""),
-                        e["reason"].as_str().unwrap_or("")
-                    );
-                }
-            }
-        }
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
     }
     EXIT_OK
 }

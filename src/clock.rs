@@ -1,8 +1,15 @@
-//! Where "now" comes from.
+//! Where "now" comes from: the process's one [`Clock`].
 //!
-//! The daemon's scheduler asks a [`Clock`] instead of the system directly so that tests can run it
-//! on tokio's paused time: [`TokioClock`] advances exactly as `tokio::time` does, so a test that
-//! advances time by five minutes sees the scheduler fire as if five minutes had passed.
+//! Owns the answer to "what time is it" wherever that time is compared with a stored or scheduled
+//! one (cron fire times, trigger due times, poll records, claim expiries, `/healthz` ages). One
+//! `Arc<dyn Clock>` is built with the app (`App::clock`, the wall clock by default) and handed to
+//! the daemon (scheduler, inbox, HTTP) and the claims, so that tests can run them all on tokio's
+//! paused time: [`TokioClock`] advances exactly as `tokio::time` does, so a test that advances
+//! time by five minutes sees the scheduler fire as if five minutes had passed.
+//!
+//! Not owned here: how long something took or how long to sleep. Those are durations on tokio's
+//! timer (`tokio::time::Instant`, `sleep`), which paused time drives too. This module must not
+//! sleep, schedule or know who asks.
 
 use std::sync::Arc;
 

@@ -4,19 +4,24 @@
 //! of Mobbex operations and ERPNext sales orders, writes a `sync.toml` pointing at them with a
 //! temporary SQLite ledger, and runs the real `sync` pipeline twice: the first run books, the second
 //! books nothing. It ends by comparing what was booked with what the sample says must be booked.
+//!
+//! Prints its tables with `summary` and ends with `exit`'s codes; it must not import `cli`
+//! (which dispatches to it).
 
 use std::collections::HashMap;
 
 use jiff::civil::date;
 
 use crate::app::{App, created_window};
-use crate::cli::{EXIT_FAILED, EXIT_OK, print_summary};
 use crate::config;
 use crate::domain::DecisionKind;
+use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::pipeline::RunOptions;
 use paysync_sim::fixtures::ConfigBuilder;
 use paysync_sim::sample;
 use paysync_sim::{SimOptions, Simulator};
+
+use crate::summary::print_summary;
 
 pub async fn run() -> u8 {
     match run_inner().await {

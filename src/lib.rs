@@ -11,8 +11,11 @@
 //! - [`config`]: typed configuration, loaded and validated once.
 //! - [`schedule`]: cron expressions.
 //! - [`redact`]: masking secrets (URL credentials) in anything printed or logged.
+//! - Cross-cutting, one way each: [`retry`] (every backoff schedule and API retry), [`clock`]
+//!   (where "now" comes from), [`http_client`] (what both HTTP adapters share).
 //! - [`app`]: wiring concrete implementations together.
-//! - [`cli`], [`telemetry`], [`summary`]: the binary's edge.
+//! - [`cli`], [`telemetry`], [`summary`], [`status`], [`exit`]: the binary's edge (`summary`'s
+//!   closing table and `status`'s report are what `cli` and `demo` print).
 //! - The simulator of the Mobbex and ERPNext HTTP APIs (tests, benchmarks, `demo`) is its own crate,
 //!   `paysync_sim` (`crates/paysync-sim/`), which never depends on this one.
 //! - [`demo`]: `paysync demo`.
@@ -28,12 +31,15 @@ pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod erp;
+pub mod exit;
+pub mod http_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod redact;
 pub mod retry;
 pub mod schedule;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod summary;
 pub mod telemetry;

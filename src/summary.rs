@@ -1,7 +1,14 @@
-//! Counting what a run did, for the closing summary line, the CLI table and the exit code.
+//! Counting what a run did, for the closing summary line, the closing table and the exit code.
+//!
+//! Owns: [`Summary`] (what the pipeline counts while it decides) and how it is shown — the one-line
+//! form (`Display`, in logs and poll records) and the closing table of `paysync sync` and
+//! `paysync demo` ([`SummaryTable`]). Both commands print the table from here, so neither imports
+//! the other. Must not decide, book or read anything: it only counts and formats.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use jiff::civil::Date;
 
 use crate::domain::{DecisionKind, Operation, PaymentEntry};
 
@@ -127,5 +134,156 @@ impl fmt::Display for Summary {
             self.get(DecisionKind::Waiting),
             self.errors(),
         )
+    }
+}
+
+/// The closing table of a run over the days `since ..= until`: one row per column of the summary,
+/// run-level failures, then the first unresolved operations with why (the log has every one).
+pub struct SummaryTable<'a> {
+    pub summary: &'a Summary,
+    pub since: Date,
+    pub until: Date,
+    pub dry_run: bool,
+}
+
+/// Unresolved operations named in the table; the rest are counted.
+const UNRESOLVED_SHOWN: usize = 20;
+
+impl fmt::Display for SummaryTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (s, dry_run) = (self.summary, self.dry_run);
+        let title = if dry_run {
+            "Summary (dry run)"
+        } else {
+            "Summary"
+        };
+        writeln!(
+            f,
+            "{title}: operations created {} .. {}",
+            self.since, self.until
+        )?;
+        let rows = [
+            ("examined", s.examined),
+            (
+                if dry_run {
+                    "would book initial"
+                } else {
+                    "booked initial"
+                },
+                s.get(DecisionKind::BookedInitial),
+            ),
+            (
+                if dry_run {
+                    "would book additional"
+                } else {
+                    "booked additional"
+                },
+                s.get(DecisionKind::BookedAdditional),
+            ),
+            ("already loaded", s.get(DecisionKind::AlreadyLoaded)),
+            ("rejected", s.get(DecisionKind::Rejected)),
+            ("pending", s.get(DecisionKind::Pending)),
+            ("refunded", s.get(DecisionKind::Refunded)),
+            ("order missing", s.get(DecisionKind::OrderMissing)),
+            ("other skips", s.other_skips()),
+            ("waiting", s.get(DecisionKind::Waiting)),
+            ("errors", s.errors()),
+        ];
+        for (label, n) in rows {
+            writeln!(f, "  {label:<22} {n:>8}")?;
+        }
+        for failure in &s.failures {
+            writeln!(f, "  failure: {failure}")?;
+        }
+        // What the next run will pick up, and why.
+        if !s.unresolved.is_empty() {
+            writeln!(f, "Unresolved (run again to finish them):")?;
+            for u in s.unresolved.iter().take(UNRESOLVED_SHOWN) {
+                writeln!(f, "  {} {}: {}", u.uid, u.kind, u.reason)?;
+            }
+            if s.unresolved.len() > UNRESOLVED_SHOWN {
+                writeln!(
+                    f,
+                    "  ... and {} more (journal: decision=error / decision=waiting)",
+                    s.unresolved.len() - UNRESOLVED_SHOWN
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Print the closing table to stdout.
+pub fn print_summary(s: &Summary, since: Date, until: Date, dry_run: bool) {
+    print!(
+        "{}",
+        SummaryTable {
+            summary: s,
+            since,
+            until,
+            dry_run,
+        }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(uid: &str) -> Operation {
+        Operation {
+            uid: uid.into(),
+            reference: "SAL-ORD-1".into(),
+            status: crate::domain::PaymentStatus::Paid,
+            source_status: "200".into(),
+            total: rust_decimal::Decimal::ONE_HUNDRED,
+            currency: "ARS".into(),
+            created: "2026-10-05T15:00:00Z".parse().unwrap(),
+            updated: None,
+            is_child: false,
+            is_test: false,
+        }
+    }
+
+    /// The dry run's wording, a run-level failure, and past 20 unresolved operations a count of
+    /// the rest (the table as `sync` printed it before it moved here).
+    #[test]
+    fn the_closing_table_names_the_first_twenty_unresolved() {
+        let mut s = Summary::default();
+        s.count(DecisionKind::BookedInitial);
+        s.count(DecisionKind::IgnoredTest);
+        for i in 0..22 {
+            s.count_decision(&op(&format!("u{i:02}")), DecisionKind::Error, "HTTP 503");
+        }
+        s.failures.push("listing failed: timed out".into());
+        let table = SummaryTable {
+            summary: &s,
+            since: jiff::civil::date(2026, 10, 1),
+            until: jiff::civil::date(2026, 10, 31),
+            dry_run: true,
+        }
+        .to_string();
+        let mut want = String::from(
+            "Summary (dry run): operations created 2026-10-01 .. 2026-10-31
+  examined                     24
+  would book initial            1
+  would book additional         0
+  already loaded                0
+  rejected                      0
+  pending                       0
+  refunded                      0
+  order missing                 0
+  other skips                   1
+  waiting                       0
+  errors                       23
+  failure: listing failed: timed out
+Unresolved (run again to finish them):
+",
+        );
+        for i in 0..20 {
+            want.push_str(&format!("  u{i:02} error: HTTP 503\n"));
+        }
+        want.push_str("  ... and 2 more (journal: decision=error / decision=waiting)\n");
+        assert_eq!(table, want);
     }
 }

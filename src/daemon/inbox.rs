@@ -3,13 +3,18 @@
 //! For each due trigger it re-reads the operation from the payment source by id — the webhook body
 //! is never trusted for status, amount or reference — and hands it to the same [`Engine`] path polls
 //! use. A trigger is marked done only after its decision was made and recorded; failures are retried
-//! with growing delays (2 s, 4 s, ... up to 10 min, with jitter) and given up after `MAX_ATTEMPTS`
-//! (polling still covers the operation). Every retry and every give-up is one log line.
+//! with growing delays ([`TRIGGER_RETRIES`]: 2 s, 4 s, ... up to 10 min, ±20%) and given up after
+//! `MAX_ATTEMPTS` (polling still covers the operation). Every retry and every give-up is one log
+//! line.
 //!
 //! A ledger that fails (a full disk, a file gone) is waited out, never spun on: claiming pauses
-//! with a growing delay (`LedgerBackoff`, one warning per pause), and a trigger's outcome that
-//! cannot be written is written again the same way — so once the storage recovers every trigger
-//! goes on by itself, without waiting out its lease or a restart.
+//! with a growing delay (`LedgerBackoff` over [`LEDGER_PAUSES`], one warning per pause), and a
+//! trigger's outcome that cannot be written is written again the same way — so once the storage
+//! recovers every trigger goes on by itself, without waiting out its lease or a restart.
+//!
+//! Schedules are `retry::Backoff` constants; "now" (claims, due times, latency) is the daemon's
+//! `Clock` (`ctx.clock`); pauses are slept on tokio's timer. This module must not book (the
+//! engine does) nor read the webhook body (the HTTP handler stored only the trigger).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use tracing::{info, warn};
 
 use super::DaemonCtx;
 use crate::pipeline::RunOptions;
+use crate::retry::{Backoff, Jitter};
 use crate::source::{Fetched, SourceError};
 use crate::store::{InboxItem, StoreError};
 
@@ -98,12 +104,12 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
     while running.join_next().await.is_some() {}
 }
 
-/// First pause after a ledger failure; it doubles with each failure in a row up to `MAX`.
-const LEDGER_PAUSE_FIRST: Duration = Duration::from_millis(500);
-const LEDGER_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// Pauses on a failing ledger: 0.5 s, doubling with each failure in a row, up to 30 s.
+const LEDGER_PAUSES: Backoff =
+    Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30));
 
-/// Pauses between attempts on a failing ledger: 0.5 s, 1 s, 2 s, ... up to 30 s, and at most one
-/// warning per pause (a pause cut short by a webhook does not add one).
+/// Pauses between attempts on a failing ledger ([`LEDGER_PAUSES`]), and at most one warning per
+/// pause (a pause cut short by a webhook does not add one).
 #[derive(Default)]
 struct LedgerBackoff {
     /// Failures in a row.
@@ -119,9 +125,7 @@ impl LedgerBackoff {
         let now = tokio::time::Instant::now();
         self.failures += 1;
         self.since.get_or_insert(now);
-        let pause = LEDGER_PAUSE_FIRST
-            .saturating_mul(1 << (self.failures - 1).min(16))
-            .min(LEDGER_PAUSE_MAX);
+        let pause = LEDGER_PAUSES.delay(self.failures);
         let log = self.quiet_until.is_none_or(|q| now >= q);
         if log {
             self.quiet_until = Some(now + pause);
@@ -186,20 +190,15 @@ async fn update_depth_gauge(ctx: &DaemonCtx) {
     }
 }
 
-/// Exponential backoff with ±20% jitter: 2 s, 4 s, 8 s, ... capped at 10 minutes.
-pub fn backoff(attempts: i64) -> Duration {
-    let base = 2f64.powi(attempts.clamp(1, 20) as i32).min(600.0);
-    let jitter = 0.8 + 0.4 * fastrand_f64();
-    Duration::from_secs_f64(base * jitter)
-}
+/// A failed trigger's next try: 2 s, 4 s, 8 s, ... capped at 10 minutes, ±20% so that triggers
+/// failing together (an API down) do not all come back at once.
+pub const TRIGGER_RETRIES: Backoff =
+    Backoff::exponential(Duration::from_secs(2), Duration::from_secs(600))
+        .with_jitter(Jitter::plus_minus(0.2));
 
-/// A cheap jitter source (no need for a cryptographic RNG here).
-fn fastrand_f64() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos % 1000) as f64 / 1000.0
+/// The delay before a trigger that failed `attempts` times is tried again ([`TRIGGER_RETRIES`]).
+pub fn backoff(attempts: i64) -> Duration {
+    TRIGGER_RETRIES.delay(u32::try_from(attempts.max(1)).unwrap_or(u32::MAX))
 }
 
 async fn handle(ctx: &DaemonCtx, item: InboxItem) {
@@ -313,8 +312,39 @@ mod tests {
         let (pause, log) = b.failed();
         assert!(log);
         tokio::time::sleep(pause / 2).await;
-        assert_eq!(b.failed(), (LEDGER_PAUSE_MAX, false), "within the pause");
+        assert_eq!(
+            b.failed(),
+            (Duration::from_secs(30), false),
+            "within the pause"
+        );
         b.recovered("test");
-        assert_eq!(b.failed(), (LEDGER_PAUSE_FIRST, true));
+        assert_eq!(b.failed(), (Duration::from_millis(500), true));
+    }
+
+    /// A failed trigger waits 2 s, 4 s, 8 s, ... up to 10 minutes, each ±20% (as it always did).
+    #[test]
+    fn trigger_retries_double_to_ten_minutes_within_twenty_percent() {
+        for (attempts, secs) in [
+            (-1, 2.0),
+            (0, 2.0),
+            (1, 2.0),
+            (2, 4.0),
+            (3, 8.0),
+            (9, 512.0),
+            (10, 600.0),
+            (40, 600.0),
+            (i64::MAX, 600.0),
+        ] {
+            for _ in 0..50 {
+                let d = backoff(attempts).as_secs_f64();
+                assert!(
+                    (secs * 0.8..=secs * 1.2).contains(&d),
+                    "attempt {attempts}: {d} s, expected {secs} s ±20%"
+                );
+            }
+        }
+        let spread: std::collections::HashSet<u128> =
+            (0..50).map(|_| backoff(3).as_millis()).collect();
+        assert!(spread.len() > 10, "jittered: {spread:?}");
     }
 }

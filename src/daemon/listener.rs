@@ -17,6 +17,9 @@
 //!   within the timeouts.
 //! - The soft `RLIMIT_NOFILE` is raised to the hard limit at start, and `max_connections` is kept
 //!   below it minus [`FD_RESERVE`] for the ledger and outbound connections.
+//!
+//! Pauses are `retry::Backoff` constants; this module must not route or read request bodies
+//! (`http.rs` does).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -36,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::DaemonSettings;
+use crate::retry::Backoff;
 
 /// Longest request path routed; longer ones get 414 (the longest route is the webhook's, with an
 /// account name: names are short).
@@ -54,6 +58,8 @@ pub const FD_RESERVE: u64 = 256;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// At most one warning per this interval about one kind of hostile event.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// After an `accept` that failed for want of descriptors or memory: wait this long, do not spin.
+const ACCEPT_RETRY: Backoff = Backoff::constant(Duration::from_millis(50));
 
 /// Lets one log line through per [`WARN_EVERY`] and counts the others, so a flood of hostile
 /// requests cannot flood the log (journald's rate limit would then drop the real lines too).
@@ -219,7 +225,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
                     if let Some(suppressed) = accept_errors.allow() {
                         warn!(error = %e, suppressed, "cannot accept connections");
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_RETRY.delay(1)).await;
                     continue;
                 }
             },

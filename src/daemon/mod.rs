@@ -11,6 +11,10 @@
 //!
 //! Shutdown: on SIGTERM/SIGINT, `STOPPING=1`, no new polls or inbox claims, in-flight work gets
 //! `SHUTDOWN_GRACE` to finish (ERPNext calls are bounded by their timeout), then exit 0.
+//!
+//! Time: every part reads "now" from one [`Clock`], the [`App`]'s ([`DaemonCtx::clock`]), and
+//! sleeps on tokio's timer; retry schedules are `retry::Backoff` constants. The daemon must not
+//! book by itself: polls and triggers go through the [`Engine`].
 
 pub mod http;
 pub mod inbox;
@@ -48,6 +52,7 @@ pub struct DaemonCtx {
     pub engine: Arc<Engine>,
     pub ledger: Arc<dyn Ledger>,
     pub accounts: HashMap<String, Arc<AccountCtx>>,
+    /// The one clock of the daemon (scheduler, inbox, `/healthz`): the app's.
     pub clock: Arc<dyn Clock>,
     /// Wakes the inbox worker when a webhook queued something.
     pub inbox_wake: Notify,
@@ -71,9 +76,18 @@ pub struct Progress {
 }
 
 impl DaemonCtx {
+    /// The daemon of `app`, reading time from `clock` (which becomes the app's clock).
     pub fn new(
         app: App,
         clock: Arc<dyn Clock>,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Arc<DaemonCtx> {
+        DaemonCtx::from_app(app.with_clock(clock), metrics)
+    }
+
+    /// The daemon of `app`, reading time from the app's clock ([`App::clock`]).
+    pub fn from_app(
+        app: App,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Arc<DaemonCtx> {
         let App {
@@ -81,6 +95,7 @@ impl DaemonCtx {
             engine,
             ledger,
             accounts,
+            clock,
             ..
         } = app;
         let accounts = accounts
@@ -363,5 +378,58 @@ pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
             );
             ctx.set_status(format!("last poll {account} FAILED: {e}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioClock;
+
+    async fn app(dir: &std::path::Path) -> App {
+        let path = dir.join("sync.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[store]
+url = "sqlite://{}"
+[erp]
+kind = "erpnext"
+url = "http://127.0.0.1:9"
+api_key = "k"
+api_secret = "s"
+[[accounts]]
+name = "main"
+source = "mobbex"
+api_url = "http://127.0.0.1:9"
+api_key = "mk"
+access_token = "mt"
+company = "Mi Empresa SA"
+mode_of_payment = "Mobbex"
+"#,
+                dir.join("ledger.db").display()
+            ),
+        )
+        .unwrap();
+        let settings = crate::config::load_with_env(&path, &HashMap::new()).unwrap();
+        App::build(settings).await.unwrap()
+    }
+
+    /// The daemon reads time from the app's clock; the clock given to `new` becomes the app's.
+    #[tokio::test]
+    async fn the_daemon_reads_time_from_the_apps_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let at: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
+        let ctx = DaemonCtx::from_app(
+            app(dir.path())
+                .await
+                .with_clock(TokioClock::starting_at(at)),
+            None,
+        );
+        assert!(ctx.started >= at && ctx.started < at + SignedDuration::from_secs(60));
+        assert!(ctx.clock.now() < at + SignedDuration::from_secs(60));
+
+        let ctx = DaemonCtx::new(app(dir.path()).await, TokioClock::starting_at(at), None);
+        assert!(ctx.started < at + SignedDuration::from_secs(60));
     }
 }

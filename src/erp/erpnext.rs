@@ -172,7 +172,7 @@ impl ErpNextClient {
 }
 
 fn transport(e: reqwest::Error) -> ErpError {
-    let text = crate::source::mobbex::describe_reqwest(&e);
+    let text = crate::http_client::describe_reqwest(&e);
     if e.is_timeout() {
         ErpError::Timeout(text)
     } else if e.is_connect() {

@@ -24,6 +24,7 @@ pub mod webhook;
 
 use super::{Fetched, Page, PaymentSource, SourceError, Window, WindowField};
 use crate::domain::Operation;
+use crate::http_client::describe_reqwest;
 use crate::retry::{RetryPolicy, retrying};
 
 const API: &str = "Mobbex";
@@ -518,27 +519,6 @@ fn snippet(body: &str) -> String {
     } else {
         t
     }
-}
-
-/// reqwest errors print the URL; ours carry no secret (credentials travel in headers), but keep
-/// the text short and say whether it was a timeout.
-pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    if let Some(s) = src.take() {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-    }
-    msg
 }
 
 #[cfg(test)]
