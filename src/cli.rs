@@ -524,18 +524,26 @@ async fn run_daemon(settings: Settings) -> u8 {
 }
 
 /// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// SIGTERM or Ctrl-C. The handlers are installed **now**, before the service says READY: a
+/// signal listener created lazily (when the returned future is first polled, after READY) let a
+/// SIGTERM arriving just after READY kill the process without a clean shutdown.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+    async move {
+        tokio::select! {
+            _ = recv(term) => {}
+            _ = recv(int) => {}
+        }
     }
 }
 
