@@ -469,6 +469,7 @@ impl Erp for ErpNextClient {
             .ok_or_else(|| ErpError::Rejected {
                 status: 200,
                 exc_type: "Configuration".into(),
+                about_order: false,
                 message: format!(
                     "Mode of Payment {mode:?} has no default account for company {company:?}: set one in ERPNext or set paid_to in sync.toml"
                 ),

@@ -36,6 +36,11 @@ pub enum ErpError {
         status: u16,
         exc_type: String,
         message: String,
+        /// The refusal is about the sales order the entry pays (its state, its outstanding
+        /// amount, its row in the entry's references), not about the entry as such: the order
+        /// may change, so a refused create is `order_not_payable` and re-examined later. Set by
+        /// the adapter, which knows how its ERP words such refusals.
+        about_order: bool,
     },
     #[error("ERPNext server error (HTTP {status}{}): {message}", exc_type.as_deref().map(|t| format!(" {t}")).unwrap_or_default())]
     Server {
@@ -104,6 +109,20 @@ impl ErpError {
         match self {
             ErpError::RateLimited { retry_after } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// How a refused write is worded in the ledger's reason: a rejection as the ERP put it
+    /// (`ERPNext 417 ValidationError: Row #1: ...`), anything else as it displays.
+    pub fn refusal_reason(&self) -> String {
+        match self {
+            ErpError::Rejected {
+                status,
+                exc_type,
+                message,
+                ..
+            } => format!("ERPNext {status} {exc_type}: {message}"),
+            e => e.to_string(),
         }
     }
 }

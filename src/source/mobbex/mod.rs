@@ -26,7 +26,7 @@ use super::{Fetched, Page, PaymentSource, SourceError, Window, WindowField};
 use crate::domain::Operation;
 use crate::retry::{RetryPolicy, retrying};
 
-const API: &str = "Mobbex";
+pub(crate) const API: &str = "Mobbex";
 /// Mobbex's maximum page size.
 pub const PAGE_SIZE: usize = 50;
 
@@ -401,7 +401,6 @@ fn parse_one(data: &str) -> Result<Operation, SourceError> {
     .map_err(malformed)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build(
     uid: Option<String>,
     status: Option<&RawValue>,
