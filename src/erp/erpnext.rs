@@ -341,6 +341,10 @@ pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
 
 #[async_trait]
 impl Erp for ErpNextClient {
+    fn api_name(&self) -> &'static str {
+        "erpnext"
+    }
+
     async fn sales_orders(
         &self,
         names: &[String],

@@ -136,6 +136,8 @@ pub struct CreatedEntry {
 /// An ERP that keeps sales orders and takes payment entries.
 #[async_trait]
 pub trait Erp: Send + Sync {
+    /// The ERP's name as metrics label it (`api` = "erpnext").
+    fn api_name(&self) -> &'static str;
     /// The named sales orders that exist (names that do not exist are simply absent).
     async fn sales_orders(&self, names: &[String])
     -> Result<HashMap<String, SalesOrder>, ErpError>;

@@ -121,6 +121,10 @@ impl FakeErp {
 
 #[async_trait]
 impl Erp for FakeErp {
+    fn api_name(&self) -> &'static str {
+        "fake-erp"
+    }
+
     async fn sales_orders(
         &self,
         names: &[String],

@@ -1,20 +1,20 @@
 //! The booking engine: operations in, decisions and payment entries out.
 //!
 //! Every trigger (manual `sync --since`, scheduled poll, webhook) ends here, so there is exactly one
-//! place where booking happens. A run ([`run`]: its account, policy, options, order chains) goes
+//! place where booking happens. A run (`run`: its account, policy, options, order chains) goes
 //! through these parts, each with one job:
 //!
-//! - [`listing`]: a window read in day slices, cut into batches ordered by (order, creation time);
-//! - [`batch`]: one batch — the ledger's rows (operations already booked need no ERP call), the
+//! - `listing`: a window read in day slices, cut into batches ordered by (order, creation time);
+//! - `batch`: one batch — the ledger's rows (operations already booked need no ERP call), the
 //!   non-bookable ones decided at once, the rest grouped by order, one task per order;
-//! - [`pull_in`]: the batch's orders' payments that earlier runs left unresolved, decided with it;
-//! - [`facts`]: what the ERP says, asked in batched calls (and read ahead for a webhook);
-//! - [`gate`]: one booking at a time per order (in-process lock, cross-process claim, takeover);
-//! - [`group`]: an order's payments decided oldest first with the pure [`decide`];
-//! - [`write`]: the write protocol (retry, lost answers looked up, never re-posted blindly);
-//! - [`outcome`]: one decision recorded, logged, reported and counted;
-//! - [`settle`]: the end of a run, one more try for what may resolve now;
-//! - [`rebook`]: `paysync rebook`.
+//! - `pull_in`: the batch's orders' payments that earlier runs left unresolved, decided with it;
+//! - `facts`: what the ERP says, asked in batched calls (and read ahead for a webhook);
+//! - `gate`: one booking at a time per order (in-process lock, cross-process claim, takeover);
+//! - `group`: an order's payments decided oldest first with the pure [`decide`];
+//! - `write`: the write protocol (retry, lost answers looked up, never re-posted blindly);
+//! - `outcome`: one decision recorded, logged, reported and counted;
+//! - `settle`: the end of a run, one more try for what may resolve now;
+//! - `rebook`: `paysync rebook`.
 //!
 //! [`decide`]: crate::domain::decide
 

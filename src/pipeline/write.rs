@@ -185,7 +185,7 @@ impl Engine {
                 let reason = format!("{err} (gave up after {attempt} attempts; re-examined later)");
                 return Verdict::error(reason);
             };
-            metrics::counter!(crate::metrics::RETRIES, "api" => "erpnext").increment(1);
+            metrics::counter!(crate::metrics::RETRIES, "api" => self.erp.api_name()).increment(1);
             warn!(account = %c.ctx.acc.name, uid = %c.op.uid, error = %err, attempt, retry_in_ms = delay.as_millis() as u64, "create failed before committing; retrying");
             waited += delay;
             tokio::time::sleep(delay).await;
