@@ -341,6 +341,10 @@ pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
 
 #[async_trait]
 impl Erp for ErpNextClient {
+    fn api_name(&self) -> &'static str {
+        "erpnext"
+    }
+
     async fn sales_orders(
         &self,
         names: &[String],
@@ -469,6 +473,7 @@ impl Erp for ErpNextClient {
             .ok_or_else(|| ErpError::Rejected {
                 status: 200,
                 exc_type: "Configuration".into(),
+                about_order: false,
                 message: format!(
                     "Mode of Payment {mode:?} has no default account for company {company:?}: set one in ERPNext or set paid_to in sync.toml"
                 ),

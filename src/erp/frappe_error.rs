@@ -73,6 +73,7 @@ pub fn from_response(status: u16, retry_after: Option<Duration>, body: &str) -> 
         400..=499 => ErpError::Rejected {
             status,
             exc_type: exc_type.unwrap_or_else(|| format!("HTTP {status}")),
+            about_order: about_order(&message),
             message,
         },
         _ => ErpError::Server {
@@ -81,6 +82,14 @@ pub fn from_response(status: u16, retry_after: Option<Duration>, body: &str) -> 
             message,
         },
     }
+}
+
+/// Whether ERPNext's refusal of an entry is about the sales order it pays: ERPNext names the
+/// order ("Sales Order SAL-ORD-... is cancelled", "... against Sales Order ...") or the row of the
+/// entry's references table that allocates to it ("Row #1: Allocated Amount cannot be greater
+/// than outstanding amount", recording 08; "Cannot link cancelled document: Row #1: ...", 22b).
+fn about_order(message: &str) -> bool {
+    message.contains("Sales Order") || message.contains("Row #")
 }
 
 /// The human part of a Frappe error: the decoded `_server_messages`, else `exception`'s text.
@@ -251,12 +260,14 @@ mod tests {
                 status: 417,
                 exc_type,
                 message,
+                about_order,
             } => {
                 assert_eq!(exc_type, "ValidationError");
                 assert_eq!(
                     message,
                     "Row #1: Allocated Amount cannot be greater than outstanding amount."
                 );
+                assert!(about_order, "an over-allocation is about the order");
             }
             e => panic!("{e:?}"),
         }
@@ -273,6 +284,27 @@ mod tests {
             text.contains("Cannot link cancelled document: Row #1: Name: SAL-ORD-2026-00008"),
             "{text}"
         );
+    }
+
+    /// The engine records a refused create as `order_not_payable` only when the refusal is about
+    /// the order; the adapter says which, from how ERPNext words it.
+    #[test]
+    fn refusals_about_the_order_are_told_from_other_refusals() {
+        let about = |name: &str| {
+            let (status, body) = recording(name);
+            match from_response(status, None, &body) {
+                ErpError::Rejected { about_order, .. } => about_order,
+                e => panic!("{name}: {e:?}"),
+            }
+        };
+        assert!(about("08-post-over-allocation.json"));
+        assert!(about("22b-post-payment-cancelled-so.json"));
+        assert!(about("09-post-nonexistent-sales-order.json"));
+        assert!(about("18b-post-payment-closed-so.json"));
+        assert!(about("20b-post-payment-party-mismatch.json"));
+        // About the entry's own amounts, or about who asks: the same body gets the same answer.
+        assert!(!about("21-post-allocated-gt-paid.json"));
+        assert!(!about("11c-get-no-auth-header.json"));
     }
 
     #[test]

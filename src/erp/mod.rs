@@ -36,6 +36,11 @@ pub enum ErpError {
         status: u16,
         exc_type: String,
         message: String,
+        /// The refusal is about the sales order the entry pays (its state, its outstanding
+        /// amount, its row in the entry's references), not about the entry as such: the order
+        /// may change, so a refused create is `order_not_payable` and re-examined later. Set by
+        /// the adapter, which knows how its ERP words such refusals.
+        about_order: bool,
     },
     #[error("ERPNext server error (HTTP {status}{}): {message}", exc_type.as_deref().map(|t| format!(" {t}")).unwrap_or_default())]
     Server {
@@ -106,6 +111,20 @@ impl ErpError {
             _ => None,
         }
     }
+
+    /// How a refused write is worded in the ledger's reason: a rejection as the ERP put it
+    /// (`ERPNext 417 ValidationError: Row #1: ...`), anything else as it displays.
+    pub fn refusal_reason(&self) -> String {
+        match self {
+            ErpError::Rejected {
+                status,
+                exc_type,
+                message,
+                ..
+            } => format!("ERPNext {status} {exc_type}: {message}"),
+            e => e.to_string(),
+        }
+    }
 }
 
 /// The result of creating an entry.
@@ -117,6 +136,8 @@ pub struct CreatedEntry {
 /// An ERP that keeps sales orders and takes payment entries.
 #[async_trait]
 pub trait Erp: Send + Sync {
+    /// The ERP's name as metrics label it (`api` = "erpnext").
+    fn api_name(&self) -> &'static str;
     /// The named sales orders that exist (names that do not exist are simply absent).
     async fn sales_orders(&self, names: &[String])
     -> Result<HashMap<String, SalesOrder>, ErpError>;

@@ -13,8 +13,7 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
-
+use super::run::Live;
 use super::{AccountCtx, Engine, RunOptions};
 use crate::domain::{DecisionKind, Operation, OperationEntry, PaymentStatus};
 use crate::erp::ErpError;
@@ -119,6 +118,39 @@ impl Engine {
         uid: &str,
         opts: &RunOptions,
     ) -> Result<(RebookPlan, Summary), RebookError> {
+        let plan = self.plan_rebook(account, uid).await?;
+        if let Some(live) = self.live(opts) {
+            self.reopen(&live, account, &plan).await?;
+        }
+        let run_opts = RunOptions {
+            rebook: Some(plan.rebook.clone()),
+            ..opts.clone()
+        };
+        let items = vec![Fetched::Op(plan.op.clone())];
+        let summary = self
+            .process_operations(account, items, &run_opts)
+            .await
+            .map_err(|e| match e {
+                super::SyncError::Source { source, .. } => RebookError::Source {
+                    uid: uid.to_string(),
+                    source,
+                },
+                super::SyncError::Erp { source, .. } => RebookError::Erp {
+                    uid: uid.to_string(),
+                    source,
+                },
+                super::SyncError::Store { source, .. } => RebookError::Store(source),
+            })?;
+        Ok((plan, summary))
+    }
+
+    /// The operation as the source has it now and its entries in ERPNext: refused unless it is
+    /// paid and every entry of it is cancelled; the guard value the new entry takes.
+    async fn plan_rebook(
+        &self,
+        account: &AccountCtx,
+        uid: &str,
+    ) -> Result<RebookPlan, RebookError> {
         let op = account
             .source
             .get_operation(uid)
@@ -143,11 +175,11 @@ impl Engine {
             .entries_of_operation(&op.uid)
             .await
             .map_err(erp_err)?;
-        if let Some(live) = entries.iter().find(|e| e.docstatus != 2) {
+        if let Some(held) = entries.iter().find(|e| e.docstatus != 2) {
             return Err(RebookError::StillBooked {
                 uid: op.uid.clone(),
-                entry: live.name.clone(),
-                state: if live.docstatus == 0 {
+                entry: held.name.clone(),
+                state: if held.docstatus == 0 {
                     "a draft"
                 } else {
                     "submitted"
@@ -164,78 +196,66 @@ impl Engine {
                 None
             },
         };
-        let cancelled = entries;
-        if !opts.dry_run {
-            let names: Vec<&str> = cancelled.iter().map(|e| e.name.as_str()).collect();
-            let reason = if names.is_empty() {
-                "re-booking requested (`paysync rebook`); no entry of it exists in ERPNext"
-                    .to_string()
-            } else {
-                format!(
-                    "re-booking requested (`paysync rebook`) after Payment Entry {} was cancelled in ERPNext",
-                    names.join(", ")
-                )
-            };
-            let rec = Record {
-                account: account.settings.name.clone(),
-                uid: op.uid.clone(),
-                reference: op.reference.clone(),
-                sales_order: None,
-                status_code: op.status_code(),
-                amount: Some(op.total),
-                currency: Some(op.currency.clone()),
-                decision: DecisionKind::Error,
-                reason,
-                erp_entry: None,
-                op_created: Some(op.created),
-                seen_at: Timestamp::now(),
-            };
-            let reopened = self
-                .ledger
-                .reopen_for_rebook(&rec, rebook.guard_value.as_deref(), &rebook.cancelled)
-                .await?;
-            if !reopened {
-                // Booked since ERPNext was asked (a second `rebook` racing this one).
-                let row = self
-                    .ledger
-                    .rows(&rec.account, std::slice::from_ref(&rec.uid))
-                    .await?;
-                return Err(RebookError::StillBooked {
-                    uid: op.uid.clone(),
-                    entry: row
-                        .get(&op.uid)
-                        .and_then(|r| r.erp_entry.clone())
-                        .unwrap_or_default(),
-                    state: "booked meanwhile",
-                });
-            }
-        }
-        let run_opts = RunOptions {
-            rebook: Some(rebook.clone()),
-            ..opts.clone()
+        Ok(RebookPlan {
+            op,
+            cancelled: entries,
+            rebook,
+        })
+    }
+
+    /// Reopen the operation's ledger row (an unresolved `error` remembering the guard value), so
+    /// an interrupted re-booking is finished by the next run. Refused when the row names an entry
+    /// booked since ERPNext was asked (a second `rebook` racing this one).
+    async fn reopen(
+        &self,
+        live: &Live,
+        account: &AccountCtx,
+        plan: &RebookPlan,
+    ) -> Result<(), RebookError> {
+        let op = &plan.op;
+        let names: Vec<&str> = plan.cancelled.iter().map(|e| e.name.as_str()).collect();
+        let reason = if names.is_empty() {
+            "re-booking requested (`paysync rebook`); no entry of it exists in ERPNext".to_string()
+        } else {
+            format!(
+                "re-booking requested (`paysync rebook`) after Payment Entry {} was cancelled in ERPNext",
+                names.join(", ")
+            )
         };
-        let summary = self
-            .process_operations(account, vec![Fetched::Op(op.clone())], &run_opts)
-            .await
-            .map_err(|e| match e {
-                super::SyncError::Source { source, .. } => RebookError::Source {
-                    uid: uid.to_string(),
-                    source,
-                },
-                super::SyncError::Erp { source, .. } => RebookError::Erp {
-                    uid: uid.to_string(),
-                    source,
-                },
-                super::SyncError::Store { source, .. } => RebookError::Store(source),
-            })?;
-        Ok((
-            RebookPlan {
-                op,
-                cancelled,
-                rebook,
-            },
-            summary,
-        ))
+        let rec = Record {
+            account: account.settings.name.clone(),
+            uid: op.uid.clone(),
+            reference: op.reference.clone(),
+            sales_order: None,
+            status_code: op.status_code(),
+            amount: Some(op.total),
+            currency: Some(op.currency.clone()),
+            decision: DecisionKind::Error,
+            reason,
+            erp_entry: None,
+            op_created: Some(op.created),
+            seen_at: self.clock.now(),
+        };
+        let rebook = &plan.rebook;
+        let reopened = live
+            .ledger
+            .reopen_for_rebook(&rec, rebook.guard_value.as_deref(), &rebook.cancelled)
+            .await?;
+        if reopened {
+            return Ok(());
+        }
+        let row = self
+            .ledger
+            .rows(&rec.account, std::slice::from_ref(&rec.uid))
+            .await?;
+        Err(RebookError::StillBooked {
+            uid: op.uid.clone(),
+            entry: row
+                .get(&op.uid)
+                .and_then(|r| r.erp_entry.clone())
+                .unwrap_or_default(),
+            state: "booked meanwhile",
+        })
     }
 }
 

@@ -29,6 +29,13 @@ impl SourceKind {
         }
     }
 
+    /// The gateway's name as its errors say it (`SourceError`'s `api`).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            SourceKind::Mobbex => mobbex::API,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SourceKind> {
         SourceKind::ALL.into_iter().find(|k| k.as_str() == s)
     }

@@ -84,6 +84,7 @@ impl ErpNextClient {
             }) => Err(ErpError::Rejected {
                 status: 403,
                 exc_type: "PermissionError".into(),
+                about_order: false,
                 message: format!(
                     "{message} — creating the guard needs a System Manager (or Administrator) API key once; booking afterwards needs only Accounts User"
                 ),

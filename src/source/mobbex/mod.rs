@@ -27,7 +27,7 @@ use crate::domain::Operation;
 use crate::http_client::describe_reqwest;
 use crate::retry::{RetryPolicy, retrying};
 
-const API: &str = "Mobbex";
+pub(crate) const API: &str = "Mobbex";
 /// Mobbex's maximum page size.
 pub const PAGE_SIZE: usize = 50;
 
@@ -402,7 +402,6 @@ fn parse_one(data: &str) -> Result<Operation, SourceError> {
     .map_err(malformed)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build(
     uid: Option<String>,
     status: Option<&RawValue>,

@@ -1,0 +1,188 @@
+//! The per-order gate: one booking at a time per ERP order (invariant 2 of ARCHITECTURE.md).
+//!
+//! In this process a keyed async mutex; across processes sharing the ledger the order's claim
+//! (`crate::claims`): usually taken for the whole batch in one statement, otherwise taken by the
+//! group, waiting for another live holder. A claim taken over from another holder (expired, or a
+//! process that is gone) may still have creates in flight: the group waits them out before it
+//! books. Order of taking: the batch's claims, then the order lock, then the group's own claim;
+//! a write slot is taken only around each create (`write`).
+//!
+//! A dry run takes the lock but no claim: it creates nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::OwnedMutexGuard;
+use tracing::warn;
+
+use super::Engine;
+use super::group::OrderGroup;
+use super::run::RunCtx;
+use crate::claims::{Claims, order_key};
+use crate::erp::Erp;
+
+/// A keyed async mutex: one booking at a time per ERP order in this process, whatever account.
+#[derive(Default)]
+pub(super) struct OrderLocks {
+    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl OrderLocks {
+    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.map.lock().expect("order lock map poisoned");
+        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
+            return l;
+        }
+        if map.len() > 4096 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&l));
+        l
+    }
+}
+
+/// The claims a batch took in one statement, released in one statement by its last group.
+pub(super) struct BatchClaims {
+    claims: Arc<Claims>,
+    keys: Vec<String>,
+    remaining: AtomicUsize,
+}
+
+impl BatchClaims {
+    /// One group of the batch whose order is claimed is done; the last lets go of them all.
+    pub async fn group_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.claims.release(&self.keys).await;
+        }
+    }
+}
+
+/// An order's gate, entered: the order is this group's until the gate is left (or dropped).
+pub(super) struct Gate {
+    /// The order's claim key (`None`: no order).
+    key: Option<String>,
+    /// The claims the order's claim is held in (`None`: not claimed, a dry run).
+    claims: Option<Arc<Claims>>,
+    /// Taken by the group itself (not the batch): released when the group leaves.
+    own: bool,
+    _lock: Option<OwnedMutexGuard<()>>,
+}
+
+impl Engine {
+    /// Claim every order of the batch in one statement (cross-process safety) and mark the groups
+    /// whose order was claimed; orders another live process holds are claimed per group, waiting.
+    pub(super) async fn claim_batch(
+        &self,
+        ctx: &RunCtx,
+        groups: &mut [OrderGroup],
+    ) -> Option<Arc<BatchClaims>> {
+        let live = ctx.live.as_ref()?;
+        let keys: Vec<String> = groups
+            .iter()
+            .filter_map(|g| g.order.as_deref())
+            .map(order_key)
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let claimed: HashSet<String> = match live.claims.take_many(&keys).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(account = %ctx.acc.name, error = %e, "batch claim failed; claiming per order");
+                return None;
+            }
+        };
+        for g in groups.iter_mut() {
+            g.pre_claimed = g
+                .order
+                .as_deref()
+                .is_some_and(|o| claimed.contains(&order_key(o)));
+        }
+        let remaining = groups.iter().filter(|g| g.pre_claimed).count();
+        Some(Arc::new(BatchClaims {
+            claims: live.claims.clone(),
+            keys: claimed.into_iter().collect(),
+            remaining: AtomicUsize::new(remaining),
+        }))
+    }
+
+    /// Enter the gate of `order` (`None`: an operation naming no order has no gate): the
+    /// order's lock. The claim comes next ([`Gate::claim`]), under the lock.
+    pub(super) async fn enter_gate(&self, order: Option<&str>) -> Gate {
+        let lock = match order {
+            Some(o) => Some(self.order_locks.get(o).lock_owned().await),
+            None => None,
+        };
+        Gate {
+            key: order.map(order_key),
+            claims: None,
+            own: false,
+            _lock: lock,
+        }
+    }
+}
+
+impl Gate {
+    /// Hold the order's claim too: the batch's (`pre_claimed`), else taken now, waiting for
+    /// another live holder. `Err`: it could not be had (why, as the operations' reason). A dry
+    /// run claims nothing.
+    pub async fn claim(&mut self, ctx: &RunCtx, pre_claimed: bool) -> Result<(), String> {
+        let (Some(key), Some(live)) = (&self.key, &ctx.live) else {
+            return Ok(());
+        };
+        if !pre_claimed {
+            live.claims.take(key).await?;
+            self.own = true;
+        }
+        self.claims = Some(live.claims.clone());
+        Ok(())
+    }
+
+    /// Right before a create: the key of the order's claim if it lapsed and another process took
+    /// it meanwhile (the wait for a write slot can be long).
+    pub async fn lapsed(&self) -> Option<&str> {
+        let (Some(key), Some(claims)) = (&self.key, &self.claims) else {
+            return None;
+        };
+        (!claims.still_held(key).await).then_some(key.as_str())
+    }
+
+    /// Taken over from another holder (expired, or a process that is gone): its creates may still
+    /// commit. Wait them out; `true` when the group waited (then the batch's facts predate those
+    /// creates and must be asked for again). With the server-side guard nothing is waited for:
+    /// the ERP refuses a second entry itself.
+    pub async fn wait_out_previous_holder(
+        &self,
+        erp: &dyn Erp,
+        account: &str,
+        order: &str,
+    ) -> bool {
+        let (Some(key), Some(claims)) = (&self.key, &self.claims) else {
+            return false;
+        };
+        let Some(wait) = claims.takeover_wait(key) else {
+            return false;
+        };
+        if erp.guard_installed().await.unwrap_or(false) {
+            return false;
+        }
+        warn!(
+            account,
+            order,
+            wait_s = wait.as_secs_f64(),
+            "order taken over from another holder: waiting out its in-flight creates before booking"
+        );
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    /// Let go: the group's own claim is released (the batch's claims go with the batch's last
+    /// group), then the lock.
+    pub async fn leave(self) {
+        if let (true, Some(key), Some(claims)) = (self.own, &self.key, &self.claims) {
+            claims.release(std::slice::from_ref(key)).await;
+        }
+    }
+}

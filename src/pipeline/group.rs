@@ -1,0 +1,242 @@
+//! One order's payments, decided and booked one after another, oldest first, inside the order's
+//! gate.
+//!
+//! Oldest first, whatever fails: once a paid payment of the order is left unresolved (an error, an
+//! unknown create outcome, a claim another process holds, a missing order), every later payment of
+//! the order is `waiting` until it resolves — known from the previous group of the order in this
+//! run ([`OrderProgress`]), or from the ledger (earlier runs, other processes), which is re-read
+//! under the gate before each booking (another trigger may have just booked this operation or
+//! this order).
+
+use tracing::warn;
+
+use super::Engine;
+use super::facts::GroupFacts;
+use super::gate::Gate;
+use super::outcome::{Verdict, finish_unrecorded};
+use super::rebook;
+use super::run::{Examined, OrderProgress, RunCtx};
+use super::write::Booking;
+use crate::domain::{Decision, DecisionInput, DecisionKind, EarlierPayment, decide};
+use crate::store::{LedgerRow, OrderView};
+use crate::summary::Summary;
+
+/// The bookable operations of one order (or of no order) in a batch, oldest first.
+#[derive(Debug)]
+pub(super) struct OrderGroup {
+    pub order: Option<String>,
+    pub ops: Vec<Examined>,
+    pub facts: GroupFacts,
+    /// The batch claimed the order already.
+    pub pre_claimed: bool,
+}
+
+/// What a group has decided so far.
+struct GroupRun {
+    summary: Summary,
+    progress: OrderProgress,
+}
+
+impl Engine {
+    /// Decide and book one order's operations, one after another, inside the order's gate.
+    pub(super) async fn book_group(
+        &self,
+        ctx: &RunCtx,
+        group: OrderGroup,
+        inherited: OrderProgress,
+    ) -> (Summary, OrderProgress) {
+        let OrderGroup {
+            order,
+            ops,
+            mut facts,
+            pre_claimed,
+        } = group;
+        let mut run = GroupRun {
+            summary: Summary::default(),
+            progress: inherited,
+        };
+        run.progress.has_entry |= facts.order_has_entry;
+        let mut gate = self.enter_gate(order.as_deref()).await;
+        if let Err(reason) = gate.claim(ctx, pre_claimed).await {
+            self.fail_group(ctx, &ops, &reason, &mut run).await;
+            return (run.summary, run.progress);
+        }
+        if let Some(o) = order.as_deref()
+            && gate
+                .wait_out_previous_holder(self.erp.as_ref(), &ctx.acc.name, o)
+                .await
+        {
+            if let Err(e) = self.refresh_facts(Some(o), &ops, &mut facts).await {
+                let reason = format!("could not check the ERP after a takeover: {e}");
+                for e in &ops {
+                    self.mark_settleable(&ctx.acc.name, &e.op.uid);
+                }
+                self.fail_group(ctx, &ops, &reason, &mut run).await;
+                gate.leave().await;
+                return (run.summary, run.progress);
+            }
+            run.progress.has_entry |= facts.order_has_entry;
+        }
+        let count = ops.len();
+        for (idx, e) in ops.iter().enumerate() {
+            let more_follow = idx + 1 < count;
+            self.book_one(ctx, &gate, e, &facts, more_follow, &mut run)
+                .await;
+        }
+        gate.leave().await;
+        (run.summary, run.progress)
+    }
+
+    /// Decide and book one operation of the group.
+    async fn book_one(
+        &self,
+        ctx: &RunCtx,
+        gate: &Gate,
+        e: &Examined,
+        facts: &GroupFacts,
+        more_follow: bool,
+        run: &mut GroupRun,
+    ) {
+        let op = &e.op;
+        let fresh = self
+            .ledger
+            .op_and_order(
+                &ctx.acc.name,
+                &op.uid,
+                op.created,
+                e.order.as_deref(),
+                facts.read_at,
+            )
+            .await;
+        let view = match fresh {
+            Ok(view) => view,
+            Err(err) => {
+                finish_unrecorded(
+                    ctx,
+                    e,
+                    &format!("ledger unavailable: {err}"),
+                    &mut run.summary,
+                );
+                run.progress.note(op, DecisionKind::Error, ctx.records());
+                return;
+            }
+        };
+        run.progress.has_entry |= view.booked_entry.is_some();
+        let row = view.row.clone();
+        let decision = self.decide_one(ctx, e, facts, view, &run.progress);
+        let planned_kind = decision.kind();
+        let v = match decision {
+            Decision::Skip(s) => {
+                let entry = (s.kind == DecisionKind::AlreadyLoaded)
+                    .then(|| known_entry(e, facts, row.as_ref()))
+                    .flatten();
+                Verdict::of(s.kind, s.reason).with_entry(entry)
+            }
+            Decision::BookInitial(entry) => {
+                let booking = Booking::new(DecisionKind::BookedInitial, entry);
+                self.write(ctx, gate, op, booking).await
+            }
+            Decision::BookAdditional(entry) => {
+                let booking = Booking::new(DecisionKind::BookedAdditional, entry);
+                self.write(ctx, gate, op, booking).await
+            }
+        };
+        // Booked — or planned in a dry run, whose kind is the booking's — so later payments see
+        // the order paid.
+        if v.kind.is_booked() {
+            run.progress.has_entry = true;
+        }
+        if v.kind == DecisionKind::AlreadyLoaded
+            && !run.progress.has_entry
+            && (planned_kind.is_booked() || more_follow)
+        {
+            self.recheck_order(ctx, e, &mut run.progress).await;
+        }
+        let kind = v.kind;
+        self.finish(ctx, e, v, &mut run.summary).await;
+        run.progress.note(op, kind, ctx.records());
+    }
+
+    /// The rules' word on one operation, with everything known right now.
+    fn decide_one(
+        &self,
+        ctx: &RunCtx,
+        e: &Examined,
+        facts: &GroupFacts,
+        view: OrderView,
+        progress: &OrderProgress,
+    ) -> Decision {
+        let op = &e.op;
+        let row = view.row;
+        let earlier = progress.earlier(view.earlier_unresolved);
+        let rebooking = ctx.opts.rebook.as_ref().filter(|r| r.uid == op.uid);
+        // The guard value the entry will carry: a re-booking's own, else the operation id.
+        let guard_value = match rebooking {
+            Some(r) => r.guard_value.clone(),
+            None => row.as_ref().and_then(|r| r.guard_value.clone()),
+        };
+        let loaded_in_ledger = row
+            .as_ref()
+            .filter(|r| !rebook::forgets(&ctx.opts, r))
+            .filter(|r| r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
+            .map(|r| r.erp_entry.clone().unwrap_or_default());
+        let loaded_in_erp = facts.existing.get(&op.uid).map(|x| {
+            if x.docstatus == 0 {
+                format!("{} (a draft: submit it in ERPNext)", x.name)
+            } else {
+                x.name.clone()
+            }
+        });
+        let loaded = loaded_in_ledger.or(loaded_in_erp);
+        decide(&DecisionInput {
+            op,
+            policy: &ctx.policy,
+            order_name: e.order.as_deref(),
+            order: facts.order.as_ref(),
+            order_has_entry: progress.has_entry,
+            already_loaded: loaded.as_deref(),
+            earlier_unresolved: earlier.as_ref(),
+            today: self.today(),
+        })
+        .with_guard_value(guard_value)
+    }
+
+    /// Already in the ERP although the batch's lookups did not say the order has an entry
+    /// (committed since: an answer lost, another process, the guard's refusal): ask again whether
+    /// an entry references the order now, before a later payment decides. (Only when it matters:
+    /// the create itself found it, or a later payment of the order follows in this group — one
+    /// extra call, not one per already-loaded operation.)
+    async fn recheck_order(&self, ctx: &RunCtx, e: &Examined, progress: &mut OrderProgress) {
+        let Some(o) = e.order.as_deref() else {
+            return;
+        };
+        match self.orders_with_entries_of(&[o.to_string()]).await {
+            Ok(with) => progress.has_entry = with.contains(o),
+            Err(err) => {
+                warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, "could not re-check the order's entries; its later payments wait");
+                progress.blocker.get_or_insert_with(|| EarlierPayment {
+                    uid: e.op.uid.clone(),
+                    decision: DecisionKind::Error,
+                });
+            }
+        }
+    }
+
+    /// Record every operation of a group as `error` with `reason` (nothing was booked).
+    async fn fail_group(&self, ctx: &RunCtx, ops: &[Examined], reason: &str, run: &mut GroupRun) {
+        for e in ops {
+            self.finish(ctx, e, Verdict::error(reason), &mut run.summary)
+                .await;
+            run.progress.note(&e.op, DecisionKind::Error, ctx.records());
+        }
+    }
+}
+
+/// The entry an already-loaded operation is loaded as: the ERP's, else the ledger's.
+fn known_entry(e: &Examined, facts: &GroupFacts, row: Option<&LedgerRow>) -> Option<String> {
+    facts
+        .existing
+        .get(&e.op.uid)
+        .map(|x| x.name.clone())
+        .or_else(|| row.and_then(|r| r.erp_entry.clone()))
+}

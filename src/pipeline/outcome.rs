@@ -1,0 +1,199 @@
+//! One decision made known: written to the ledger (in a real run), logged (one `decision` line),
+//! reported to the observer (the CLI's progress bar), counted in the summary and the metrics.
+//! An [`Outcome`] is built here and nowhere else.
+
+use tracing::{info, warn};
+
+use super::run::{Examined, RunCtx};
+use super::{Engine, Outcome};
+use crate::domain::{DecisionKind, Operation, PaymentEntry};
+use crate::store::Record;
+use crate::summary::{BookedLine, Summary};
+
+/// What was decided for one operation, before it is made known.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Verdict {
+    pub kind: DecisionKind,
+    pub reason: String,
+    pub entry_name: Option<String>,
+    /// The entry the rules asked for (created, or planned in a dry run).
+    pub planned: Option<PaymentEntry>,
+}
+
+impl Verdict {
+    pub fn of(kind: DecisionKind, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            kind,
+            reason: reason.into(),
+            entry_name: None,
+            planned: None,
+        }
+    }
+
+    pub fn error(reason: impl Into<String>) -> Verdict {
+        Verdict::of(DecisionKind::Error, reason)
+    }
+
+    pub fn with_entry(mut self, entry_name: Option<String>) -> Verdict {
+        self.entry_name = entry_name;
+        self
+    }
+}
+
+impl Outcome {
+    fn of(account: &str, e: &Examined, v: &Verdict) -> Outcome {
+        Outcome {
+            account: account.to_string(),
+            uid: e.op.uid.clone(),
+            reference: e.op.reference.clone(),
+            order: e.order.clone(),
+            kind: v.kind,
+            reason: v.reason.clone(),
+            entry_name: v.entry_name.clone(),
+            planned: v.planned.clone(),
+        }
+    }
+}
+
+impl Engine {
+    /// Record and make known one decision.
+    pub(super) async fn finish(
+        &self,
+        ctx: &RunCtx,
+        e: &Examined,
+        v: Verdict,
+        summary: &mut Summary,
+    ) {
+        if let Some(live) = &ctx.live {
+            let rec = self.record_of(ctx, e, &v);
+            if let Err(err) = live.ledger.record(&rec).await {
+                // The ERP lookup by reference_no on the next run covers a booked entry whose row
+                // could not be written.
+                warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, decision = %v.kind, "ledger write failed");
+            }
+        }
+        announce(ctx, e, v, summary);
+    }
+
+    /// The ledger row for one decision.
+    pub(super) fn record_of(&self, ctx: &RunCtx, e: &Examined, v: &Verdict) -> Record {
+        let op = &e.op;
+        Record {
+            account: ctx.acc.name.clone(),
+            uid: op.uid.clone(),
+            reference: op.reference.clone(),
+            sales_order: e.order.clone(),
+            status_code: op.status_code(),
+            amount: Some(op.total),
+            currency: Some(op.currency.clone()),
+            decision: v.kind,
+            reason: v.reason.clone(),
+            erp_entry: v.entry_name.clone(),
+            op_created: Some(op.created),
+            seen_at: self.clock.now(),
+        }
+    }
+
+    /// A document the source could not read: an `error` (recorded when it has an id, so it is
+    /// examined again), never a reason to stop the others.
+    pub(super) async fn finish_malformed(
+        &self,
+        ctx: &RunCtx,
+        uid: Option<String>,
+        reason: &str,
+        summary: &mut Summary,
+    ) {
+        let out = Outcome {
+            account: ctx.acc.name.clone(),
+            uid: uid.clone().unwrap_or_else(|| "(no id)".into()),
+            reference: String::new(),
+            order: None,
+            kind: DecisionKind::Error,
+            reason: format!("malformed operation: {reason}"),
+            entry_name: None,
+            planned: None,
+        };
+        if let (Some(uid), Some(live)) = (uid, &ctx.live) {
+            let rec = Record {
+                account: ctx.acc.name.clone(),
+                uid,
+                reference: String::new(),
+                sales_order: None,
+                status_code: None,
+                amount: None,
+                currency: None,
+                decision: DecisionKind::Error,
+                reason: out.reason.clone(),
+                erp_entry: None,
+                op_created: None,
+                seen_at: self.clock.now(),
+            };
+            if let Err(e) = live.ledger.record(&rec).await {
+                warn!(account = %ctx.acc.name, uid = %rec.uid, error = %e, "ledger write failed");
+            }
+        }
+        report(ctx, &out);
+        summary.count(DecisionKind::Error);
+    }
+}
+
+/// An `error` the ledger could not take (it is unavailable): logged, reported and counted, not
+/// written, not in the metrics.
+pub(super) fn finish_unrecorded(ctx: &RunCtx, e: &Examined, reason: &str, summary: &mut Summary) {
+    let out = Outcome::of(&ctx.acc.name, e, &Verdict::error(reason));
+    log_decision(&out, &e.op);
+    report(ctx, &out);
+    summary.count_decision(&e.op, DecisionKind::Error, reason);
+}
+
+/// Log, report and count one decision (recording is the caller's business).
+pub(super) fn announce(ctx: &RunCtx, e: &Examined, v: Verdict, summary: &mut Summary) {
+    let out = Outcome::of(&ctx.acc.name, e, &v);
+    log_decision(&out, &e.op);
+    report(ctx, &out);
+    summary.count_decision(&e.op, v.kind, &v.reason);
+    if ctx.records() {
+        metrics::counter!(crate::metrics::DECISIONS, "account" => ctx.acc.name.clone(), "kind" => v.kind.as_str())
+            .increment(1);
+    }
+    if ctx.opts.collect_booked
+        && v.kind.is_booked()
+        && let Some(entry) = v.planned
+    {
+        summary.booked.push(BookedLine {
+            uid: e.op.uid.clone(),
+            kind: v.kind,
+            entry_name: v.entry_name,
+            entry,
+        });
+    }
+}
+
+fn report(ctx: &RunCtx, out: &Outcome) {
+    if let Some(obs) = &ctx.opts.observer {
+        obs(out);
+    }
+}
+
+/// One log line per decision: everything an operator needs to know what happened and why.
+fn log_decision(out: &Outcome, op: &Operation) {
+    let order = out.order.as_deref().unwrap_or("-");
+    let entry = out.entry_name.as_deref().unwrap_or("-");
+    match out.kind {
+        DecisionKind::Error => warn!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+        DecisionKind::Refunded if out.reason.contains("booked") => warn!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+        _ => info!(
+            account = %out.account, uid = %out.uid, reference = %out.reference, order,
+            amount = %op.total, currency = %op.currency, status = %op.source_status,
+            decision = %out.kind, reason = %out.reason, entry, "decision"
+        ),
+    }
+}

@@ -1,0 +1,160 @@
+//! One booking at a time per order (invariant 2): the in-process lock, the cross-process claim,
+//! a claim that lapses before a create, a takeover that waits out the previous holder's creates.
+//!
+//! The lock is tested on tokio's paused time. Claims live in the ledger, and sqlx's pool cannot
+//! run on paused time (it waits on tokio timers while SQLite works on its own threads, so the
+//! clock would jump past them): those tests run on real time, with waits of a second or less.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::time::{Instant, timeout};
+
+use crate::claims::{ClaimTiming, order_key};
+use crate::domain::DecisionKind as K;
+use crate::pipeline::RunOptions;
+use crate::pipeline::fakes::{Harness, entry_for, op, paid};
+use crate::pipeline::write::Booking;
+
+const A: &str = "SAL-ORD-2026-00001";
+const B: &str = "SAL-ORD-2026-00002";
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn timing(ttl: Duration, wait: Duration) -> ClaimTiming {
+    ClaimTiming {
+        ttl,
+        wait,
+        commit_horizon: Duration::ZERO,
+    }
+}
+
+/// A second group of an order waits until the first leaves the order's gate; another order's
+/// group does not wait.
+#[tokio::test]
+async fn one_group_at_a_time_per_order_in_a_process() {
+    let h = Harness::paused(|e| e).await;
+    let first = h.engine.enter_gate(Some(A)).await;
+    let second = h.engine.enter_gate(Some(A));
+    tokio::pin!(second);
+    let second_waits = timeout(Duration::from_secs(60), &mut second).await;
+    assert!(
+        second_waits.is_err(),
+        "entered while the first group held it"
+    );
+    let other = timeout(Duration::from_secs(1), h.engine.enter_gate(Some(B))).await;
+    assert!(other.is_ok(), "another order's gate is free");
+    first.leave().await;
+    let entered = timeout(Duration::from_secs(1), second).await;
+    assert!(entered.is_ok(), "the first group left");
+}
+
+/// Another live process holds the order's claim: the group waits for it up to `wait`, books
+/// nothing, and leaves the operation unresolved with why.
+#[tokio::test]
+async fn a_claim_another_live_process_holds_is_waited_for_then_given_up() {
+    let t = timing(Duration::from_secs(120), ms(500));
+    let h = Harness::with(|e| e.with_claim_timing(t)).await;
+    h.erp.add_order(A, "1000");
+    let other = h.second_process(|e| e.with_claim_timing(t));
+    other.claims.take(&order_key(A)).await.unwrap();
+
+    let started = Instant::now();
+    let s = h.run(vec![op("p1", A, paid(), "100", 10)]).await;
+    assert!(started.elapsed() >= ms(500), "waited for the claim");
+    assert_eq!(s.get(K::Error), 1, "{s}");
+    let row = h.row("p1").await;
+    assert!(
+        row.reason
+            .contains("is being booked by another paysync process"),
+        "{}",
+        row.reason
+    );
+    assert!(h.erp.created_uids().is_empty());
+}
+
+/// The other process lets go within the wait: the group takes the claim and books.
+#[tokio::test]
+async fn a_claim_let_go_within_the_wait_is_taken_and_the_order_booked() {
+    let t = timing(Duration::from_secs(120), Duration::from_secs(30));
+    let h = Harness::with(|e| e.with_claim_timing(t)).await;
+    h.erp.add_order(A, "1000");
+    let other = h.second_process(|e| e.with_claim_timing(t));
+    let key = order_key(A);
+    other.claims.take(&key).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(ms(300)).await;
+        other.claims.release(&[key]).await;
+    });
+
+    let started = Instant::now();
+    let s = h.run(vec![op("p1", A, paid(), "100", 10)]).await;
+    release.await.unwrap();
+    assert!(started.elapsed() >= ms(300));
+    assert_eq!(s.get(K::BookedInitial), 1, "{s}");
+    assert_eq!(h.erp.created_uids(), ["p1"]);
+}
+
+/// The order's claim lapsed while the group waited (for a write slot, say) and another process
+/// took it: the create is not sent.
+#[tokio::test]
+async fn a_claim_that_lapsed_before_the_create_aborts_it() {
+    let ttl = ms(400);
+    let h = Harness::with(|e| e.with_claim_timing(timing(ttl, ms(100)))).await;
+    let ctx = h.ctx(&RunOptions::default()).await;
+    let mut gate = h.engine.enter_gate(Some(A)).await;
+    gate.claim(&ctx, false).await.unwrap();
+    let p1 = op("p1", A, paid(), "100", 10);
+
+    // Held, and renewed by the heartbeat, past the claim's ttl.
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(gate.lapsed().await, None);
+
+    // Another process finds it expired (as if this one had stalled) and takes it; this one's
+    // memory of the last renewal goes stale.
+    let key = order_key(A);
+    let far = Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let taken = h.ledger.try_claim("erp", &key, "elsewhere:1:1", far, ttl);
+    assert!(taken.await.unwrap().is_some());
+    tokio::time::sleep(ttl).await;
+
+    let booking = Booking::new(K::BookedInitial, entry_for(&p1, A));
+    let v = h.engine.write(&ctx, &gate, &p1, booking).await;
+    assert_eq!(v.kind, K::Error);
+    assert!(v.reason.contains("the claim lapsed"), "{}", v.reason);
+    assert!(h.erp.created_uids().is_empty(), "nothing was sent");
+}
+
+/// A claim taken over from an expired holder: its create may still commit until the commit
+/// horizon after it could last have sent one. The group waits that out, asks the ERP again and
+/// finds the entry, instead of booking the payment a second time.
+#[tokio::test]
+async fn a_takeover_waits_out_the_previous_holders_creates_then_asks_again() {
+    let h = Harness::with(|e| e.with_commit_horizon(ms(1500))).await;
+    h.erp.add_order(A, "1000");
+    let p1 = op("p1", A, paid(), "100", 10);
+    // A holder on another host whose claim ran out 0.5 s ago: its creates may commit until 1 s
+    // from now; one does, 0.5 s from now.
+    let ttl = Duration::from_secs(120);
+    let ran_out = jiff::SignedDuration::try_from(ttl + ms(500)).unwrap();
+    let key = order_key(A);
+    let held = (h.ledger).try_claim(
+        "erp",
+        &key,
+        "elsewhere:1:1",
+        Timestamp::now() - ran_out,
+        ttl,
+    );
+    assert!(held.await.unwrap().is_some());
+    h.erp.commit_later(entry_for(&p1, A), ms(500));
+
+    let started = Instant::now();
+    let s = h.run(vec![p1]).await;
+    let waited = started.elapsed();
+    assert!(waited >= ms(900), "waited {waited:?}");
+    assert_eq!(s.get(K::AlreadyLoaded), 1, "{s}");
+    assert!(h.erp.created_uids().is_empty(), "not booked a second time");
+    assert_eq!(h.erp.entry_count(), 1);
+}
