@@ -65,16 +65,8 @@ impl App {
             )?
             .with_retry(retry),
         );
-        let engine = Arc::new(
-            Engine::new(
-                erp.clone(),
-                ledger.clone(),
-                settings.daemon.timezone.clone(),
-                settings.erp.max_in_flight,
-            )
-            .with_retry(retry)
-            .with_commit_horizon(settings.erp.commit_horizon),
-        );
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let engine = engine(&settings, &erp, &ledger, None, &clock);
         let mut accounts = Vec::new();
         for a in &settings.accounts {
             let source = MobbexClient::new(
@@ -95,31 +87,32 @@ impl App {
             erp,
             ledger,
             accounts,
-            clock: Arc::new(SystemClock),
+            clock,
         })
     }
 
-    /// Read time from `clock` instead of the wall clock (tests on tokio's paused time).
+    /// Read time from `clock` instead of the wall clock (tests on tokio's paused time): the
+    /// engine, its claims and the daemon all read this one.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
         self.clock = clock;
+        self.engine = engine(
+            &self.settings,
+            &self.erp,
+            &self.ledger,
+            self.engine.fixed_today(),
+            &self.clock,
+        );
         self
     }
 
     /// Use a fixed "today" for posting and reference dates (tests, the demo).
     pub fn with_today(mut self, today: Date) -> App {
-        self.engine = Arc::new(
-            Engine::new(
-                self.erp.clone(),
-                self.ledger.clone(),
-                self.settings.daemon.timezone.clone(),
-                self.settings.erp.max_in_flight,
-            )
-            .with_today(today)
-            .with_retry(RetryPolicy {
-                max_total: self.settings.daemon.retry_budget,
-                ..RetryPolicy::default()
-            })
-            .with_commit_horizon(self.settings.erp.commit_horizon),
+        self.engine = engine(
+            &self.settings,
+            &self.erp,
+            &self.ledger,
+            Some(today),
+            &self.clock,
         );
         self
     }
@@ -173,6 +166,32 @@ pub fn created_window(tz: &jiff::tz::TimeZone, since: Date, until: Date) -> Wind
         from,
         to,
     }
+}
+
+/// The one engine of a process, from the settings (the only place its knobs are set).
+fn engine(
+    settings: &Settings,
+    erp: &Arc<dyn Erp>,
+    ledger: &Arc<dyn store::Ledger>,
+    today: Option<Date>,
+    clock: &Arc<dyn Clock>,
+) -> Arc<Engine> {
+    let mut engine = Engine::new(
+        erp.clone(),
+        ledger.clone(),
+        settings.daemon.timezone.clone(),
+        settings.erp.max_in_flight,
+    )
+    .with_retry(RetryPolicy {
+        max_total: settings.daemon.retry_budget,
+        ..RetryPolicy::default()
+    })
+    .with_commit_horizon(settings.erp.commit_horizon)
+    .with_clock(clock.clone());
+    if let Some(d) = today {
+        engine = engine.with_today(d);
+    }
+    Arc::new(engine)
 }
 
 #[cfg(test)]

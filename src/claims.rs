@@ -121,6 +121,10 @@ impl Claims {
         &self.holder
     }
 
+    pub fn timing(&self) -> ClaimTiming {
+        self.timing.clone()
+    }
+
     /// A claim counts as confirmed for `ttl` minus this margin after its last renewal.
     fn fresh_for(&self) -> Duration {
         self.timing.ttl.saturating_sub(self.timing.ttl / 4)

@@ -182,7 +182,9 @@ impl Engine {
     /// How claims live and are waited for (tests shorten them).
     pub fn with_claim_timing(mut self, timing: ClaimTiming) -> Engine {
         let holder = self.claims.holder().to_string();
-        self.claims = Arc::new(Claims::new(self.ledger.clone(), holder, timing));
+        self.claims = Arc::new(
+            Claims::new(self.ledger.clone(), holder, timing).with_clock(self.clock.clone()),
+        );
         self
     }
 
@@ -192,10 +194,17 @@ impl Engine {
         self
     }
 
+    /// The fixed "today", if one was set.
+    pub fn fixed_today(&self) -> Option<Date> {
+        self.today
+    }
+
     /// Read time from `clock` (the system clock by default; tests use one on tokio's time).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
         self.clock = clock;
-        self
+        // The claims read the same clock.
+        let timing = self.claims.timing();
+        self.with_claim_timing(timing)
     }
 
     pub fn ledger(&self) -> &Arc<dyn Ledger> {
