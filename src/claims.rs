@@ -122,7 +122,7 @@ impl Claims {
     }
 
     pub fn timing(&self) -> ClaimTiming {
-        self.timing.clone()
+        self.timing
     }
 
     /// A claim counts as confirmed for `ttl` minus this margin after its last renewal.
