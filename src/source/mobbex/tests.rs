@@ -1,0 +1,205 @@
+use super::*;
+
+fn page_of(docs: &[&str]) -> Page {
+    parse_list(&format!("{{\"docs\":[{}],\"page\":0}}", docs.join(","))).unwrap()
+}
+
+const GOOD: &str = r#"{"uid":"u1","status":"200","total":2871.74,"currency":"ARS","reference":"SAL-ORD-2026-00001","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-01T12:01:00.000Z"}"#;
+
+/// Every body shape a server or a proxy in front of it sends with an error status.
+const BODIES: [(&str, &str); 5] = [
+    (
+        "json envelope",
+        r#"{"result": false, "code": "INTERNAL_ERROR", "error": "Internal Server Error"}"#,
+    ),
+    (
+        "html",
+        "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>",
+    ),
+    (
+        "text",
+        "upstream connect error or disconnect/reset before headers",
+    ),
+    ("empty", ""),
+    ("json without envelope", r#"{"message": "oops"}"#),
+];
+
+#[test]
+fn every_5xx_and_408_is_transient_whatever_the_body() {
+    for status in [500u16, 501, 502, 503, 504, 507, 520, 524, 599, 408] {
+        for (shape, body) in BODIES {
+            let e = classify(status, None, body).unwrap_err();
+            assert!(
+                matches!(e, SourceError::Http { status: s, .. } if s == status),
+                "{status} {shape}: {e:?}"
+            );
+            assert!(e.is_transient(), "{status} {shape} must be retried");
+        }
+    }
+    // The envelope's own message is kept.
+    let e = classify(500, None, BODIES[0].1).unwrap_err();
+    assert!(e.to_string().contains("Internal Server Error"), "{e}");
+}
+
+#[test]
+fn a_429_waits_for_retry_after_when_given() {
+    for (shape, body) in BODIES {
+        for ra in [Some(Duration::from_secs(3)), None] {
+            let e = classify(429, ra, body).unwrap_err();
+            assert!(e.is_transient(), "{shape}");
+            assert_eq!(e.retry_after(), ra, "{shape}");
+        }
+    }
+}
+
+#[test]
+fn credentials_not_found_and_business_answers_are_not_retried() {
+    for (shape, body) in BODIES {
+        for status in [401u16, 403] {
+            let e = classify(status, None, body).unwrap_err();
+            assert!(
+                matches!(e, SourceError::Unauthorized { .. }),
+                "{status} {shape}: {e:?}"
+            );
+            assert!(!e.is_transient());
+        }
+        let e = classify(404, None, body).unwrap_err();
+        assert!(
+            matches!(e, SourceError::Http { status: 404, .. }),
+            "{shape}: {e:?}"
+        );
+        assert!(!e.is_transient());
+        for status in [400u16, 409, 422] {
+            let e = classify(status, None, body).unwrap_err();
+            assert!(!e.is_transient(), "{status} {shape}");
+        }
+    }
+    // A 4xx with an envelope is Mobbex's business answer, with its code.
+    let e = classify(
+        400,
+        None,
+        r#"{"result":false,"code":"INVALID_FILTER","error":"bad"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Api { code, .. } if code == "INVALID_FILTER"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_2xx_is_data_a_business_answer_or_malformed() {
+    assert_eq!(
+        classify(200, None, r#"{"result":true,"data":{"docs":[]}}"#).unwrap(),
+        r#"{"docs":[]}"#
+    );
+    let e = classify(
+        200,
+        None,
+        r#"{"result":false,"code":"NOT_FOUND","error":"no"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Api { code, .. } if code == "NOT_FOUND"),
+        "{e:?}"
+    );
+    assert!(!e.is_transient());
+    for (shape, body) in &BODIES[1..] {
+        let e = classify(200, None, body).unwrap_err();
+        assert!(matches!(e, SourceError::Malformed { .. }), "{shape}: {e:?}");
+        assert!(!e.is_transient(), "{shape}");
+    }
+}
+
+#[test]
+fn good_doc_is_exact() {
+    let p = page_of(&[GOOD]);
+    assert!(p.is_last);
+    let Fetched::Op(op) = &p.items[0] else {
+        panic!("{:?}", p.items[0])
+    };
+    assert_eq!(op.total.to_string(), "2871.74");
+    assert_eq!(op.status, crate::domain::PaymentStatus::Paid);
+    assert_eq!(op.source_status, "200");
+    assert_eq!(op.currency, "ARS");
+    assert!(!op.is_child && !op.is_test);
+}
+
+#[test]
+fn totals_keep_their_text() {
+    for (t, want) in [
+        ("0.10", "0.10"),
+        ("1000000000.00", "1000000000.00"),
+        ("2871.7400000000001", "2871.7400000000001"),
+        ("\"15.5\"", "15.5"),
+        ("1e3", "1000"),
+    ] {
+        let raw = RawValue::from_string(t.to_string()).unwrap();
+        assert_eq!(parse_amount(&raw).unwrap().to_string(), want, "{t}");
+    }
+    for t in ["\"1.234,56\"", "\"abc\"", "null", "true"] {
+        let raw = RawValue::from_string(t.to_string()).unwrap();
+        assert!(parse_amount(&raw).is_err(), "{t}");
+    }
+}
+
+#[test]
+fn one_bad_doc_does_not_spoil_the_page() {
+    let bad_status = GOOD.replace("\"200\"", "\"abc\"").replace("u1", "u2");
+    let comma = GOOD.replace("2871.74", "\"2871,74\"").replace("u1", "u3");
+    let no_uid = GOOD.replace("\"uid\":\"u1\",", "");
+    let p = page_of(&[GOOD, &bad_status, &comma, &no_uid, "42"]);
+    assert!(matches!(p.items[0], Fetched::Op(_)));
+    match &p.items[1] {
+        Fetched::Bad { uid, reason } => {
+            assert_eq!(uid.as_deref(), Some("u2"));
+            assert!(reason.contains("abc"), "{reason}");
+        }
+        x => panic!("{x:?}"),
+    }
+    assert!(
+        matches!(&p.items[2], Fetched::Bad { uid: Some(u), reason } if u == "u3" && reason.contains("comma"))
+    );
+    assert!(matches!(&p.items[3], Fetched::Bad { uid: None, .. }));
+    assert!(matches!(&p.items[4], Fetched::Bad { uid: None, .. }));
+}
+
+#[test]
+fn full_page_is_not_last() {
+    let docs: Vec<String> = (0..PAGE_SIZE)
+        .map(|i| GOOD.replace("u1", &format!("u{i}")))
+        .collect();
+    let refs: Vec<&str> = docs.iter().map(|s| s.as_str()).collect();
+    assert!(!page_of(&refs).is_last);
+}
+
+/// Mobbex's conventions become the domain's flags here and nowhere else.
+#[test]
+fn children_and_test_operations_are_flagged_by_the_adapter() {
+    let child = GOOD.replacen(r#""uid":""#, r#""uid":"CHD-"#, 1);
+    let test = GOOD.replacen(r#""currency":"ARS""#, r#""currency":"TEST""#, 1);
+    assert_ne!(child, GOOD);
+    assert_ne!(test, GOOD);
+    let p = page_of(&[&child, &test]);
+    let [Fetched::Op(c), Fetched::Op(t)] = &p.items[..] else {
+        panic!("{:?}", p.items)
+    };
+    assert!(c.is_child && !c.is_test, "{c:?}");
+    assert!(t.is_test && !t.is_child, "{t:?}");
+}
+
+#[test]
+fn single_operation_shape() {
+    let data = r#"{"transactions":[],"transaction":{"result":true,"payment":{"id":"u9","status":{"code":"602","text":"Devuelta"},"total":100.5,"currency":{"code":"ARS","symbol":"$"},"reference":"R","created":"2026-10-01T12:00:00.000Z","updated":"2026-10-02T12:00:00.000Z"}}}"#;
+    let op = parse_one(data).unwrap();
+    assert_eq!(
+        (
+            op.uid.as_str(),
+            op.status,
+            op.source_status.as_str(),
+            op.total.to_string().as_str()
+        ),
+        ("u9", crate::domain::PaymentStatus::Refunded, "602", "100.5")
+    );
+    assert!(op.updated.is_some());
+}
