@@ -40,6 +40,7 @@ use crate::domain::DecisionKind;
 use crate::pipeline::{AccountCtx, Engine, RunOptions};
 use crate::source::{Window, WindowField};
 use crate::store::{Ledger, PollRecord};
+use crate::summary::Summary;
 
 /// How long in-flight work may take to finish after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -132,7 +133,34 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let addr = listener.local_addr()?;
 
-    // Triggers left running by a crash or a hard stop are picked up again now.
+    requeue_running_triggers(&ctx).await?;
+    let server = spawn_http(&ctx, listener);
+    tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
+    let schedules = account_schedules(&ctx)?;
+    let poll = poll_fn(&ctx);
+    let watchdog = watchdog(&ctx);
+    catch_up_missed_polls(&ctx, &schedules, &tracker).await;
+    tracker.spawn(scheduler::run(
+        schedules,
+        ctx.settings.daemon.timezone.clone(),
+        ctx.clock.clone(),
+        poll,
+        watchdog,
+        tracker.clone(),
+        ctx.cancel.clone(),
+    ));
+
+    announce_ready(&ctx, addr);
+    tokio::select! {
+        _ = shutdown => info!("stop requested"),
+        _ = ctx.cancel.cancelled() => {}
+    }
+    shut_down(&ctx, tracker, server).await;
+    Ok(())
+}
+
+/// Triggers left running by a crash or a hard stop are picked up again now.
+async fn requeue_running_triggers(ctx: &DaemonCtx) -> anyhow::Result<()> {
     let requeued = ctx.ledger.inbox_requeue_running().await?;
     if requeued > 0 {
         info!(
@@ -140,20 +168,23 @@ pub async fn run(
             "resuming webhook triggers left running by the previous process"
         );
     }
+    Ok(())
+}
 
-    // HTTP: webhooks, /healthz, /metrics; limits against hostile clients in `listener.rs`.
+/// HTTP: webhooks, /healthz, /metrics; limits against hostile clients in `listener.rs`.
+/// Not on the tracker: the server stops on `cancel` and is awaited last, after the drain.
+fn spawn_http(ctx: &Arc<DaemonCtx>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
     let limits = listener::plan(&ctx.settings.daemon);
-    let server = tokio::spawn(listener::serve(
+    tokio::spawn(listener::serve(
         listener,
         http::router(ctx.clone()),
         limits,
         ctx.cancel.clone(),
-    ));
+    ))
+}
 
-    // Inbox worker.
-    tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
-
-    // Scheduler.
+/// Each account's cron schedule: its own, or the daemon's default.
+fn account_schedules(ctx: &DaemonCtx) -> anyhow::Result<Vec<scheduler::AccountSchedule>> {
     let mut schedules = Vec::new();
     for (name, acc) in &ctx.accounts {
         let expr = acc
@@ -167,14 +198,21 @@ pub async fn run(
             cron,
         });
     }
-    let poll: scheduler::PollFn = {
+    Ok(schedules)
+}
+
+/// What the scheduler runs at each fire time: [`poll_account`].
+fn poll_fn(ctx: &Arc<DaemonCtx>) -> scheduler::PollFn {
+    let ctx = ctx.clone();
+    Arc::new(move |account| {
         let ctx = ctx.clone();
-        Arc::new(move |account| {
-            let ctx = ctx.clone();
-            Box::pin(async move { poll_account(&ctx, &account).await })
-        })
-    };
-    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        Box::pin(async move { poll_account(&ctx, &account).await })
+    })
+}
+
+/// The systemd watchdog ping and its period (half the configured one), if systemd asks for it.
+fn watchdog(ctx: &Arc<DaemonCtx>) -> Option<(Duration, scheduler::WatchdogFn)> {
+    sd_notify::watchdog_enabled().map(|every| {
         let ctx = ctx.clone();
         let ping: scheduler::WatchdogFn = Arc::new(move || {
             let ctx = ctx.clone();
@@ -189,10 +227,17 @@ pub async fn run(
             })
         });
         (every / 2, ping)
-    });
-    // Catch up at once after downtime: an account whose schedule fired since its watermark missed
-    // a poll. The window starts at the stored watermark: no gap, however long the downtime.
-    for s in &schedules {
+    })
+}
+
+/// Catch up at once after downtime: an account whose schedule fired since its watermark missed
+/// a poll. The window starts at the stored watermark: no gap, however long the downtime.
+async fn catch_up_missed_polls(
+    ctx: &Arc<DaemonCtx>,
+    schedules: &[scheduler::AccountSchedule],
+    tracker: &TaskTracker,
+) {
+    for s in schedules {
         let now = ctx.clock.now();
         let Ok(Some(watermark)) = ctx.ledger.watermark(&s.account).await else {
             continue;
@@ -207,25 +252,17 @@ pub async fn run(
             tracker.spawn(async move { poll_account(&ctx, &account).await });
         }
     }
+}
 
-    tracker.spawn(scheduler::run(
-        schedules,
-        ctx.settings.daemon.timezone.clone(),
-        ctx.clock.clone(),
-        poll,
-        watchdog,
-        tracker.clone(),
-        ctx.cancel.clone(),
-    ));
-
+/// Tell systemd (and the log) that the daemon is up.
+fn announce_ready(ctx: &DaemonCtx, addr: std::net::SocketAddr) {
     info!(listen = %addr, accounts = ctx.accounts.len(), "paysync running");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     ctx.set_status(format!("listening on {addr}; no poll yet"));
+}
 
-    tokio::select! {
-        _ = shutdown => info!("stop requested"),
-        _ = ctx.cancel.cancelled() => {}
-    }
+/// Stop taking work, give in-flight work [`SHUTDOWN_GRACE`] to finish, then stop the server.
+async fn shut_down(ctx: &DaemonCtx, tracker: TaskTracker, server: tokio::task::JoinHandle<()>) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     ctx.cancel.cancel();
     tracker.close();
@@ -242,7 +279,6 @@ pub async fn run(
         error!(error = %e, "HTTP server task failed");
     }
     info!("stopped");
-    Ok(())
 }
 
 /// One poll of one account: operations updated in `[watermark − lookback, now]`.
@@ -251,98 +287,164 @@ pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
         return;
     };
     let started = ctx.clock.now();
+    let Some(window) = poll_window(ctx, account, started).await else {
+        return;
+    };
+    let opts = RunOptions::default();
+    let (mut summary, error) = match ctx.engine.sync_window(acc, window, &opts).await {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e.to_string())),
+    };
+    if error.is_none() && !ctx.cancel.is_cancelled() {
+        requeue_not_booked_yet(ctx, account, started).await;
+    }
+
+    let finished = ctx.clock.now();
+    if error.is_none() {
+        move_watermark(ctx, account, window.to).await;
+    }
+    summary.failures.clear();
+    let poll = FinishedPoll {
+        account,
+        window,
+        started,
+        finished,
+        summary,
+        error,
+    };
+    record_poll(ctx, &poll).await;
+    count_poll(ctx, &poll);
+    report_poll(ctx, &poll);
+}
+
+/// One poll's outcome, as recorded, counted and logged.
+struct FinishedPoll<'a> {
+    account: &'a str,
+    window: Window,
+    started: Timestamp,
+    finished: Timestamp,
+    /// The run's summary, its `failures` list cleared before it is recorded.
+    summary: Summary,
+    error: Option<String>,
+}
+
+impl FinishedPoll<'_> {
+    fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// The window to poll, `[watermark − lookback, started]`, or `None` (poll skipped) when the
+/// ledger cannot say where the last poll ended.
+async fn poll_window(ctx: &DaemonCtx, account: &str, started: Timestamp) -> Option<Window> {
     let lookback = SignedDuration::try_from(ctx.settings.daemon.lookback).unwrap_or_default();
     let watermark = match ctx.ledger.watermark(account).await {
         Ok(w) => w,
         Err(e) => {
             error!(account, error = %e, "poll skipped: ledger unavailable");
-            return;
+            return None;
         }
     };
     // First poll ever: start `lookback` ago (older operations: `paysync sync --since`).
     let from = watermark.unwrap_or(started) - lookback;
-    let window = Window {
+    Some(Window {
         field: WindowField::Updated,
         from,
         to: started,
-    };
-    let opts = RunOptions::default();
-    let result = ctx.engine.sync_window(acc, window, &opts).await;
-    let (mut summary, error) = match result {
-        Ok(s) => (s, None),
-        Err((s, e)) => (s, Some(e.to_string())),
-    };
+    })
+}
 
-    // Re-examine what earlier runs could not book yet (an order that reached the ERP, a passing
-    // error): these operations may not change in Mobbex, so the updated-window would miss them.
-    if error.is_none() && !ctx.cancel.is_cancelled() {
-        match ctx
+/// Re-examine what earlier runs could not book yet (an order that reached the ERP, a passing
+/// error): these operations may not change in Mobbex, so the updated-window would miss them.
+async fn requeue_not_booked_yet(ctx: &DaemonCtx, account: &str, started: Timestamp) {
+    let uids = match ctx
+        .ledger
+        .retryable(
+            account,
+            started - SignedDuration::from_secs(60),
+            RECHECK_PER_POLL,
+        )
+        .await
+    {
+        Ok(uids) => uids,
+        Err(e) => {
+            warn!(account, error = %e, "could not list operations to re-examine");
+            return;
+        }
+    };
+    let mut queued = 0;
+    for uid in uids {
+        if ctx
             .ledger
-            .retryable(
-                account,
-                started - SignedDuration::from_secs(60),
-                RECHECK_PER_POLL,
-            )
+            .inbox_push(account, &uid, started, None)
             .await
+            .unwrap_or(false)
         {
-            Ok(uids) if !uids.is_empty() => {
-                let mut queued = 0;
-                for uid in uids {
-                    if ctx
-                        .ledger
-                        .inbox_push(account, &uid, started, None)
-                        .await
-                        .unwrap_or(false)
-                    {
-                        queued += 1;
-                    }
-                }
-                if queued > 0 {
-                    info!(account, queued, "re-examining operations not booked yet");
-                    ctx.inbox_wake.notify_one();
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn!(account, error = %e, "could not list operations to re-examine"),
+            queued += 1;
         }
     }
+    if queued > 0 {
+        info!(account, queued, "re-examining operations not booked yet");
+        ctx.inbox_wake.notify_one();
+    }
+}
 
-    let finished = ctx.clock.now();
-    let ok = error.is_none();
-    if ok && let Err(e) = ctx.ledger.set_watermark(account, window.to).await {
+/// Only after the whole window was processed: the next poll starts from `to`.
+async fn move_watermark(ctx: &DaemonCtx, account: &str, to: Timestamp) {
+    if let Err(e) = ctx.ledger.set_watermark(account, to).await {
         error!(account, error = %e, "could not store the watermark; the next poll repeats this window");
     }
-    let duration_ms = (finished - started).get_milliseconds();
-    summary.failures.clear();
-    let line = summary.to_string();
+}
+
+/// The poll's row in the ledger (`paysync status` reads it).
+async fn record_poll(ctx: &DaemonCtx, poll: &FinishedPoll<'_>) {
     let record = PollRecord {
-        account: account.to_string(),
-        started,
-        finished,
-        window_from: window.from,
-        window_to: window.to,
-        ok,
-        summary: line.clone(),
-        error: error.clone(),
+        account: poll.account.to_string(),
+        started: poll.started,
+        finished: poll.finished,
+        window_from: poll.window.from,
+        window_to: poll.window.to,
+        ok: poll.ok(),
+        summary: poll.summary.to_string(),
+        error: poll.error.clone(),
     };
     if let Err(e) = ctx.ledger.record_poll(&record).await {
-        warn!(account, error = %e, "could not record the poll");
+        warn!(account = poll.account, error = %e, "could not record the poll");
     }
-    metrics::counter!(crate::metrics::POLLS, "account" => account.to_string(), "ok" => ok.to_string()).increment(1);
+}
+
+/// The poll counters: the metric and the [`Progress`] tests wait on.
+fn count_poll(ctx: &DaemonCtx, poll: &FinishedPoll<'_>) {
+    let ok = poll.ok();
+    metrics::counter!(crate::metrics::POLLS, "account" => poll.account.to_string(), "ok" => ok.to_string()).increment(1);
     ctx.progress.send_modify(|p| {
         p.polls += 1;
         if ok {
             p.polls_ok += 1;
         }
     });
-    let skipped: Vec<String> = summary
-        .by_kind
-        .iter()
-        .filter(|(k, _)| !k.is_booked() && **k != DecisionKind::Error)
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect();
-    match &error {
+}
+
+/// The log line, the last-good-poll gauge and the systemd status of a finished poll.
+fn report_poll(ctx: &DaemonCtx, poll: &FinishedPoll<'_>) {
+    let FinishedPoll {
+        account,
+        window,
+        started,
+        finished,
+        summary,
+        error,
+    } = poll;
+    let account = *account;
+    let duration_ms = (*finished - *started).get_milliseconds();
+    match error {
         None => {
+            let skipped: Vec<String> = summary
+                .by_kind
+                .iter()
+                .filter(|(k, _)| !k.is_booked() && **k != DecisionKind::Error)
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
             metrics::gauge!(crate::metrics::LAST_GOOD_POLL, "account" => account.to_string())
                 .set(finished.as_second() as f64);
             info!(

@@ -197,11 +197,11 @@ impl Decision {
     }
 }
 
-fn skip(kind: DecisionKind, reason: impl Into<String>) -> Decision {
-    Decision::Skip(Skip {
+fn skip(kind: DecisionKind, reason: impl Into<String>) -> Skip {
+    Skip {
         kind,
         reason: reason.into(),
-    })
+    }
 }
 
 /// ERPNext stores amounts with 2 decimals in the ledger; more than that would be booked unrounded
@@ -209,28 +209,51 @@ fn skip(kind: DecisionKind, reason: impl Into<String>) -> Decision {
 const MAX_SCALE: u32 = 2;
 
 /// Decide what to do with one operation. Pure: same input, same answer.
+///
+/// The checks run in a fixed order and the first one that fails decides; each step below is one
+/// group of checks, in that order.
 pub fn decide(input: &DecisionInput<'_>) -> Decision {
-    let op = input.op;
+    match check_and_book(input) {
+        Ok(decision) => decision,
+        Err(skipped) => Decision::Skip(skipped),
+    }
+}
 
+/// The checks in order (`?` stops at the first skip), then the booking.
+fn check_and_book(input: &DecisionInput<'_>) -> Result<Decision, Skip> {
+    skip_by_kind(input)?;
+    skip_by_status(input)?;
+    skip_already_loaded(input)?;
+    skip_by_amount(input.op)?;
+    let (order_name, order) = check_order(input)?;
+    wait_for_earlier_payment(input, order_name)?;
+    Ok(book(input, order_name, order))
+}
+
+/// Child operations (booked through their parent) and test-mode ones unless included.
+fn skip_by_kind(input: &DecisionInput<'_>) -> Result<(), Skip> {
+    let op = input.op;
     if op.is_child {
-        return skip(
+        return Err(skip(
             DecisionKind::IgnoredChild,
             "child operation: its parent is booked at its total",
-        );
+        ));
     }
     if op.is_test && !input.policy.include_test {
-        return skip(
+        return Err(skip(
             DecisionKind::IgnoredTest,
             "test-mode operation (include_test = false)",
-        );
+        ));
     }
+    Ok(())
+}
 
-    let status = &op.source_status;
-    match op.status {
-        PaymentStatus::Paid => {}
-        PaymentStatus::Rejected => {
-            return skip(DecisionKind::Rejected, format!("status {status}"));
-        }
+/// Only paid operations are booked; a refund of a booked one names the entry to reverse by hand.
+fn skip_by_status(input: &DecisionInput<'_>) -> Result<(), Skip> {
+    let status = &input.op.source_status;
+    match input.op.status {
+        PaymentStatus::Paid => Ok(()),
+        PaymentStatus::Rejected => Err(skip(DecisionKind::Rejected, format!("status {status}"))),
         PaymentStatus::Refunded => {
             let reason = match input.already_loaded {
                 Some(entry) => format!(
@@ -238,104 +261,116 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
                 ),
                 None => format!("status {status}"),
             };
-            return skip(DecisionKind::Refunded, reason);
+            Err(skip(DecisionKind::Refunded, reason))
         }
-        PaymentStatus::Pending => {
-            return skip(DecisionKind::Pending, format!("status {status}"));
-        }
+        PaymentStatus::Pending => Err(skip(DecisionKind::Pending, format!("status {status}"))),
     }
+}
 
-    if let Some(entry) = input.already_loaded {
-        return skip(
+/// An entry already carries this operation id.
+fn skip_already_loaded(input: &DecisionInput<'_>) -> Result<(), Skip> {
+    match input.already_loaded {
+        Some(entry) => Err(skip(
             DecisionKind::AlreadyLoaded,
-            format!("Payment Entry {entry} already has reference_no {}", op.uid),
-        );
+            format!(
+                "Payment Entry {entry} already has reference_no {}",
+                input.op.uid
+            ),
+        )),
+        None => Ok(()),
     }
+}
 
+/// The total must be positive and have at most [`MAX_SCALE`] decimals.
+fn skip_by_amount(op: &Operation) -> Result<(), Skip> {
     if op.total <= Decimal::ZERO {
-        return skip(
+        return Err(skip(
             DecisionKind::Error,
             format!("total {} is not a positive amount", op.total),
-        );
+        ));
     }
     if op.total.normalize().scale() > MAX_SCALE {
-        return skip(
+        return Err(skip(
             DecisionKind::Error,
             format!(
                 "total {} has more than {MAX_SCALE} decimal places",
                 op.total
             ),
-        );
+        ));
     }
+    Ok(())
+}
 
+/// The order must be named, exist, be submitted and open, belong to the account's company and
+/// be in the operation's currency. Returns its name and the order.
+fn check_order<'a>(input: &DecisionInput<'a>) -> Result<(&'a str, &'a SalesOrder), Skip> {
+    let op = input.op;
     let Some(order_name) = input.order_name else {
-        return skip(
+        return Err(skip(
             DecisionKind::OrderMissing,
             format!(
                 "reference {:?} does not name a sales order (order_pattern)",
                 op.reference
             ),
-        );
+        ));
     };
     let Some(order) = input.order else {
-        return skip(
+        return Err(skip(
             DecisionKind::OrderMissing,
             format!("Sales Order {order_name} not found in the ERP"),
-        );
+        ));
     };
+    let not_payable = |reason: String| Err(skip(DecisionKind::OrderNotPayable, reason));
 
     match order.docstatus {
         0 => {
-            return skip(
-                DecisionKind::OrderNotPayable,
-                format!("Sales Order {order_name} must be submitted (it is a draft)"),
-            );
+            return not_payable(format!(
+                "Sales Order {order_name} must be submitted (it is a draft)"
+            ));
         }
-        2 => {
-            return skip(
-                DecisionKind::OrderNotPayable,
-                format!("Sales Order {order_name} is cancelled"),
-            );
-        }
+        2 => return not_payable(format!("Sales Order {order_name} is cancelled")),
         _ => {}
     }
     if order.status == "Closed" || order.status == "Cancelled" {
-        return skip(
-            DecisionKind::OrderNotPayable,
-            format!("Sales Order {order_name} is {}", order.status),
-        );
+        return not_payable(format!("Sales Order {order_name} is {}", order.status));
     }
     if order.company != input.policy.company {
-        return skip(
-            DecisionKind::OrderNotPayable,
-            format!(
-                "Sales Order {order_name} belongs to company {:?}, not {:?}",
-                order.company, input.policy.company
-            ),
-        );
+        return not_payable(format!(
+            "Sales Order {order_name} belongs to company {:?}, not {:?}",
+            order.company, input.policy.company
+        ));
     }
     if !order.currency.eq_ignore_ascii_case(&op.currency) {
-        return skip(
+        return Err(skip(
             DecisionKind::CurrencyMismatch,
             format!(
                 "operation in {} but Sales Order {order_name} in {}",
                 op.currency, order.currency
             ),
-        );
+        ));
     }
+    Ok((order_name, order))
+}
 
-    // Everything says "book", but the order's payments are booked oldest first: while an earlier
-    // paid payment is unresolved, this one would take its place as the order's initial payment.
-    if let Some(earlier) = input.earlier_unresolved {
-        return skip(
+/// Everything says "book", but the order's payments are booked oldest first: while an earlier
+/// paid payment is unresolved, this one would take its place as the order's initial payment.
+fn wait_for_earlier_payment(input: &DecisionInput<'_>, order_name: &str) -> Result<(), Skip> {
+    match input.earlier_unresolved {
+        Some(earlier) => Err(skip(
             DecisionKind::Waiting,
             format!(
                 "earlier payment {} of Sales Order {order_name} is unresolved ({}); booked after it",
                 earlier.uid, earlier.decision
             ),
-        );
+        )),
+        None => Ok(()),
     }
+}
 
+/// The entry to create: additional (unallocated) when the order already has one, else initial,
+/// allocated to the order as far as [`initial_allocation`] allows.
+fn book(input: &DecisionInput<'_>, order_name: &str, order: &SalesOrder) -> Decision {
+    let op = input.op;
     let mut entry = PaymentEntry {
         company: input.policy.company.clone(),
         party: order.customer.clone(),
@@ -350,33 +385,36 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
         allocation: None,
         guard_value: None,
     };
-
     if input.order_has_entry {
         return Decision::BookAdditional(entry);
     }
+    entry.allocation = initial_allocation(op, order_name, order);
+    Decision::BookInitial(entry)
+}
 
-    // Initial payment. ERPNext refuses allocations to an order that is fully invoiced or has
-    // nothing outstanding ("has already been fully paid"), and drops zero rows anyway: then the
-    // money is still received and is booked unallocated on the customer's account.
-    //
-    // ERPNext compares the allocation with the order's outstanding *exactly* — `flt(allocated) >
-    // flt(outstanding)`, no precision (payment_entry.py, `validate_allocated_amount_with_latest_data`;
-    // the outstanding is `(rounded_total or grand_total) - advance_paid` from the database, which keeps
-    // more decimals than the currency) — while the amount it stores is rounded to the currency's 2.
-    // So the allocation is the outstanding rounded *down* to 2 decimals at most: an outstanding of
-    // 999.995 takes 999.99 (1000.00 would be refused for ever), one of 0.005 takes nothing.
-    // An order is "to be billed" only while `abs(100 - per_billed) > 0.01` (get_orders_to_be_billed).
+/// The allocation of an initial payment to its order, or `None` (booked unallocated).
+///
+/// ERPNext refuses allocations to an order that is fully invoiced or has nothing outstanding
+/// ("has already been fully paid"), and drops zero rows anyway: then the money is still received
+/// and is booked unallocated on the customer's account.
+///
+/// ERPNext compares the allocation with the order's outstanding *exactly* — `flt(allocated) >
+/// flt(outstanding)`, no precision (payment_entry.py, `validate_allocated_amount_with_latest_data`;
+/// the outstanding is `(rounded_total or grand_total) - advance_paid` from the database, which keeps
+/// more decimals than the currency) — while the amount it stores is rounded to the currency's 2.
+/// So the allocation is the outstanding rounded *down* to 2 decimals at most: an outstanding of
+/// 999.995 takes 999.99 (1000.00 would be refused for ever), one of 0.005 takes nothing.
+/// An order is "to be billed" only while `abs(100 - per_billed) > 0.01` (get_orders_to_be_billed).
+fn initial_allocation(op: &Operation, order_name: &str, order: &SalesOrder) -> Option<Allocation> {
     let allocatable = order
         .outstanding()
         .round_dp_with_strategy(MAX_SCALE, RoundingStrategy::ToZero);
     let billed_tolerance = Decimal::new(1, 2);
-    if Decimal::ONE_HUNDRED - order.per_billed > billed_tolerance && allocatable > Decimal::ZERO {
-        entry.allocation = Some(Allocation {
-            sales_order: order_name.to_string(),
-            allocated_amount: op.total.min(allocatable),
-        });
-    }
-    Decision::BookInitial(entry)
+    let to_be_billed = Decimal::ONE_HUNDRED - order.per_billed > billed_tolerance;
+    (to_be_billed && allocatable > Decimal::ZERO).then(|| Allocation {
+        sales_order: order_name.to_string(),
+        allocated_amount: op.total.min(allocatable),
+    })
 }
 
 #[cfg(test)]
