@@ -22,8 +22,9 @@ use crate::app::{App, created_window, sync_days};
 use crate::config::{self, Settings};
 use crate::domain::DecisionKind;
 use crate::erp::erpnext::entry_body;
-use crate::pipeline::{Observer, RunOptions};
+use crate::pipeline::{Observer, RebookPlan, RunOptions};
 use crate::redact;
+use crate::source::Window;
 use crate::status::StatusReport;
 use crate::summary::{Summary, print_summary};
 use crate::telemetry::{self, LogFormat};
@@ -99,91 +100,88 @@ fn parse_date(s: &str) -> Result<Date, String> {
 pub use crate::exit::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK};
 
 pub fn run(cli: Cli) -> ExitCode {
-    // One thread: paysync waits on I/O (the ERP's latency bounds it), and a single thread avoids
-    // the context switches that took most of its CPU time with two workers (measured with perf).
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("paysync: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let code = rt.block_on(async move {
-        match cli.command {
-            Command::Demo => {
-                telemetry::init(cli.log_format, None, "warn");
-                crate::demo::run().await
-            }
-            Command::Sync {
-                since,
-                until,
-                account,
-                dry_run,
-            } => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                let show_bar = std::io::stderr().is_terminal();
-                // On a terminal the bar shows progress and only warnings are logged; elsewhere
-                // every decision is a log line.
-                telemetry::init(
-                    cli.log_format,
-                    settings.daemon.log_level.as_deref().filter(|_| !show_bar),
-                    if show_bar { "warn" } else { "info" },
-                );
-                sync(settings, since, until, account, dry_run, show_bar).await
-            }
-            Command::Rebook {
-                operation,
-                account,
-                dry_run,
-            } => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
-                rebook(settings, &operation, account, dry_run).await
-            }
-            Command::Run => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "info");
-                run_daemon(settings).await
-            }
-            Command::Status { json } => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
-                status(settings, json).await
-            }
-            Command::Check => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
-                check(settings).await
-            }
-            Command::ErpSetup => {
-                let settings = match load_settings(&cli.config) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                telemetry::init(cli.log_format, settings.daemon.log_level.as_deref(), "warn");
-                erp_setup(settings).await
-            }
-        }
-    });
+    let code = rt.block_on(dispatch(cli));
     ExitCode::from(code)
+}
+
+/// One thread: paysync waits on I/O (the ERP's latency bounds it), and a single thread avoids
+/// the context switches that took most of its CPU time with two workers (measured with perf).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Load the settings and start logging as the command wants, then run the command.
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Demo => {
+            telemetry::init(cli.log_format, None, "warn");
+            crate::demo::run().await
+        }
+        Command::Sync {
+            since,
+            until,
+            account,
+            dry_run,
+        } => {
+            let settings = match load_settings(&cli.config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let show_bar = std::io::stderr().is_terminal();
+            // On a terminal the bar shows progress and only warnings are logged; elsewhere
+            // every decision is a log line.
+            telemetry::init(
+                cli.log_format,
+                settings.daemon.log_level.as_deref().filter(|_| !show_bar),
+                if show_bar { "warn" } else { "info" },
+            );
+            sync(settings, since, until, account, dry_run, show_bar).await
+        }
+        Command::Rebook {
+            operation,
+            account,
+            dry_run,
+        } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => rebook(settings, &operation, account, dry_run).await,
+            Err(code) => code,
+        },
+        Command::Run => match settings_with_logs(&cli.config, cli.log_format, "info") {
+            Ok(settings) => run_daemon(settings).await,
+            Err(code) => code,
+        },
+        Command::Status { json } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => status(settings, json).await,
+            Err(code) => code,
+        },
+        Command::Check => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => check(settings).await,
+            Err(code) => code,
+        },
+        Command::ErpSetup => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => erp_setup(settings).await,
+            Err(code) => code,
+        },
+    }
+}
+
+/// The settings, then logging at their `log_level` (else at `default`).
+fn settings_with_logs(
+    config: &Option<PathBuf>,
+    log_format: LogFormat,
+    default: &str,
+) -> Result<Settings, u8> {
+    let settings = load_settings(config)?;
+    telemetry::init(log_format, settings.daemon.log_level.as_deref(), default);
+    Ok(settings)
 }
 
 fn load_settings(explicit: &Option<PathBuf>) -> Result<Settings, u8> {
@@ -192,6 +190,25 @@ fn load_settings(explicit: &Option<PathBuf>) -> Result<Settings, u8> {
         eprintln!("paysync: {e}");
         EXIT_CONFIG
     })
+}
+
+/// The app, or the exit code after saying why it could not be built.
+async fn build_app(settings: Settings) -> Result<App, u8> {
+    App::build(settings).await.map_err(|e| {
+        eprintln!("paysync: {e}");
+        EXIT_FAILED
+    })
+}
+
+/// Says that `--account NAME` names no configured account.
+fn no_such_account(settings: &Settings, name: &str) -> u8 {
+    let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+    eprintln!(
+        "paysync: no account named {name:?} in {} (accounts: {})",
+        settings.file.display(),
+        names.join(", ")
+    );
+    EXIT_CONFIG
 }
 
 async fn sync(
@@ -214,60 +231,68 @@ async fn sync(
     if let Some(a) = &account
         && settings.account(a).is_none()
     {
-        let names: Vec<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
-        eprintln!(
-            "paysync: no account named {a:?} in {} (accounts: {})",
-            settings.file.display(),
-            names.join(", ")
-        );
-        return EXIT_CONFIG;
+        return no_such_account(&settings, a);
     }
-    let app = match App::build(settings).await {
+    let app = match build_app(settings).await {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("paysync: {e}");
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
 
-    let bar = if show_bar {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} examined {pos} operations, {msg}")
-                .expect("valid template"),
-        );
-        b.enable_steady_tick(Duration::from_millis(120));
-        telemetry::attach_progress_bar(b.clone());
-        Some(b)
-    } else {
-        None
-    };
-    let observer: Option<Observer> = bar.clone().map(|b| {
-        let booked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        Arc::new(move |o: &crate::pipeline::Outcome| {
-            b.inc(1);
-            if o.kind.is_booked() {
-                let n = booked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                b.set_message(format!("{n} booked"));
-            }
-        }) as Observer
-    });
+    let bar = show_bar.then(progress_bar);
     let opts = RunOptions {
         dry_run,
         collect_booked: dry_run,
-        observer,
+        observer: bar.clone().map(progress_observer),
         rebook: None,
     };
-
     let window = created_window(&tz, since, until);
+    let total = sync_accounts(&app, account.as_deref(), window, &opts).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    print_sync_outcome(&total, since, until, dry_run)
+}
+
+/// A spinner on stderr counting examined operations; log lines are printed above it.
+fn progress_bar() -> ProgressBar {
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} examined {pos} operations, {msg}")
+            .expect("valid template"),
+    );
+    b.enable_steady_tick(Duration::from_millis(120));
+    telemetry::attach_progress_bar(b.clone());
+    b
+}
+
+/// Moves the bar on each examined operation and shows how many were booked.
+fn progress_observer(b: ProgressBar) -> Observer {
+    let booked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    Arc::new(move |o: &crate::pipeline::Outcome| {
+        b.inc(1);
+        if o.kind.is_booked() {
+            let n = booked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            b.set_message(format!("{n} booked"));
+        }
+    }) as Observer
+}
+
+/// Sync `window` for each account (or only `only`), one after the other, into one summary. A
+/// listing that fails is logged and the account's partial summary still counts.
+async fn sync_accounts(
+    app: &App,
+    only: Option<&str>,
+    window: Window,
+    opts: &RunOptions,
+) -> Summary {
     let mut total = Summary::default();
     for acc in app
         .accounts
         .iter()
-        .filter(|a| account.as_ref().is_none_or(|n| *n == a.settings.name))
+        .filter(|a| only.is_none_or(|n| n == a.settings.name))
     {
         let started = std::time::Instant::now();
-        let result = app.engine.sync_window(acc, window, &opts).await;
+        let result = app.engine.sync_window(acc, window, opts).await;
         let summary = match result {
             Ok(s) => s,
             Err((s, e)) => {
@@ -284,17 +309,18 @@ async fn sync(
         );
         total.merge(summary);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    total
+}
 
+/// The dry run's would-be entries, the closing table, and the exit code.
+fn print_sync_outcome(total: &Summary, since: Date, until: Date, dry_run: bool) -> u8 {
     if dry_run {
         println!("Dry run: nothing was created. Entries that would be created:");
         for line in &total.booked {
             println!("  {} {}: {}", line.uid, line.kind, entry_body(&line.entry));
         }
     }
-    print_summary(&total, since, until, dry_run);
+    print_summary(total, since, until, dry_run);
     if total.unresolved() > 0 {
         EXIT_FAILED
     } else {
@@ -303,32 +329,13 @@ async fn sync(
 }
 
 async fn rebook(settings: Settings, operation: &str, account: Option<String>, dry_run: bool) -> u8 {
-    let names: Vec<String> = settings.accounts.iter().map(|a| a.name.clone()).collect();
-    let account = match account {
-        Some(a) if names.contains(&a) => a,
-        Some(a) => {
-            eprintln!(
-                "paysync: no account named {a:?} in {} (accounts: {})",
-                settings.file.display(),
-                names.join(", ")
-            );
-            return EXIT_CONFIG;
-        }
-        None if names.len() == 1 => names[0].clone(),
-        None => {
-            eprintln!(
-                "paysync: several accounts are configured; say which one with --account ({})",
-                names.join(", ")
-            );
-            return EXIT_CONFIG;
-        }
-    };
-    let app = match App::build(settings).await {
+    let account = match rebook_account(&settings, account) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("paysync: {e}");
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
+    };
+    let app = match build_app(settings).await {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let acc = app
         .accounts
@@ -351,6 +358,35 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
     for e in &plan.cancelled {
         println!("cancelled in ERPNext: Payment Entry {}", e.name);
     }
+    print_rebook_outcome(&app, &account, &plan, &summary, dry_run).await
+}
+
+/// The account `--account` names, or the only one configured.
+fn rebook_account(settings: &Settings, account: Option<String>) -> Result<String, u8> {
+    let names: Vec<String> = settings.accounts.iter().map(|a| a.name.clone()).collect();
+    match account {
+        Some(a) if names.contains(&a) => Ok(a),
+        Some(a) => Err(no_such_account(settings, &a)),
+        None if names.len() == 1 => Ok(names[0].clone()),
+        None => {
+            eprintln!(
+                "paysync: several accounts are configured; say which one with --account ({})",
+                names.join(", ")
+            );
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// What became of the re-booking (created, would create, booked meanwhile, or why not), and the
+/// exit code.
+async fn print_rebook_outcome(
+    app: &App,
+    account: &str,
+    plan: &RebookPlan,
+    summary: &Summary,
+    dry_run: bool,
+) -> u8 {
     let guard = plan.rebook.guard_value.as_deref().unwrap_or(&plan.op.uid);
     match summary.booked.iter().find(|b| b.uid == plan.op.uid) {
         Some(b) if dry_run => {
@@ -373,18 +409,7 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
         None if summary.get(DecisionKind::AlreadyLoaded) > 0 => {
             // Another process (a second `rebook`, the service finishing this request) booked it
             // between the check and this run's booking: booked once, as asked.
-            let entry = match app
-                .engine
-                .ledger()
-                .rows(&account, std::slice::from_ref(&plan.op.uid))
-                .await
-            {
-                Ok(rows) => rows
-                    .get(&plan.op.uid)
-                    .and_then(|r| r.erp_entry.clone())
-                    .unwrap_or_else(|| "?".into()),
-                Err(e) => format!("? (ledger: {e})"),
-            };
+            let entry = ledger_entry(app, account, &plan.op.uid).await;
             println!(
                 "already re-booked meanwhile (by another paysync process): Payment Entry {entry}"
             );
@@ -405,6 +430,23 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
             }
             EXIT_FAILED
         }
+    }
+}
+
+/// The ERPNext entry the ledger records for `uid`: "?" when none, with the error when unreadable.
+async fn ledger_entry(app: &App, account: &str, uid: &str) -> String {
+    let uid = uid.to_string();
+    match app
+        .engine
+        .ledger()
+        .rows(account, std::slice::from_ref(&uid))
+        .await
+    {
+        Ok(rows) => rows
+            .get(&uid)
+            .and_then(|r| r.erp_entry.clone())
+            .unwrap_or_else(|| "?".into()),
+        Err(e) => format!("? (ledger: {e})"),
     }
 }
 

@@ -10,13 +10,15 @@
 
 use std::collections::HashMap;
 
-use jiff::civil::date;
+use jiff::civil::{Date, date};
 
 use crate::app::{App, created_window};
 use crate::config;
 use crate::domain::DecisionKind;
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::pipeline::RunOptions;
+use crate::source::Window;
+use crate::summary::Summary;
 use paysync_sim::fixtures::ConfigBuilder;
 use paysync_sim::sample;
 use paysync_sim::{SimOptions, Simulator};
@@ -33,7 +35,57 @@ pub async fn run() -> u8 {
     }
 }
 
+/// What the demo runs against: the simulator with its sample, and an app configured for it.
+struct Demo {
+    /// What the sample says must become of each operation.
+    expected: Vec<sample::Expected>,
+    /// Entries the sample put in ERPNext before the first run (not created by paysync).
+    preexisting: Vec<String>,
+    /// Dropped before `dir`: the ledger is in it.
+    app: App,
+    dir: tempfile::TempDir,
+    sim: Simulator,
+}
+
+/// The sample month (October 2026), both days inclusive.
+const SINCE: Date = date(2026, 10, 1);
+const UNTIL: Date = date(2026, 10, 31);
+
 async fn run_inner() -> anyhow::Result<u8> {
+    let demo = set_up().await?;
+    print_intro(&demo);
+    let window = created_window(&demo.app.settings.daemon.timezone, SINCE, UNTIL);
+    let run_opts = RunOptions {
+        dry_run: false,
+        collect_booked: true,
+        observer: None,
+        rebook: None,
+    };
+    let first = first_run(&demo, window, &run_opts).await?;
+    print_created_entries(&demo);
+    print_not_booked(&demo.app).await?;
+    let second = second_run(&demo, window, &run_opts).await?;
+    let mismatches = check_against_sample(&demo).await?;
+    let new_bookings =
+        second.get(DecisionKind::BookedInitial) + second.get(DecisionKind::BookedAdditional);
+    println!();
+    let code = if mismatches == 0 && new_bookings == 0 && first.errors() == 0 {
+        println!(
+            "Every operation got the decision the sample expects; the second run booked nothing."
+        );
+        EXIT_OK
+    } else {
+        println!("{mismatches} mismatches, {new_bookings} bookings on the second run.");
+        EXIT_FAILED
+    };
+    let Demo { sim, .. } = demo;
+    sim.shutdown().await;
+    Ok(code)
+}
+
+/// Start the simulator with the sample, write a `sync.toml` for it in a temporary directory
+/// (with the ledger there too), and build the app from it.
+async fn set_up() -> anyhow::Result<Demo> {
     let opts = SimOptions::default();
     let sim = Simulator::start(opts.clone()).await?;
     let expected = sample::demo_month(&sim);
@@ -47,49 +99,59 @@ async fn run_inner() -> anyhow::Result<u8> {
         .write(&config_path)?;
     let settings = config::load_with_env(&config_path, &HashMap::new())?;
     let app = App::build(settings).await?;
+    Ok(Demo {
+        expected,
+        preexisting,
+        app,
+        dir,
+        sim,
+    })
+}
 
+fn print_intro(demo: &Demo) {
     println!("paysync demo");
-    println!("  simulated Mobbex  {}", sim.mobbex_url);
-    println!("  simulated ERPNext {}", sim.erpnext_url);
+    println!("  simulated Mobbex  {}", demo.sim.mobbex_url);
+    println!("  simulated ERPNext {}", demo.sim.erpnext_url);
     println!(
         "  ledger            {}",
-        dir.path().join("paysync.db").display()
+        demo.dir.path().join("paysync.db").display()
     );
     println!(
         "  sample            {} Mobbex operations created in October 2026",
-        expected.len()
+        demo.expected.len()
     );
     println!();
+}
 
-    let (since, until) = (date(2026, 10, 1), date(2026, 10, 31));
-    let window = created_window(&app.settings.daemon.timezone, since, until);
-    let run_opts = RunOptions {
-        dry_run: false,
-        collect_booked: true,
-        observer: None,
-        rebook: None,
-    };
-    println!("$ paysync sync --since {since} --until {until}");
-    let first = match app
+/// The run that books: as `paysync sync` would, with its closing table.
+async fn first_run(demo: &Demo, window: Window, run_opts: &RunOptions) -> anyhow::Result<Summary> {
+    println!("$ paysync sync --since {SINCE} --until {UNTIL}");
+    let first = match demo
+        .app
         .engine
-        .sync_window(&app.accounts[0], window, &run_opts)
+        .sync_window(&demo.app.accounts[0], window, run_opts)
         .await
     {
         Ok(s) => s,
         Err((_, e)) => anyhow::bail!("sync failed: {e}"),
     };
-    print_summary(&first, since, until, false);
+    print_summary(&first, SINCE, UNTIL, false);
+    Ok(first)
+}
 
+/// The Payment Entries paysync created in the simulated ERPNext, by name.
+fn print_created_entries(demo: &Demo) {
     println!();
     println!("Payment Entries created in ERPNext:");
     println!(
         "  {:<20} {:<26} {:<28} {:>14}  allocation",
         "entry", "reference_no (Mobbex)", "customer", "amount"
     );
-    let mut entries: Vec<_> = sim
+    let mut entries: Vec<_> = demo
+        .sim
         .payment_entries()
         .into_iter()
-        .filter(|e| !preexisting.contains(&e.name))
+        .filter(|e| !demo.preexisting.contains(&e.name))
         .collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     for e in &entries {
@@ -106,7 +168,10 @@ async fn run_inner() -> anyhow::Result<u8> {
             allocation
         );
     }
+}
 
+/// Every operation not booked, with the ledger's reason.
+async fn print_not_booked(app: &App) -> anyhow::Result<()> {
     println!();
     println!("Operations not booked, and why (from the ledger):");
     for kind in DecisionKind::ALL.into_iter().filter(|k| !k.is_booked()) {
@@ -114,24 +179,33 @@ async fn run_inner() -> anyhow::Result<u8> {
             println!("  {:<26} {:<18} {}", row.uid, kind.as_str(), row.reason);
         }
     }
+    Ok(())
+}
 
+/// The same window again: it must book nothing.
+async fn second_run(demo: &Demo, window: Window, run_opts: &RunOptions) -> anyhow::Result<Summary> {
     println!();
     println!("Second run (nothing new to book):");
-    let second = match app
+    let second = match demo
+        .app
         .engine
-        .sync_window(&app.accounts[0], window, &run_opts)
+        .sync_window(&demo.app.accounts[0], window, run_opts)
         .await
     {
         Ok(s) => s,
         Err((_, e)) => anyhow::bail!("second sync failed: {e}"),
     };
     println!("  {second}");
+    Ok(second)
+}
 
-    // Self-check against the sample's expected outcomes.
-    let uids: Vec<String> = expected.iter().map(|e| e.uid.clone()).collect();
-    let rows = app.ledger.rows("main", &uids).await?;
+/// Self-check: the ledger's decision for each operation against the sample's; prints each
+/// mismatch and returns how many.
+async fn check_against_sample(demo: &Demo) -> anyhow::Result<usize> {
+    let uids: Vec<String> = demo.expected.iter().map(|e| e.uid.clone()).collect();
+    let rows = demo.app.ledger.rows("main", &uids).await?;
     let mut mismatches = 0;
-    for e in &expected {
+    for e in &demo.expected {
         let want = DecisionKind::parse(e.outcome.decision()).ok_or_else(|| {
             anyhow::anyhow!(
                 "the sample names an unknown decision {:?}",
@@ -144,18 +218,5 @@ async fn run_inner() -> anyhow::Result<u8> {
             println!("  MISMATCH {}: expected {want}, got {got:?}", e.uid);
         }
     }
-    let new_bookings =
-        second.get(DecisionKind::BookedInitial) + second.get(DecisionKind::BookedAdditional);
-    println!();
-    if mismatches == 0 && new_bookings == 0 && first.errors() == 0 {
-        println!(
-            "Every operation got the decision the sample expects; the second run booked nothing."
-        );
-        sim.shutdown().await;
-        Ok(EXIT_OK)
-    } else {
-        println!("{mismatches} mismatches, {new_bookings} bookings on the second run.");
-        sim.shutdown().await;
-        Ok(EXIT_FAILED)
-    }
+    Ok(mismatches)
 }

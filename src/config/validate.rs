@@ -14,7 +14,7 @@ use regex::Regex;
 use secrecy::ExposeSecret;
 use url::Url;
 
-use super::raw::RawSettings;
+use super::raw::{RawAccount, RawDaemon, RawErp, RawSettings, RawStore};
 use super::secrets::{self, SecretKey, SentAs};
 use super::{AccountSettings, ConfigError, DaemonSettings, ErpSettings, Settings, StoreSettings};
 
@@ -155,9 +155,23 @@ pub(super) fn validate(
 ) -> Result<Settings, ConfigError> {
     let file = path.display().to_string();
     let c = Check { file: &file };
+    // The first problem found is the one reported: the sections are checked in this order.
+    let daemon = validate_daemon(&c, raw.daemon)?;
+    let store = validate_store(&c, raw.store)?;
+    let erp = validate_erp(&c, raw.erp, creds_dir)?;
+    let accounts = validate_accounts(&c, raw.accounts, creds_dir)?;
+    Ok(Settings {
+        file: path.to_path_buf(),
+        daemon,
+        store,
+        erp,
+        accounts,
+        secrets_in_file: Vec::new(),
+    })
+}
 
-    // [daemon]
-    let d = raw.daemon;
+/// `[daemon]`: time zone, schedule, the ranged numbers and durations, log level, listen address.
+fn validate_daemon(c: &Check<'_>, d: RawDaemon) -> Result<DaemonSettings, ConfigError> {
     let timezone = jiff::tz::TimeZone::get(&d.timezone).map_err(|e| {
         c.bad(
             "daemon.timezone",
@@ -207,18 +221,40 @@ pub(super) fn validate(
             ),
         )
     })?;
+    Ok(DaemonSettings {
+        timezone_name: d.timezone,
+        timezone,
+        schedule: d.schedule,
+        lookback,
+        listen,
+        log_level: d.log_level,
+        retry_budget,
+        inbox_limit,
+        max_sync_days: max_sync_days as u32,
+        header_timeout,
+        body_timeout,
+        max_connections: max_connections as usize,
+    })
+}
 
-    // [store]
-    let store_url = raw.store.url.trim().to_string();
-    crate::store::check_url(&store_url).map_err(|m| {
+/// `[store]`: the ledger's URL (shown masked in the message).
+fn validate_store(c: &Check<'_>, s: RawStore) -> Result<StoreSettings, ConfigError> {
+    let url = s.url.trim().to_string();
+    crate::store::check_url(&url).map_err(|m| {
         c.bad(
             "store.url",
-            format!("{m} (got {:?})", crate::redact::url(&store_url)),
+            format!("{m} (got {:?})", crate::redact::url(&url)),
         )
     })?;
+    Ok(StoreSettings { url })
+}
 
-    // [erp]
-    let e = raw.erp;
+/// `[erp]`: kind, URL, limits, and the two required credentials.
+fn validate_erp(
+    c: &Check<'_>,
+    e: RawErp,
+    creds_dir: Option<&Path>,
+) -> Result<ErpSettings, ConfigError> {
     if e.kind != "erpnext" {
         return Err(c.bad(
             "erp.kind",
@@ -240,7 +276,7 @@ pub(super) fn validate(
         e.commit_horizon.as_deref(),
         COMMIT_HORIZON,
     )?;
-    let erp = ErpSettings {
+    Ok(ErpSettings {
         url: erp_url,
         api_key: c
             .secret(
@@ -257,159 +293,187 @@ pub(super) fn validate(
         max_in_flight: max_in_flight as usize,
         timeout,
         commit_horizon,
-    };
+    })
+}
 
-    // [[accounts]]
-    if raw.accounts.is_empty() {
+/// `[[accounts]]`: at least one; each checked in order, against the ones before it.
+fn validate_accounts(
+    c: &Check<'_>,
+    raw: Vec<RawAccount>,
+    creds_dir: Option<&Path>,
+) -> Result<Vec<AccountSettings>, ConfigError> {
+    if raw.is_empty() {
         return Err(c.bad(
             "accounts",
             "expected at least one [[accounts]] table".into(),
         ));
     }
     let mut accounts: Vec<AccountSettings> = Vec::new();
-    for (i, a) in raw.accounts.into_iter().enumerate() {
-        let k = |key: &str| format!("accounts[{i}].{key}");
-        if a.name.trim().is_empty()
-            || !a
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(c.bad(
-                &k("name"),
-                format!(
-                    "expected a name of letters, digits, - and _ (got {:?})",
-                    a.name
-                ),
-            ));
-        }
-        // Environment overrides (PAYSYNC__ACCOUNTS__MAIN__...) compare names ignoring case, with
-        // - and _ alike; `main` and `MAIN` would be one account there.
-        let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-        if let Some(twin) = accounts.iter().find(|x| norm(&x.name) == norm(&a.name)) {
-            let problem = if twin.name == a.name {
-                format!("duplicate account name {:?}", a.name)
-            } else {
-                format!(
-                    "account name {:?} collides with {:?}: names are compared ignoring case, with - and _ alike (in PAYSYNC__ACCOUNTS__<NAME>__ variables); rename one",
-                    a.name, twin.name
-                )
-            };
-            return Err(c.bad(&k("name"), problem));
-        }
-        let Some(source) = crate::source::SourceKind::parse(&a.source) else {
-            return Err(c.bad(
-                &k("source"),
-                format!(
-                    "expected \"mobbex\" (the only source supported) (got {:?})",
-                    a.source
-                ),
-            ));
-        };
-        let api_url = parse_http_url(
-            &a.api_url,
-            "Mobbex is reached with api_key and access_token",
-        )
-        .map_err(|m| c.bad(&k("api_url"), m))?;
-        for (key, v) in [
-            ("company", &a.company),
-            ("mode_of_payment", &a.mode_of_payment),
-        ] {
-            if v.trim().is_empty() {
-                return Err(c.bad(&k(key), "expected a non-empty name".into()));
-            }
-        }
-        let order_pattern = match &a.order_pattern {
-            None => None,
-            Some(p) => {
-                let re = Regex::new(p)
-                    .map_err(|e| c.bad(&k("order_pattern"), format!("invalid regex: {e}")))?;
-                if !re.capture_names().any(|n| n == Some("order")) {
-                    return Err(c.bad(
-                        &k("order_pattern"),
-                        "expected a named group (?P<order>...) that captures the order name".into(),
-                    ));
-                }
-                Some(re)
-            }
-        };
-        if let Some(s) = &a.schedule {
-            check_cron(&k("schedule"), s).map_err(|m| c.bad(&k("schedule"), m))?;
-        }
-        let api_key = c
-            .secret(
-                header_secret(&k("api_key"), a.api_key, a.api_key_file),
-                creds_dir,
-            )?
-            .expect("required");
-        let access_token = c
-            .secret(
-                header_secret(&k("access_token"), a.access_token, a.access_token_file),
-                creds_dir,
-            )?
-            .expect("required");
-        // One Mobbex entity configured twice (a copy-paste, or two names for one entity) would
-        // book every payment twice: the credentials name the entity.
-        if let Some(twin) = accounts.iter().find(|x| {
-            x.api_url == api_url
-                && x.api_key.expose_secret() == api_key.expose_secret()
-                && x.access_token.expose_secret() == access_token.expose_secret()
-        }) {
-            return Err(c.bad(
-                &k("access_token"),
-                format!(
-                    "accounts {:?} and {:?} have the same Mobbex credentials: they are one entity; keep one of them",
-                    twin.name, a.name
-                ),
-            ));
-        }
-        let webhook_token = c.secret(
-            SecretKey {
-                key: &k("webhook_token"),
-                inline: a.webhook_token,
-                file: a.webhook_token_file,
-                required: false,
-                sent_as: SentAs::UrlToken,
-            },
-            creds_dir,
-        )?;
-        accounts.push(AccountSettings {
-            source,
-            api_key,
-            access_token,
-            webhook_token,
-            name: a.name,
-            api_url,
-            company: a.company,
-            mode_of_payment: a.mode_of_payment,
-            paid_to: a.paid_to.filter(|p| !p.trim().is_empty()),
-            order_pattern,
-            include_test: a.include_test.unwrap_or(false),
-            schedule: a.schedule,
-        });
+    for (i, a) in raw.into_iter().enumerate() {
+        let account = validate_account(c, i, a, &accounts, creds_dir)?;
+        accounts.push(account);
     }
+    Ok(accounts)
+}
 
-    Ok(Settings {
-        file: path.to_path_buf(),
-        daemon: DaemonSettings {
-            timezone_name: d.timezone,
-            timezone,
-            schedule: d.schedule,
-            lookback,
-            listen,
-            log_level: d.log_level,
-            retry_budget,
-            inbox_limit,
-            max_sync_days: max_sync_days as u32,
-            header_timeout,
-            body_timeout,
-            max_connections: max_connections as usize,
+/// `accounts[i].key`, the name every message of an account's key carries.
+fn account_key(i: usize, key: &str) -> String {
+    format!("accounts[{i}].{key}")
+}
+
+/// One `[[accounts]]` table; `earlier` are the accounts before it (for the twin checks).
+fn validate_account(
+    c: &Check<'_>,
+    i: usize,
+    a: RawAccount,
+    earlier: &[AccountSettings],
+    creds_dir: Option<&Path>,
+) -> Result<AccountSettings, ConfigError> {
+    let k = |key: &str| account_key(i, key);
+    check_account_name(c, i, &a.name, earlier)?;
+    let Some(source) = crate::source::SourceKind::parse(&a.source) else {
+        return Err(c.bad(
+            &k("source"),
+            format!(
+                "expected \"mobbex\" (the only source supported) (got {:?})",
+                a.source
+            ),
+        ));
+    };
+    let api_url = parse_http_url(
+        &a.api_url,
+        "Mobbex is reached with api_key and access_token",
+    )
+    .map_err(|m| c.bad(&k("api_url"), m))?;
+    for (key, v) in [
+        ("company", &a.company),
+        ("mode_of_payment", &a.mode_of_payment),
+    ] {
+        if v.trim().is_empty() {
+            return Err(c.bad(&k(key), "expected a non-empty name".into()));
+        }
+    }
+    let order_pattern = parse_order_pattern(c, i, a.order_pattern.as_deref())?;
+    if let Some(s) = &a.schedule {
+        check_cron(&k("schedule"), s).map_err(|m| c.bad(&k("schedule"), m))?;
+    }
+    let api_key = c
+        .secret(
+            header_secret(&k("api_key"), a.api_key, a.api_key_file),
+            creds_dir,
+        )?
+        .expect("required");
+    let access_token = c
+        .secret(
+            header_secret(&k("access_token"), a.access_token, a.access_token_file),
+            creds_dir,
+        )?
+        .expect("required");
+    check_credentials_twin(c, i, &a.name, (&api_url, &api_key, &access_token), earlier)?;
+    let webhook_token = c.secret(
+        SecretKey {
+            key: &k("webhook_token"),
+            inline: a.webhook_token,
+            file: a.webhook_token_file,
+            required: false,
+            sent_as: SentAs::UrlToken,
         },
-        store: StoreSettings { url: store_url },
-        erp,
-        accounts,
-        secrets_in_file: Vec::new(),
+        creds_dir,
+    )?;
+    Ok(AccountSettings {
+        source,
+        api_key,
+        access_token,
+        webhook_token,
+        name: a.name,
+        api_url,
+        company: a.company,
+        mode_of_payment: a.mode_of_payment,
+        paid_to: a.paid_to.filter(|p| !p.trim().is_empty()),
+        order_pattern,
+        include_test: a.include_test.unwrap_or(false),
+        schedule: a.schedule,
     })
+}
+
+/// An account's name: letters, digits, - and _, and not the name of an earlier account.
+fn check_account_name(
+    c: &Check<'_>,
+    i: usize,
+    name: &str,
+    earlier: &[AccountSettings],
+) -> Result<(), ConfigError> {
+    let key = account_key(i, "name");
+    if name.trim().is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(c.bad(
+            &key,
+            format!("expected a name of letters, digits, - and _ (got {name:?})"),
+        ));
+    }
+    // Environment overrides (PAYSYNC__ACCOUNTS__MAIN__...) compare names ignoring case, with
+    // - and _ alike; `main` and `MAIN` would be one account there.
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    if let Some(twin) = earlier.iter().find(|x| norm(&x.name) == norm(name)) {
+        let problem = if twin.name == name {
+            format!("duplicate account name {name:?}")
+        } else {
+            format!(
+                "account name {:?} collides with {:?}: names are compared ignoring case, with - and _ alike (in PAYSYNC__ACCOUNTS__<NAME>__ variables); rename one",
+                name, twin.name
+            )
+        };
+        return Err(c.bad(&key, problem));
+    }
+    Ok(())
+}
+
+/// `order_pattern`, when given: a valid regex with a named group `order`.
+fn parse_order_pattern(
+    c: &Check<'_>,
+    i: usize,
+    pattern: Option<&str>,
+) -> Result<Option<Regex>, ConfigError> {
+    let Some(p) = pattern else {
+        return Ok(None);
+    };
+    let key = account_key(i, "order_pattern");
+    let re = Regex::new(p).map_err(|e| c.bad(&key, format!("invalid regex: {e}")))?;
+    if !re.capture_names().any(|n| n == Some("order")) {
+        return Err(c.bad(
+            &key,
+            "expected a named group (?P<order>...) that captures the order name".into(),
+        ));
+    }
+    Ok(Some(re))
+}
+
+/// One Mobbex entity configured twice (a copy-paste, or two names for one entity) would book
+/// every payment twice: the credentials (with the API's URL) name the entity.
+fn check_credentials_twin(
+    c: &Check<'_>,
+    i: usize,
+    name: &str,
+    (api_url, api_key, access_token): (&Url, &secrecy::SecretString, &secrecy::SecretString),
+    earlier: &[AccountSettings],
+) -> Result<(), ConfigError> {
+    if let Some(twin) = earlier.iter().find(|x| {
+        x.api_url == *api_url
+            && x.api_key.expose_secret() == api_key.expose_secret()
+            && x.access_token.expose_secret() == access_token.expose_secret()
+    }) {
+        return Err(c.bad(
+            &account_key(i, "access_token"),
+            format!(
+                "accounts {:?} and {:?} have the same Mobbex credentials: they are one entity; keep one of them",
+                twin.name, name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A level or `target=level` list. The log filter would take a bare word (`verbose`) as a target
