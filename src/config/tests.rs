@@ -644,3 +644,18 @@ fn listener_limits_have_defaults_and_ranges() {
         assert_eq!(key, want, "{line}: {message}");
     }
 }
+
+#[test]
+fn a_postgres_ledger_is_accepted_and_its_password_never_shown() {
+    for url in [
+        "postgres://paysync@db:5432/paysync",
+        "postgresql://paysync:pw@db/paysync?sslmode=require",
+    ] {
+        let s = load_text(&set("sqlite://paysync.db", url), &[]).unwrap();
+        assert_eq!(s.store.url, url);
+    }
+    let (key, message) = key_error(&set("sqlite://paysync.db", "postgres://paysync:S3cr3t@db"));
+    assert_eq!(key, "store.url");
+    assert!(message.contains("no database named"), "{message}");
+    assert!(!message.contains("S3cr3t"), "{message}");
+}
