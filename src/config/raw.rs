@@ -90,24 +90,18 @@ fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
-pub(super) const STORE_KEYS: &[&str] = &["url"];
+pub(super) const STORE_KEYS: &[&str] = &["url", "url_file"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
-    #[serde(default = "default_store")]
-    pub url: String,
+    /// `None` (with no `url_file`): [`default_store`].
+    pub url: Option<String>,
+    /// A file holding the URL (a PostgreSQL password is a secret like any other).
+    pub url_file: Option<String>,
 }
 
-impl Default for RawStore {
-    fn default() -> Self {
-        RawStore {
-            url: default_store(),
-        }
-    }
-}
-
-fn default_store() -> String {
+pub(super) fn default_store() -> String {
     "sqlite://paysync.db".into()
 }
 
@@ -251,7 +245,9 @@ mod tests {
             .or_else(|| err.split_once("expected "))
             .map(|(_, list)| list)
             .unwrap_or_else(|| panic!("{err}"));
+        // serde lists "`a`, `b`, or `c`", or "`a` or `b`" for two keys.
         list.split(", ")
+            .flat_map(|k| k.split(" or "))
             .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()))
             .map(|k| k.split('`').next().unwrap().to_string())
             .collect()

@@ -644,3 +644,48 @@ fn listener_limits_have_defaults_and_ranges() {
         assert_eq!(key, want, "{line}: {message}");
     }
 }
+
+#[test]
+fn a_postgres_ledger_is_accepted_and_its_password_never_shown() {
+    for url in [
+        "postgres://paysync@db:5432/paysync",
+        "postgresql://paysync:pw@db/paysync?sslmode=require",
+    ] {
+        let s = load_text(&set("sqlite://paysync.db", url), &[]).unwrap();
+        assert_eq!(s.store.url, url);
+    }
+    let (key, message) = key_error(&set("sqlite://paysync.db", "postgres://paysync:S3cr3t@db"));
+    assert_eq!(key, "store.url");
+    assert!(message.contains("no database named"), "{message}");
+    assert!(!message.contains("S3cr3t"), "{message}");
+}
+
+/// The ledger's URL (with its password) may live in a file, like every secret: `url_file`,
+/// relative to `$CREDENTIALS_DIRECTORY`. Never both; a problem names the key, not the password.
+#[test]
+fn the_store_url_may_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = "postgres://paysync:S3cr3t@db:5432/paysync";
+    std::fs::write(dir.path().join("ledger-url"), format!("{pg}\n")).unwrap();
+    let creds = [("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())];
+    let text = set("url = \"sqlite://paysync.db\"", "url_file = \"ledger-url\"");
+    let s = load_text(&text, &creds).unwrap();
+    assert_eq!(s.store.url, pg);
+    let both = set(
+        "url = \"sqlite://paysync.db\"",
+        "url = \"sqlite://paysync.db\"\nurl_file = \"ledger-url\"",
+    );
+    let e = load_text(&both, &creds).unwrap_err().to_string();
+    assert!(e.contains("not both"), "{e}");
+    std::fs::write(
+        dir.path().join("ledger-url"),
+        "postgres://paysync:S3cr3t@db\n",
+    )
+    .unwrap();
+    let e = load_text(&text, &creds).unwrap_err().to_string();
+    assert!(
+        e.contains("store.url_file") && e.contains("no database named"),
+        "{e}"
+    );
+    assert!(!e.contains("S3cr3t"), "{e}");
+}

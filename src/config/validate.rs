@@ -157,7 +157,7 @@ pub(super) fn validate(
     let c = Check { file: &file };
     // The first problem found is the one reported: the sections are checked in this order.
     let daemon = validate_daemon(&c, raw.daemon)?;
-    let store = validate_store(&c, raw.store)?;
+    let store = validate_store(&c, raw.store, creds_dir)?;
     let erp = validate_erp(&c, raw.erp, creds_dir)?;
     let accounts = validate_accounts(&c, raw.accounts, creds_dir)?;
     Ok(Settings {
@@ -237,15 +237,40 @@ fn validate_daemon(c: &Check<'_>, d: RawDaemon) -> Result<DaemonSettings, Config
     })
 }
 
-/// `[store]`: the ledger's URL (shown masked in the message).
-fn validate_store(c: &Check<'_>, s: RawStore) -> Result<StoreSettings, ConfigError> {
-    let url = s.url.trim().to_string();
-    crate::store::check_url(&url).map_err(|m| {
-        c.bad(
-            "store.url",
-            format!("{m} (got {:?})", crate::redact::url(&url)),
-        )
-    })?;
+/// `[store]`: the ledger's URL, written inline or read from `url_file` (shown masked in the
+/// message, under the key it came from).
+fn validate_store(
+    c: &Check<'_>,
+    s: RawStore,
+    creds_dir: Option<&Path>,
+) -> Result<StoreSettings, ConfigError> {
+    let (key, url) = match (s.url, s.url_file) {
+        (Some(_), Some(_)) => {
+            return Err(c.bad(
+                "store.url",
+                "give either store.url or store.url_file, not both".into(),
+            ));
+        }
+        (Some(url), None) => ("store.url", url),
+        (None, Some(file)) => {
+            let from_file = c.secret(
+                SecretKey {
+                    key: "store.url",
+                    inline: None,
+                    file: Some(file),
+                    required: true,
+                    sent_as: SentAs::UrlToken,
+                },
+                creds_dir,
+            )?;
+            let url = from_file.map(|u| u.expose_secret().to_string());
+            ("store.url_file", url.unwrap_or_default())
+        }
+        (None, None) => ("store.url", super::raw::default_store()),
+    };
+    let url = url.trim().to_string();
+    crate::store::check_url(&url)
+        .map_err(|m| c.bad(key, format!("{m} (got {:?})", crate::redact::url(&url))))?;
     Ok(StoreSettings { url })
 }
 

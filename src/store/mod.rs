@@ -12,7 +12,8 @@
 //!
 //! [`Ledger`] is all of them at once, what the wiring hands around (`Arc<dyn Ledger>`); code that
 //! needs one concern may take just that trait. One module per backend (`sqlite.rs` with
-//! `sqlite/<concern>.rs`; PostgreSQL comes later), which alone knows its SQL dialect. Queries are
+//! `sqlite/<concern>.rs`, `postgres.rs` with `postgres/<concern>.rs`), which alone knows its SQL
+//! dialect; both keep the same semantics (`conformance.rs` runs one set of tests on each). Queries are
 //! built at run time (no compile-time macros), so a fresh clone builds without a database.
 //!
 //! **Invariant:** a row is unique on `(account, uid)` and a booked decision is never overwritten
@@ -24,7 +25,11 @@ pub mod decisions;
 pub mod inbox;
 pub mod leases;
 pub mod polls;
+pub mod postgres;
 pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
 
 use std::sync::Arc;
 
@@ -69,34 +74,49 @@ pub trait Ledger: Decisions + Polls + Inbox + Leases + Liveness + Send + Sync {}
 
 impl<T: Decisions + Polls + Inbox + Leases + Liveness + Send + Sync> Ledger for T {}
 
-/// Open the ledger named by `url` (`sqlite://FILE`, created if missing, readable by its owner
-/// only) and apply migrations.
+/// Open the ledger named by `url` and apply migrations: `sqlite://FILE` (created if missing,
+/// readable by its owner only) or `postgres://USER@HOST/DATABASE` (the database must exist; its
+/// tables are created).
 pub async fn open(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
-    check_url(url).map_err(|message| StoreError::Open {
-        url: redact_url(url),
-        message,
-    })?;
+    checked(url)?;
+    if postgres::is_postgres_url(url) {
+        return Ok(Arc::new(postgres::PgLedger::open(url).await?));
+    }
     Ok(Arc::new(sqlite::SqliteLedger::open(url).await?))
 }
 
 /// Open an existing ledger (and apply migrations); never creates one: [`StoreError::Missing`]
-/// when the file is not there. For commands that only look (`paysync status`).
+/// when the file, or the database or its tables, are not there. For commands that only look
+/// (`paysync status`).
 pub async fn open_existing(url: &str) -> Result<Arc<dyn Ledger>, StoreError> {
-    check_url(url).map_err(|message| StoreError::Open {
-        url: redact_url(url),
-        message,
-    })?;
+    checked(url)?;
+    if postgres::is_postgres_url(url) {
+        return Ok(Arc::new(postgres::PgLedger::open_existing(url).await?));
+    }
     Ok(Arc::new(sqlite::SqliteLedger::open_existing(url).await?))
 }
 
+fn checked(url: &str) -> Result<(), StoreError> {
+    check_url(url).map_err(|message| StoreError::Open {
+        url: redact_url(url),
+        message,
+    })
+}
+
 /// Whether `url` names a ledger paysync can use, before anything is opened: the backend's own
-/// checks ([`sqlite::check_url`]).
+/// checks ([`sqlite::check_url`], [`postgres::check_url`]).
 pub fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with("sqlite:") {
         return sqlite::check_url(url);
     }
-    Err("expected sqlite://FILE (the only ledger supported in this version)".into())
+    if postgres::is_postgres_url(url) {
+        return postgres::check_url(url);
+    }
+    Err(EXPECTED.into())
 }
+
+/// What a ledger URL looks like, for messages.
+const EXPECTED: &str = "expected sqlite://FILE or postgres://USER@HOST[:PORT]/DATABASE";
 
 /// A database URL without its credentials, for messages (the one helper: [`crate::redact::url`]).
 pub fn redact_url(url: &str) -> String {

@@ -127,7 +127,7 @@ impl Liveness for SqliteLedger {
 /// that cannot be written (`mode=ro`, `immutable`) is refused before anything is booked.
 pub fn check_url(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
-        return Err("expected sqlite://FILE (the only ledger supported in this version)".into());
+        return Err(super::EXPECTED.into());
     };
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let (path, params) = rest.split_once('?').unwrap_or((rest, ""));

@@ -1,4 +1,5 @@
-//! Spawning a simulator and a paysync app wired to it, with a fresh SQLite ledger per test.
+//! Spawning a simulator and a paysync app wired to it, with a fresh ledger per test (a SQLite
+//! file, or a PostgreSQL database given by the test).
 
 use std::path::PathBuf;
 
@@ -31,10 +32,23 @@ impl TestEnv {
 
     /// `extra_account_toml` is appended to the account table (e.g. `order_pattern = '...'`).
     pub async fn start_with(opts: SimOptions, extra_account_toml: &str) -> TestEnv {
+        Self::start_on(opts, extra_account_toml, None).await
+    }
+
+    /// [`TestEnv::start_with`] with the ledger at `store_url` (`None`: a SQLite file in `dir`).
+    pub async fn start_on(
+        opts: SimOptions,
+        extra_account_toml: &str,
+        store_url: Option<&str>,
+    ) -> TestEnv {
         let sim = Simulator::start(opts).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sync.toml");
-        ConfigBuilder::for_simulator(&sim, dir.path().join("ledger.db"))
+        let mut builder = ConfigBuilder::for_simulator(&sim, dir.path().join("ledger.db"));
+        if let Some(url) = store_url {
+            builder = builder.store_url(url);
+        }
+        builder
             .daemon("retry_budget = \"2s\"")
             .erp("max_in_flight = 4")
             .erp("timeout = \"5s\"")

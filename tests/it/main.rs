@@ -13,6 +13,7 @@ mod fuzz;
 mod helpers;
 mod hostile;
 mod ordering;
+mod postgres;
 mod real_erpnext;
 mod real_erpnext_rebook;
 mod rebook;

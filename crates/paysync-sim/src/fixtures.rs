@@ -99,6 +99,8 @@ pub struct ConfigBuilder {
     erp_auth: ErpAuth,
     daemon: Vec<String>,
     store: Vec<String>,
+    /// Another ledger than the SQLite file at `db` (e.g. `postgres://...`).
+    store_url: Option<String>,
     erp: Vec<String>,
     accounts: Vec<AccountConfig>,
 }
@@ -114,6 +116,7 @@ impl ConfigBuilder {
             erp_auth,
             daemon: Vec::new(),
             store: Vec::new(),
+            store_url: None,
             erp: Vec::new(),
             accounts: Vec::new(),
         }
@@ -154,6 +157,12 @@ impl ConfigBuilder {
     /// A raw TOML line in `[daemon]`, e.g. `retry_budget = "2s"`.
     pub fn daemon(mut self, toml: &str) -> ConfigBuilder {
         self.daemon.push(toml.into());
+        self
+    }
+
+    /// The ledger at `url` instead of the SQLite file given to [`ConfigBuilder::new`].
+    pub fn store_url(mut self, url: &str) -> ConfigBuilder {
+        self.store_url = Some(url.into());
         self
     }
 
@@ -205,7 +214,11 @@ impl ConfigBuilder {
         push(&kv("timezone", &self.timezone));
         self.daemon.iter().for_each(|l| push(l));
         push("[store]");
-        push(&kv("url", &format!("sqlite://{}", self.db.display())));
+        let url = match &self.store_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.db.display()),
+        };
+        push(&kv("url", &url));
         self.store.iter().for_each(|l| push(l));
         push("[erp]");
         push(&kv("kind", "erpnext"));

@@ -1,0 +1,168 @@
+//! [`Inbox`] on PostgreSQL: the `inbox` table of webhook triggers (SQLite's statements, this
+//! dialect). Touches no other table: a trigger is a request to look at an operation, never a
+//! decision.
+//!
+//! **Invariants** enforced here: one pending-or-running trigger per `(account, uid)` (the partial
+//! unique index `inbox_one_pending`, which `inbox_push` conflicts on); a trigger is claimed by one
+//! worker at a time — the claim is one `UPDATE` whose rows are picked `FOR UPDATE SKIP LOCKED`, so
+//! concurrent claimers (other connections, other instances) each get different triggers instead
+//! of waiting for one another, and a row another claimer committed meanwhile is re-checked
+//! against the condition before it is taken.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::Row;
+
+use super::{PgLedger, from_ms, ms};
+use crate::store::{Inbox, InboxItem, StoreError};
+
+#[async_trait]
+impl Inbox for PgLedger {
+    async fn inbox_push(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+        hint: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO inbox (account, uid, received_ms, run_after_ms, hint) VALUES ($1, $2, $3, $3, $4) \
+             ON CONFLICT (account, uid) WHERE state IN ('pending', 'running') DO NOTHING",
+        )
+        .bind(account)
+        .bind(uid)
+        .bind(ms(received))
+        .bind(hint)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn inbox_ignore(
+        &self,
+        account: &str,
+        uid: &str,
+        received: Timestamp,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inbox (account, uid, received_ms, run_after_ms, state, last_error, done_ms) \
+             VALUES ($1, $2, $3, $3, 'ignored', $4, $3)",
+        )
+        .bind(account)
+        .bind(uid)
+        .bind(ms(received))
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_claim(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1 \
+             WHERE id IN (SELECT id FROM inbox \
+                          WHERE (state = 'pending' AND run_after_ms <= $2) \
+                             OR (state = 'running' AND lease_until_ms < $2) \
+                          ORDER BY id LIMIT $3 \
+                          FOR UPDATE SKIP LOCKED) \
+             RETURNING id, account, uid, received_ms, attempts, hint",
+        )
+        .bind(ms(now) + lease.as_millis() as i64)
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(InboxItem {
+                id: r.try_get("id")?,
+                account: r.try_get("account")?,
+                uid: r.try_get("uid")?,
+                received: from_ms(r.try_get("received_ms")?)?,
+                attempts: r.try_get("attempts")?,
+                hint: r.try_get("hint")?,
+            });
+        }
+        out.sort_by_key(|i| i.id);
+        Ok(out)
+    }
+
+    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'done', done_ms = $2, lease_until_ms = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_retry(
+        &self,
+        id: i64,
+        run_after: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'pending', run_after_ms = $2, last_error = $3, lease_until_ms = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ms(run_after))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = 'dead', last_error = $2, lease_until_ms = NULL, done_ms = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbox_requeue_running(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL WHERE state = 'running'",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn inbox_depth(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, COUNT(*) FROM inbox WHERE state IN ('pending', 'running') GROUP BY account",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN state = 'pending' THEN run_after_ms ELSE lease_until_ms END) \
+             FROM inbox WHERE state IN ('pending', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        v.map(from_ms).transpose()
+    }
+}
