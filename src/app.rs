@@ -1,8 +1,9 @@
 //! Wiring: from validated [`Settings`] to a ready [`Engine`] and its accounts.
 //!
-//! The only place that picks concrete implementations (Mobbex, ERPNext, SQLite) for the traits the
-//! pipeline works with, and the process's one [`Clock`] ([`App::clock`]: the wall clock unless a
-//! test gives another). The daemon reads time from it; the engine is to take it too.
+//! The only place that picks concrete implementations (Mobbex, ERPNext, the ledger backend named
+//! by `[store] url`) for the traits the pipeline works with, and the process's one [`Clock`]
+//! ([`App::clock`]: the wall clock unless a test gives another), which the engine, its claims and
+//! the daemon all read.
 //! Must not book, decide or print anything.
 
 use std::sync::Arc;
