@@ -12,6 +12,7 @@
 //! names was cancelled.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -65,6 +66,76 @@ pub struct OrderView {
     pub booked_entry: Option<String>,
     /// The oldest earlier operation of the order that is still unresolved.
     pub earlier_unresolved: Option<EarlierPayment>,
+}
+
+impl OrderView {
+    /// Add one row of a backend's `op_and_order` statement, tagged by the part it came from
+    /// (`which`): 0 the operation's own row, 1 a booked row of the order, 2 the oldest earlier
+    /// unresolved row of the order.
+    pub(crate) fn add(&mut self, which: i64, stored: StoredRow) -> Result<(), StoreError> {
+        match which {
+            0 => self.row = Some(stored.into_row()?),
+            1 => self.booked_entry = Some(stored.erp_entry.unwrap_or_default()),
+            _ => {
+                let row = stored.into_row()?;
+                self.earlier_unresolved = Some(EarlierPayment {
+                    uid: row.uid,
+                    decision: row.decision,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A ledger row as every backend stores it — decision as text, the amount as its exact decimal
+/// text, times as epoch milliseconds — read by name from any backend's row (`sqlx::FromRow`), then
+/// checked into a [`LedgerRow`] in one place.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredRow {
+    account: String,
+    uid: String,
+    reference: String,
+    sales_order: Option<String>,
+    status_code: Option<i64>,
+    amount: Option<String>,
+    currency: Option<String>,
+    decision: String,
+    reason: String,
+    erp_entry: Option<String>,
+    guard_value: Option<String>,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    times_seen: i64,
+}
+
+impl StoredRow {
+    pub(crate) fn into_row(self) -> Result<LedgerRow, StoreError> {
+        let amount = self
+            .amount
+            .map(|a| {
+                Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}")))
+            })
+            .transpose()?;
+        let decision = DecisionKind::parse(&self.decision)
+            .ok_or_else(|| StoreError::Corrupt(format!("decision {:?}", self.decision)))?;
+        Ok(LedgerRow {
+            account: self.account,
+            uid: self.uid,
+            reference: self.reference,
+            sales_order: self.sales_order,
+            status_code: self.status_code.map(|c| c as u16),
+            amount,
+            currency: self.currency,
+            decision,
+            reason: self.reason,
+            erp_entry: self.erp_entry,
+            guard_value: self.guard_value,
+            first_seen: super::from_ms(self.first_seen_ms)?,
+            last_seen: super::from_ms(self.last_seen_ms)?,
+            times_seen: self.times_seen,
+        })
+    }
 }
 
 #[async_trait]

@@ -122,3 +122,13 @@ const EXPECTED: &str = "expected sqlite://FILE or postgres://USER@HOST[:PORT]/DA
 pub fn redact_url(url: &str) -> String {
     crate::redact::url(url)
 }
+
+/// A time as every backend stores it: epoch milliseconds UTC.
+pub(crate) fn ms(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A stored time back; a value out of range is a corrupt ledger.
+pub(crate) fn from_ms(v: i64) -> Result<jiff::Timestamp, StoreError> {
+    jiff::Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

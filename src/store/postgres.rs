@@ -21,11 +21,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 use super::{Liveness, StoreError};
+use super::{from_ms, ms};
 
 mod decisions;
 mod inbox;
@@ -136,16 +136,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err("no database named; expected postgres://USER@HOST[:PORT]/DATABASE".into());
     }
     Ok(())
-}
-
-/// A time as stored: epoch milliseconds (UTC).
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-/// A stored time back; a value out of range is a corrupt ledger.
-fn from_ms(v: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Liveness, StoreError};
+use super::{from_ms, ms};
 
 mod decisions;
 mod file;
@@ -160,16 +160,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
     <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
         .map_err(|e| format!("not a SQLite URL sqlx can open: {e}"))?;
     Ok(())
-}
-
-/// A time as stored: epoch milliseconds (UTC).
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-/// A stored time back; a value out of range is a corrupt ledger.
-fn from_ms(v: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// A list of ids as one JSON array parameter (read back with `json_each`): a whole batch in one

@@ -10,20 +10,20 @@
 //! `store/conformance.rs`.)
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rust_decimal::Decimal;
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgRow};
 
-use super::{PgLedger, from_ms, ms};
-use crate::domain::{DecisionKind, EarlierPayment};
+use super::{PgLedger, ms};
+use crate::domain::DecisionKind;
+use crate::store::decisions::StoredRow;
 use crate::store::{Decisions, LedgerRow, OrderView, Record, StoreError, holding_decisions_sql};
+use sqlx::FromRow;
 
 /// The columns [`row_to_ledger`] reads (the amount as its exact text).
-const COLUMNS: &str = "account, uid, reference, sales_order, status_code, amount::text AS amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
+const COLUMNS: &str = "account, uid, reference, sales_order, status_code::bigint AS status_code, amount::text AS amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
 
 #[async_trait]
 impl Decisions for PgLedger {
@@ -136,22 +136,7 @@ impl Decisions for PgLedger {
         let mut view = OrderView::default();
         for r in &rows {
             let which: i32 = r.try_get("which")?;
-            match which {
-                0 => view.row = Some(row_to_ledger(r)?),
-                1 => {
-                    view.booked_entry = Some(
-                        r.try_get::<Option<String>, _>("erp_entry")?
-                            .unwrap_or_default(),
-                    )
-                }
-                _ => {
-                    let row = row_to_ledger(r)?;
-                    view.earlier_unresolved = Some(EarlierPayment {
-                        uid: row.uid,
-                        decision: row.decision,
-                    });
-                }
-            }
+            view.add(which.into(), StoredRow::from_row(r)?)?;
         }
         Ok(view)
     }
@@ -243,31 +228,7 @@ impl Decisions for PgLedger {
 }
 
 fn row_to_ledger(r: &PgRow) -> Result<LedgerRow, StoreError> {
-    let decision: String = r.try_get("decision")?;
-    let amount: Option<String> = r.try_get("amount")?;
-    Ok(LedgerRow {
-        account: r.try_get("account")?,
-        uid: r.try_get("uid")?,
-        reference: r.try_get("reference")?,
-        sales_order: r.try_get("sales_order")?,
-        status_code: r
-            .try_get::<Option<i32>, _>("status_code")?
-            .map(|c| c as u16),
-        amount: amount
-            .map(|a| {
-                Decimal::from_str(&a).map_err(|e| StoreError::Corrupt(format!("amount {a}: {e}")))
-            })
-            .transpose()?,
-        currency: r.try_get("currency")?,
-        decision: DecisionKind::parse(&decision)
-            .ok_or_else(|| StoreError::Corrupt(format!("decision {decision:?}")))?,
-        reason: r.try_get("reason")?,
-        erp_entry: r.try_get("erp_entry")?,
-        guard_value: r.try_get("guard_value")?,
-        first_seen: from_ms(r.try_get("first_seen_ms")?)?,
-        last_seen: from_ms(r.try_get("last_seen_ms")?)?,
-        times_seen: r.try_get("times_seen")?,
-    })
+    StoredRow::from_row(r)?.into_row()
 }
 
 /// [`Decisions::op_and_order`]'s statement: SQLite's three parts, each a parenthesised query

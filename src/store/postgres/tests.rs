@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::postgres::scratch::ScratchDb;
+use jiff::Timestamp;
 
 #[test]
 fn urls_are_checked_before_anything_is_opened() {

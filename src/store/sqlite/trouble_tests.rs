@@ -1,6 +1,7 @@
 //! The SQLite ledger under storage trouble: a full disk (`PRAGMA max_page_count`), a ledger file
 //! deleted or replaced under the process, and the modes of the files it creates.
 
+use jiff::Timestamp;
 use std::os::unix::fs::PermissionsExt;
 
 use rust_decimal::Decimal;
