@@ -188,6 +188,7 @@ fn engine(
         ..RetryPolicy::default()
     })
     .with_commit_horizon(settings.erp.commit_horizon)
+    .with_lease(settings.daemon.lease)
     .with_clock(clock.clone());
     if let Some(d) = today {
         engine = engine.with_today(d);

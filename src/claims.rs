@@ -8,11 +8,16 @@
 //!   holds while any of its work is queued or running; before each create the group checks that
 //!   it still holds the claim ([`Claims::still_held`]): renewed recently in memory, else renewed
 //!   in the ledger right then — a claim another process took meanwhile aborts the create.
-//! - **A takeover waits out the previous holder's writes.** A claim taken from an expired holder,
-//!   or from a process of this host that is gone, may still have a create in flight inside the
-//!   ERP (ERPNext commits a request its client gave up on). The successor creates nothing for that
+//! - **A takeover waits out the previous holder's writes.** A claim taken from an expired holder
+//!   may still have a create in flight inside the ERP (ERPNext commits a request its client gave
+//!   up on). The successor creates nothing for that
 //!   order until `erp.commit_horizon` has passed since the previous holder could last have sent
 //!   one ([`Claims::takeover_wait`]), then looks the operations up again.
+//!
+//! - **Only leases, on any host.** A holder that died, hangs (SIGSTOP, a long GC-like stall) or was
+//!   cut off from the database loses its claims by not renewing them within `ttl` (`[daemon]
+//!   lease`); nothing reads process liveness, which means nothing on another host. A clean stop
+//!   releases what it holds.
 //!
 //! Claims are re-entrant within a process: several batches of one run may hold the same order's
 //! claim; the row goes only when the last of them lets go.
@@ -50,7 +55,8 @@ pub fn order_key(order: &str) -> String {
 /// Timing of claims. The defaults suit production; tests shorten them.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimTiming {
-    /// How long a claim lives without being renewed (a crashed holder's claim expires after it).
+    /// How long a claim lives without being renewed (a crashed holder's claim expires after it):
+    /// `[daemon] lease`.
     pub ttl: Duration,
     /// How long a group waits for another live holder to let go.
     pub wait: Duration,
@@ -61,7 +67,7 @@ pub struct ClaimTiming {
 impl Default for ClaimTiming {
     fn default() -> Self {
         ClaimTiming {
-            ttl: Duration::from_secs(120),
+            ttl: crate::config::DEFAULT_LEASE,
             wait: Duration::from_secs(30),
             commit_horizon: Duration::from_secs(120),
         }
@@ -143,8 +149,8 @@ impl Claims {
         Ok(taken.into_keys().collect())
     }
 
-    /// Take the claim of `key`, waiting up to `wait` for another live holder; a claim left by a
-    /// process of this host that is gone is taken over at once.
+    /// Take the claim of `key`, waiting up to `wait` for another live holder (or for its claim
+    /// to lapse).
     pub async fn take(&self, key: &str) -> Result<(), String> {
         let deadline = Instant::now() + self.timing.wait;
         let mut pauses = TAKE_RETRY.iter();
@@ -159,7 +165,6 @@ impl Claims {
                     self.hold(key, prev_expires.map(|p| self.safe_after(p, now)));
                     return Ok(());
                 }
-                Ok(None) if self.take_over_dead(key).await => return Ok(()),
                 Ok(None) if Instant::now() < deadline => {
                     tokio::time::sleep(pauses.next_delay()).await;
                 }
@@ -174,44 +179,12 @@ impl Claims {
     }
 
     /// The previous holder's claim ran until `prev_expires`: a create it sent before then (it
-    /// sends none after, see [`Claims::still_held`]) may commit up to `commit_horizon` later. A
-    /// holder that is gone sent nothing after `now` either.
+    /// sends none after, see [`Claims::still_held`]) may commit up to `commit_horizon` later.
     fn safe_after(&self, prev_expires: Timestamp, now: Timestamp) -> Instant {
         let last_send = prev_expires.min(now);
         let until = last_send + self.timing.commit_horizon;
         let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
         Instant::now() + wait
-    }
-
-    /// A claim left by a process of this host that no longer runs (killed, crashed) is taken over
-    /// at once instead of waiting for it to expire — but its in-flight creates are waited out.
-    async fn take_over_dead(&self, key: &str) -> bool {
-        let Ok(Some(other)) = self.ledger.claim_holder(ORDER_CLAIMS, key).await else {
-            return false;
-        };
-        if !holder_is_dead(&other) {
-            return false;
-        }
-        let now = self.clock.now();
-        match self
-            .ledger
-            .steal_claim(
-                ORDER_CLAIMS,
-                key,
-                &other,
-                &self.holder,
-                now,
-                self.timing.ttl,
-            )
-            .await
-        {
-            Ok(true) => {
-                warn!(key, previous = %other, wait_s = self.timing.commit_horizon.as_secs(), "took over a claim left by a process that is gone; its creates are waited out");
-                self.hold(key, Some(self.safe_after(now, now)));
-                true
-            }
-            _ => false,
-        }
     }
 
     fn hold(&self, key: &str, safe_at: Option<Instant>) {
@@ -253,6 +226,24 @@ impl Claims {
         if let Err(e) = self
             .ledger
             .release_claims(ORDER_CLAIMS, &free, &self.holder)
+            .await
+        {
+            warn!(error = %e, "could not release claims; they expire by themselves");
+        }
+    }
+
+    /// Let go of every claim this process holds (a clean stop: others need not wait them out).
+    pub async fn release_all(&self) {
+        let keys: Vec<String> = self
+            .held
+            .lock()
+            .expect("poisoned")
+            .drain()
+            .map(|(k, _)| k)
+            .collect();
+        if let Err(e) = self
+            .ledger
+            .release_claims(ORDER_CLAIMS, &keys, &self.holder)
             .await
         {
             warn!(error = %e, "could not release claims; they expire by themselves");
@@ -367,23 +358,6 @@ fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// True when `holder` names a process of this host that does not exist any more.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    if host != this_host() || host == "unknown-host" {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) if pid != std::process::id() => {
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub use validate::{check_cron, parse_duration};
 
 /// The default file name, looked up in the working directory.
 pub const DEFAULT_FILE: &str = "sync.toml";
+/// `[daemon] lease` when not set.
+pub const DEFAULT_LEASE: std::time::Duration = validate::LEASE.0;
 const ENV_PREFIX: &str = "PAYSYNC__";
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ pub struct DaemonSettings {
     pub body_timeout: Duration,
     /// HTTP listener: most connections open at once (lowered to fit the open-file limit).
     pub max_connections: usize,
+    /// How long a dead, paused or cut-off instance's poll, inbox and order leases last before
+    /// another instance takes its work over; live holders renew well before.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "header_timeout",
     "body_timeout",
     "max_connections",
+    "lease",
 ];
 
 #[derive(Deserialize)]
@@ -60,6 +61,8 @@ pub(super) struct RawDaemon {
     pub body_timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub max_connections: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub lease: Option<String>,
 }
 
 impl Default for RawDaemon {
@@ -76,6 +79,7 @@ impl Default for RawDaemon {
             header_timeout: None,
             body_timeout: None,
             max_connections: None,
+            lease: None,
         }
     }
 }

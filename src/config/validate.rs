@@ -44,6 +44,9 @@ pub const BODY_TIMEOUT: (Duration, RangeInclusive<Duration>) =
     (secs(30), secs(1)..=secs(5 * MINUTE));
 /// `[daemon] max_connections`: connections open at once (lowered at start to fit the fd limit).
 pub const MAX_CONNECTIONS: (i64, RangeInclusive<i64>) = (1024, 16..=1_000_000);
+/// `[daemon] lease`: how long a dead, paused or cut-off instance's poll, inbox and order leases
+/// last before another takes its work over (its holder renews every quarter of it).
+pub const LEASE: (Duration, RangeInclusive<Duration>) = (secs(30), secs(1)..=secs(HOUR));
 /// `[erp] max_in_flight`: Payment Entry writes at once.
 pub const MAX_IN_FLIGHT: (i64, RangeInclusive<i64>) = (4, 1..=64);
 /// `[erp] timeout`: one ERPNext answer.
@@ -201,6 +204,7 @@ fn validate_daemon(c: &Check<'_>, d: RawDaemon) -> Result<DaemonSettings, Config
         BODY_TIMEOUT,
     )?;
     let max_connections = c.whole("daemon.max_connections", d.max_connections, MAX_CONNECTIONS)?;
+    let lease = c.duration("daemon.lease", d.lease.as_deref(), LEASE)?;
     if let Some(level) = &d.log_level
         && !is_log_filter(level)
     {
@@ -234,6 +238,7 @@ fn validate_daemon(c: &Check<'_>, d: RawDaemon) -> Result<DaemonSettings, Config
         header_timeout,
         body_timeout,
         max_connections: max_connections as usize,
+        lease,
     })
 }
 

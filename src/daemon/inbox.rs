@@ -12,6 +12,11 @@
 //! trigger's outcome that cannot be written is written again the same way — so once the storage
 //! recovers every trigger goes on by itself, without waiting out its lease or a restart.
 //!
+//! Several instances may share the inbox (one PostgreSQL ledger): each claims triggers under a
+//! lease of `[daemon] lease` in its own name, renews the leases of those in work, and settles a
+//! trigger (done, retry, give up) only while that claim is still the current one; a trigger whose
+//! holder died, hangs or was cut off is taken over once its lease lapses.
+//!
 //! Schedules are `retry::Backoff` constants; "now" (claims, due times, latency) is the daemon's
 //! `Clock` (`ctx.clock`); pauses are slept on tokio's timer. This module must not book (the
 //! engine does) nor read the webhook body (the HTTP handler stored only the trigger).
@@ -31,8 +36,6 @@ use crate::retry::{Backoff, Jitter};
 use crate::source::{Fetched, SourceError};
 use crate::store::{InboxItem, StoreError};
 
-/// How long a claimed trigger is ours before another worker may take it.
-const LEASE: Duration = Duration::from_secs(120);
 /// Triggers worked on at once.
 const BATCH: i64 = 16;
 pub const MAX_ATTEMPTS: i64 = 10;
@@ -44,6 +47,8 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
     // trigger never waits for a whole batch to finish.
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
     let mut running = JoinSet::new();
+    let in_work = InWork::default();
+    let renewal = tokio::spawn(renew_leases(ctx.clone(), in_work.clone()));
     let mut trouble = LedgerBackoff::default();
     loop {
         if ctx.cancel.is_cancelled() {
@@ -54,7 +59,16 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
         let items = if free == 0 {
             Vec::new()
         } else {
-            match ctx.ledger.inbox_claim(ctx.clock.now(), LEASE, free).await {
+            match ctx
+                .ledger
+                .inbox_claim(
+                    ctx.engine.holder(),
+                    ctx.clock.now(),
+                    ctx.settings.daemon.lease,
+                    free,
+                )
+                .await
+            {
                 Ok(items) => {
                     trouble.recovered("claiming triggers again");
                     items
@@ -94,14 +108,65 @@ pub async fn run(ctx: Arc<DaemonCtx>, _tracker: TaskTracker) {
         for item in items {
             let permit = slots.clone().acquire_owned().await.expect("never closed");
             let ctx = ctx.clone();
+            let in_work = in_work.clone();
+            in_work.add(item.id);
             running.spawn(async move {
+                let id = item.id;
                 handle(&ctx, item).await;
+                in_work.remove(id);
                 drop(permit);
             });
         }
     }
     // Let triggers in work finish (the daemon bounds this with its shutdown grace).
     while running.join_next().await.is_some() {}
+    renewal.abort();
+}
+
+/// The triggers this worker is working on, whose leases it renews.
+#[derive(Clone, Default)]
+struct InWork(Arc<std::sync::Mutex<std::collections::HashSet<i64>>>);
+
+impl InWork {
+    fn add(&self, id: i64) {
+        self.0.lock().expect("poisoned").insert(id);
+    }
+    fn remove(&self, id: i64) {
+        self.0.lock().expect("poisoned").remove(&id);
+    }
+    fn ids(&self) -> Vec<i64> {
+        self.0.lock().expect("poisoned").iter().copied().collect()
+    }
+}
+
+/// Every quarter of `[daemon] lease`, extend the leases of the triggers in work: one may take
+/// longer than a lease (waiting for an order another instance books, a takeover's wait), and
+/// must not be taken over while this instance is alive and connected. One lost meanwhile (this
+/// instance was paused or cut off) is finished here anyway — bookings are safe under the order
+/// claims — but its outcome is the new holder's to record.
+async fn renew_leases(ctx: Arc<DaemonCtx>, in_work: InWork) {
+    let lease = ctx.settings.daemon.lease;
+    loop {
+        tokio::time::sleep(lease / 4).await;
+        let ids = in_work.ids();
+        if ids.is_empty() {
+            continue;
+        }
+        let renewed = ctx
+            .ledger
+            .inbox_renew(&ids, ctx.engine.holder(), ctx.clock.now(), lease)
+            .await;
+        match renewed {
+            Ok(held) if held.len() < ids.len() => {
+                warn!(
+                    lost = ids.len() - held.len(),
+                    "webhook triggers in work were taken over by another instance (this one was paused or cut off longer than [daemon] lease)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not renew webhook trigger leases; retrying"),
+        }
+    }
 }
 
 /// Pauses on a failing ledger: 0.5 s, doubling with each failure in a row, up to 30 s.
@@ -148,18 +213,27 @@ impl LedgerBackoff {
 
 /// Write a trigger's outcome, again and again (with [`LedgerBackoff`]) while the ledger fails:
 /// left unwritten, the trigger would sit `running` until its lease ends. Gives up only when the
-/// daemon stops (the next start requeues it).
-async fn write_outcome<F, Fut>(ctx: &DaemonCtx, item: &InboxItem, what: &'static str, write: F)
+/// daemon stops (the trigger's lease then lapses and it is taken over). False when the outcome
+/// was not this worker's to write: the trigger was taken over (its lease lapsed) meanwhile.
+async fn write_outcome<F, Fut>(
+    ctx: &DaemonCtx,
+    item: &InboxItem,
+    what: &'static str,
+    write: F,
+) -> bool
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<bool, StoreError>>,
 {
     let mut trouble = LedgerBackoff::default();
     loop {
         match write().await {
-            Ok(()) => {
+            Ok(ours) => {
                 trouble.recovered("a trigger's outcome is written");
-                return;
+                if !ours {
+                    warn!(account = %item.account, uid = %item.uid, attempt = item.attempts, "the trigger was taken over by another instance meanwhile; its outcome is that one's to record");
+                }
+                return ours;
             }
             Err(e) => {
                 let (pause, log) = trouble.failed();
@@ -171,8 +245,8 @@ where
                 }
                 tokio::select! {
                     _ = ctx.cancel.cancelled() => {
-                        warn!(account = %item.account, uid = %item.uid, "stopping; the trigger is resumed at the next start");
-                        return;
+                        warn!(account = %item.account, uid = %item.uid, "stopping; the trigger is taken over when its lease ends");
+                        return false;
                     }
                     _ = tokio::time::sleep(pause) => {}
                 }
@@ -242,11 +316,12 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
     match outcome {
         Ok(()) => {
             let now = ctx.clock.now();
+            let holder = ctx.engine.holder();
             write_outcome(
                 ctx,
                 &item,
                 "inbox: could not mark a trigger done; pausing",
-                || ctx.ledger.inbox_done(item.id, now),
+                || ctx.ledger.inbox_done(&item, holder, now),
             )
             .await;
             ctx.progress.send_modify(|p| p.triggers_done += 1);
@@ -265,7 +340,10 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
                 ctx,
                 &item,
                 "inbox: could not reschedule a trigger; pausing",
-                || ctx.ledger.inbox_retry(item.id, run_after, &reason),
+                || {
+                    ctx.ledger
+                        .inbox_retry(&item, ctx.engine.holder(), run_after, &reason)
+                },
             )
             .await;
             ctx.progress.send_modify(|p| p.triggers_retried += 1);
@@ -283,7 +361,10 @@ async fn give_up(ctx: &DaemonCtx, item: &InboxItem, reason: &str) {
         ctx,
         item,
         "inbox: could not mark a trigger given up; pausing",
-        || ctx.ledger.inbox_dead(item.id, reason),
+        || {
+            ctx.ledger
+                .inbox_dead(item, ctx.engine.holder(), ctx.clock.now(), reason)
+        },
     )
     .await;
     ctx.progress.send_modify(|p| p.triggers_given_up += 1);

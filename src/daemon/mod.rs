@@ -3,14 +3,17 @@
 //! Three activities share one [`Engine`] (so webhooks and polls book through the same path, under
 //! the same per-order locks):
 //! - the **scheduler** (`scheduler.rs`) polls each account on its cron schedule for operations
-//!   *updated* in `[watermark − lookback, now]`, and moves the watermark only after the whole window
-//!   was processed;
+//!   *updated* in `[watermark − lookback, now]`, under the account's poll lease (one instance at a
+//!   time when several share a ledger), and moves the watermark only after the whole window was
+//!   processed and only while that lease is still held;
 //! - the **HTTP listener** (`http.rs`) takes webhooks into the durable inbox and serves `/healthz`
 //!   and `/metrics`; `listener.rs` holds its timeouts and connection limit against hostile clients;
 //! - the **inbox worker** (`inbox.rs`) re-reads each triggered operation from the API and decides.
 //!
 //! Shutdown: on SIGTERM/SIGINT, `STOPPING=1`, no new polls or inbox claims, in-flight work gets
-//! `SHUTDOWN_GRACE` to finish (ERPNext calls are bounded by their timeout), then exit 0.
+//! `SHUTDOWN_GRACE` to finish (ERPNext calls are bounded by their timeout), what is left is
+//! handed over (triggers back to pending, order claims released), then exit 0. Nothing is
+//! requeued at a start: work a dead instance held is taken over when its leases lapse.
 //!
 //! Time: every part reads "now" from one [`Clock`], the [`App`]'s ([`DaemonCtx::clock`]), and
 //! sleeps on tokio's timer; retry schedules are `retry::Backoff` constants. The daemon must not
@@ -31,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::app::App;
 use crate::clock::Clock;
@@ -39,7 +42,7 @@ use crate::config::Settings;
 use crate::domain::DecisionKind;
 use crate::pipeline::{AccountCtx, Engine, RunOptions};
 use crate::source::{Window, WindowField};
-use crate::store::{Ledger, PollRecord};
+use crate::store::{Ledger, PollLease, PollRecord};
 use crate::summary::Summary;
 
 /// How long in-flight work may take to finish after a stop signal.
@@ -133,7 +136,6 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let addr = listener.local_addr()?;
 
-    requeue_running_triggers(&ctx).await?;
     let server = spawn_http(&ctx, listener);
     tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
     let schedules = account_schedules(&ctx)?;
@@ -156,18 +158,6 @@ pub async fn run(
         _ = ctx.cancel.cancelled() => {}
     }
     shut_down(&ctx, tracker, server).await;
-    Ok(())
-}
-
-/// Triggers left running by a crash or a hard stop are picked up again now.
-async fn requeue_running_triggers(ctx: &DaemonCtx) -> anyhow::Result<()> {
-    let requeued = ctx.ledger.inbox_requeue_running().await?;
-    if requeued > 0 {
-        info!(
-            requeued,
-            "resuming webhook triggers left running by the previous process"
-        );
-    }
     Ok(())
 }
 
@@ -275,17 +265,114 @@ async fn shut_down(ctx: &DaemonCtx, tracker: TaskTracker, server: tokio::task::J
             "in-flight work did not finish in time; leaving it for the next start"
         );
     }
+    hand_over(ctx).await;
     if let Err(e) = server.await {
         error!(error = %e, "HTTP server task failed");
     }
     info!("stopped");
 }
 
-/// One poll of one account: operations updated in `[watermark − lookback, now]`.
+/// A clean stop hands its unfinished work over at once instead of leaving it to lapse: its inbox
+/// triggers go back to pending and its order claims are released (poll leases are released by
+/// each poll as it ends). A hard stop (SIGKILL, a crash) leaves them to expire after `[daemon] lease`.
+async fn hand_over(ctx: &DaemonCtx) {
+    match ctx.ledger.inbox_release(ctx.engine.holder()).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            triggers = n,
+            "unfinished webhook triggers handed back to the inbox"
+        ),
+        Err(e) => {
+            warn!(error = %e, "could not hand back unfinished triggers; they are taken over when their leases end")
+        }
+    }
+    ctx.engine.release_claims().await;
+}
+
+/// One poll of one account: operations updated in `[watermark − lookback, now]`, by one instance
+/// at a time (the account's poll lease, renewed while the poll runs; the watermark moves only if
+/// this poll still holds it).
 pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
     let Some(acc) = ctx.accounts.get(account) else {
         return;
     };
+    let Some(lease) = take_poll_lease(ctx, account).await else {
+        return;
+    };
+    let renewal = RenewedLease::start(ctx, &lease);
+    poll_under_lease(ctx, acc, &lease).await;
+    renewal.stop();
+    if let Err(e) = ctx.ledger.release_poll_lease(&lease).await {
+        warn!(account, error = %e, "could not release the poll lease; it lapses by itself");
+    }
+}
+
+/// The account's poll lease, or `None` (this poll skipped) while another instance polls it or
+/// the ledger does not answer.
+async fn take_poll_lease(ctx: &DaemonCtx, account: &str) -> Option<PollLease> {
+    match ctx
+        .ledger
+        .take_poll_lease(
+            account,
+            ctx.engine.holder(),
+            ctx.clock.now(),
+            ctx.settings.daemon.lease,
+        )
+        .await
+    {
+        Ok(Some(lease)) => Some(lease),
+        Ok(None) => {
+            debug!(
+                account,
+                "another instance is polling this account; this poll is skipped"
+            );
+            None
+        }
+        Err(e) => {
+            error!(account, error = %e, "poll skipped: ledger unavailable");
+            None
+        }
+    }
+}
+
+/// Renews a poll lease every quarter of `[daemon] lease` until stopped (or until the lease was
+/// taken over: then the poll goes on — its bookings are safe under the order claims — but its
+/// watermark will not move).
+struct RenewedLease {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RenewedLease {
+    fn start(ctx: &DaemonCtx, lease: &PollLease) -> RenewedLease {
+        let ledger = ctx.ledger.clone();
+        let clock = ctx.clock.clone();
+        let ttl = ctx.settings.daemon.lease;
+        let lease = lease.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 4).await;
+                match ledger.renew_poll_lease(&lease, clock.now(), ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(account = %lease.account, "the poll lease was taken over by another instance (this one was paused or cut off longer than [daemon] lease); this poll will not move the watermark");
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(account = %lease.account, error = %e, "could not renew the poll lease; retrying")
+                    }
+                }
+            }
+        });
+        RenewedLease { task }
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn poll_under_lease(ctx: &DaemonCtx, acc: &AccountCtx, lease: &PollLease) {
+    let account = acc.settings.name.as_str();
     let started = ctx.clock.now();
     let Some(window) = poll_window(ctx, account, started).await else {
         return;
@@ -301,7 +388,7 @@ pub async fn poll_account(ctx: &DaemonCtx, account: &str) {
 
     let finished = ctx.clock.now();
     if error.is_none() {
-        move_watermark(ctx, account, window.to).await;
+        move_watermark(ctx, lease, window.to).await;
     }
     summary.failures.clear();
     let poll = FinishedPoll {
@@ -389,10 +476,19 @@ async fn requeue_not_booked_yet(ctx: &DaemonCtx, account: &str, started: Timesta
     }
 }
 
-/// Only after the whole window was processed: the next poll starts from `to`.
-async fn move_watermark(ctx: &DaemonCtx, account: &str, to: Timestamp) {
-    if let Err(e) = ctx.ledger.set_watermark(account, to).await {
-        error!(account, error = %e, "could not store the watermark; the next poll repeats this window");
+/// Only after the whole window was processed, and only while `lease` is still the account's
+/// current poll lease (fenced in the ledger): the next poll starts from `to`.
+async fn move_watermark(ctx: &DaemonCtx, lease: &PollLease, to: Timestamp) {
+    let account = lease.account.as_str();
+    match ctx.ledger.set_watermark(lease, to).await {
+        Ok(true) => {}
+        Ok(false) => warn!(
+            account,
+            "the poll lease was taken over meanwhile; the watermark is left to its new holder"
+        ),
+        Err(e) => {
+            error!(account, error = %e, "could not store the watermark; the next poll repeats this window")
+        }
     }
 }
 

@@ -173,10 +173,27 @@ impl Engine {
     /// How long ERPNext may still commit a create whose answer was lost.
     pub fn with_commit_horizon(mut self, horizon: std::time::Duration) -> Engine {
         self.quarantine = write::Quarantine::new(horizon);
+        let timing = self.claims.timing();
         self.with_claim_timing(ClaimTiming {
             commit_horizon: horizon,
-            ..ClaimTiming::default()
+            ..timing
         })
+    }
+
+    /// How long this process's order claims last unrenewed (`[daemon] lease`).
+    pub fn with_lease(self, ttl: std::time::Duration) -> Engine {
+        let timing = self.claims.timing();
+        self.with_claim_timing(ClaimTiming { ttl, ..timing })
+    }
+
+    /// This process's name in every lease it takes (order claims, polls, inbox triggers).
+    pub fn holder(&self) -> &str {
+        self.claims.holder()
+    }
+
+    /// A clean stop: let go of the order claims this process holds.
+    pub async fn release_claims(&self) {
+        self.claims.release_all().await;
     }
 
     /// How claims live and are waited for (tests shorten them).

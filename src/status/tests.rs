@@ -78,9 +78,11 @@ async fn ledger(dir: &std::path::Path) -> std::sync::Arc<dyn Ledger> {
     ] {
         l.record(&r).await.unwrap();
     }
-    l.set_watermark("main", t("2026-10-06T13:00:00Z"))
-        .await
-        .unwrap();
+    assert!(
+        crate::store::set_watermark_once(&*l, "main", t("2026-10-06T13:00:00Z"))
+            .await
+            .unwrap()
+    );
     l.record_poll(&PollRecord {
         account: "main".into(),
         started: t("2026-10-06T12:59:00Z"),

@@ -16,7 +16,9 @@ use super::postgres::scratch::ScratchDb;
 use super::{Ledger, Record};
 use crate::domain::DecisionKind;
 
+mod coordination;
 mod daemon_state;
+use coordination::*;
 use daemon_state::*;
 
 /// A ledger under test and what keeps its storage alive.
@@ -84,9 +86,15 @@ on_every_backend!(
     a_watermark_never_moves_backwards_and_polls_come_newest_first,
     duplicate_pending_triggers_collapse,
     a_claim_hands_out_due_triggers_once_until_the_lease_runs_out,
-    retried_dead_and_requeued_triggers,
+    retried_dead_and_lapsed_triggers,
     concurrent_claims_never_hand_out_a_trigger_twice,
     claims_are_taken_only_when_free_expired_or_already_held,
+    a_poll_lease_has_one_holder_and_fences_the_watermark,
+    concurrent_poll_lease_takes_give_one_holder,
+    a_fenced_watermark_write_never_lands_after_a_takeover,
+    only_the_current_claim_of_a_trigger_settles_it,
+    renewed_trigger_leases_are_not_taken_over,
+    a_clean_stop_hands_back_only_its_own_triggers,
 );
 
 fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {

@@ -6,8 +6,11 @@
 //! request to look at an operation, never a decision.
 //!
 //! **Invariants** every backend enforces: at most one pending-or-running trigger per
-//! `(account, uid)` (a duplicate collapses into it); a claim hands a trigger to one worker only
-//! until its lease runs out.
+//! `(account, uid)` (a duplicate collapses into it); a claim hands a trigger to one holder (a
+//! process) until its lease runs out, then anyone may take it over; only the current claim —
+//! its holder and its attempt number, which every claim raises — may renew it or settle it
+//! (done, retry, give up): a holder that lost it (paused past its lease, cut off) changes nothing.
+//! Nothing is requeued wholesale at a start: another live instance may be working on it.
 
 use std::collections::HashMap;
 
@@ -46,26 +49,51 @@ pub trait Inbox: Send + Sync {
         received: Timestamp,
         reason: &str,
     ) -> Result<(), StoreError>;
-    /// Claim up to `limit` due triggers (pending and due, or running with an expired lease).
+    /// Claim up to `limit` due triggers for `holder` until `now + lease`: pending and due, or
+    /// running under a lease that expired (taken over).
     async fn inbox_claim(
         &self,
+        holder: &str,
         now: Timestamp,
         lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<InboxItem>, StoreError>;
-    /// The trigger was worked off (its decision made and recorded).
-    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
-    /// Put a failed trigger back, due again at `run_after`.
+    /// Extend `holder`'s leases on the triggers `ids` to `now + lease`; returns those it still holds.
+    async fn inbox_renew(
+        &self,
+        ids: &[i64],
+        holder: &str,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// The trigger was worked off (its decision made and recorded). False (nothing changed) when
+    /// this claim of it is no longer the current one.
+    async fn inbox_done(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Put a failed trigger back, due again at `run_after`; false as for [`Inbox::inbox_done`].
     async fn inbox_retry(
         &self,
-        id: i64,
+        item: &InboxItem,
+        holder: &str,
         run_after: Timestamp,
         error: &str,
-    ) -> Result<(), StoreError>;
-    /// Give up on a trigger after too many attempts (polling still covers its operation).
-    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError>;
-    /// Put triggers left `running` (by a process that stopped) back to pending; returns how many.
-    async fn inbox_requeue_running(&self) -> Result<u64, StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Give up on a trigger after too many attempts (polling still covers its operation); false
+    /// as for [`Inbox::inbox_done`].
+    async fn inbox_dead(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// Put `holder`'s running triggers back to pending, due at once (a clean stop hands its
+    /// unfinished work over without making others wait out its leases); returns how many.
+    async fn inbox_release(&self, holder: &str) -> Result<u64, StoreError>;
     /// Pending or running triggers, per account.
     async fn inbox_depth(&self) -> Result<HashMap<String, i64>, StoreError>;
     /// When the next trigger falls due: the earliest `run_after` of a pending one or lease end of

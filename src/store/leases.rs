@@ -9,7 +9,8 @@
 //! **Invariants** every backend enforces, each in one statement: a claim has one holder, and only
 //! that holder renews or releases it; another takes it only once it expired
 //! ([`Leases::try_claim_many`], which then returns the previous holder's expiry: its creates may
-//! still commit after it) or from a holder the caller knows is gone ([`Leases::steal_claim`]).
+//! still commit after it). No process liveness is read: a holder that died, hangs or was cut off
+//! loses its claims by not renewing them, whichever host it ran on.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,14 +66,4 @@ pub trait Leases: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Who holds the claim on `(account, key)`, if anyone.
     async fn claim_holder(&self, account: &str, key: &str) -> Result<Option<String>, StoreError>;
-    /// Take over a claim from `dead_holder` (a process known to be gone). True if taken.
-    async fn steal_claim(
-        &self,
-        account: &str,
-        key: &str,
-        dead_holder: &str,
-        holder: &str,
-        now: Timestamp,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
 }

@@ -39,7 +39,7 @@ pub(crate) use decisions::holding_decisions_sql;
 pub use decisions::{Decisions, LedgerRow, OrderView, Record};
 pub use inbox::{Inbox, InboxItem};
 pub use leases::Leases;
-pub use polls::{PollRecord, Polls};
+pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -509,7 +509,11 @@ async fn after_downtime_the_first_poll_starts_at_the_watermark() {
         .await
         .unwrap();
     let three_days_ago = Timestamp::now() - SignedDuration::from_hours(72);
-    ledger.set_watermark("main", three_days_ago).await.unwrap();
+    assert!(
+        paysync::store::set_watermark_once(&*ledger, "main", three_days_ago)
+            .await
+            .unwrap()
+    );
     // Hourly: many fires were missed while down; the first poll must not wait for the next one.
     let d = Daemon::start(&env, "0 * * * *").await;
     d.wait_for("the catch-up poll", |p| p.polls_ok >= 1).await;

@@ -8,6 +8,7 @@ use paysync::app::{App, created_window};
 use paysync::config;
 use paysync::domain::DecisionKind;
 use paysync::pipeline::RunOptions;
+use paysync::store::postgres::scratch::ScratchDb;
 use paysync::summary::Summary;
 use paysync_sim::fixtures::ConfigBuilder;
 use paysync_sim::sample::ExpectedOutcome;
@@ -23,6 +24,26 @@ pub struct TestEnv {
     pub sim: Simulator,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The PostgreSQL database of the ledger, when the suite runs on that backend; dropped last.
+    pub(crate) _db: Option<ScratchDb>,
+}
+
+/// Set to `postgres` (with `PAYSYNC_TEST_POSTGRES_URL`), every [`TestEnv`] that names no ledger
+/// of its own gets a fresh PostgreSQL database instead of a SQLite file: `.ci/run` runs the daemon,
+/// claims and sync suites a second time so.
+pub const LEDGER_ENV: &str = "PAYSYNC_TEST_LEDGER";
+
+/// A scratch PostgreSQL database when [`LEDGER_ENV`] asks for one.
+async fn default_postgres_ledger() -> Option<ScratchDb> {
+    match std::env::var(LEDGER_ENV).as_deref() {
+        Ok("postgres") => Some(
+            ScratchDb::create("TestEnv")
+                .await
+                .unwrap_or_else(|| panic!("{LEDGER_ENV}=postgres needs PAYSYNC_TEST_POSTGRES_URL")),
+        ),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("{LEDGER_ENV}: expected sqlite or postgres, got {other:?}"),
+    }
 }
 
 impl TestEnv {
@@ -45,11 +66,17 @@ impl TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sync.toml");
         let mut builder = ConfigBuilder::for_simulator(&sim, dir.path().join("ledger.db"));
-        if let Some(url) = store_url {
+        let db = match store_url {
+            Some(_) => None,
+            None => default_postgres_ledger().await,
+        };
+        if let Some(url) = store_url.or(db.as_ref().map(|d| d.url.as_str())) {
             builder = builder.store_url(url);
         }
         builder
             .daemon("retry_budget = \"2s\"")
+            // Short leases: a takeover in a test waits seconds, not the production 30 s.
+            .daemon("lease = \"2s\"")
             .erp("max_in_flight = 4")
             .erp("timeout = \"5s\"")
             .erp("commit_horizon = \"4s\"")
@@ -61,11 +88,47 @@ impl TestEnv {
             sim,
             dir,
             config_path,
+            _db: db,
         }
     }
 
     pub fn settings(&self) -> config::Settings {
         config::load_with_env(&self.config_path, &Default::default()).expect("test config loads")
+    }
+
+    /// Everything the ledger holds, as text: the SQLite files' bytes (WAL included), or every
+    /// row of every table of the PostgreSQL database.
+    pub async fn ledger_contents(&self) -> String {
+        let url = self.settings().store.url;
+        if !paysync::store::postgres::is_postgres_url(&url) {
+            let mut bytes = Vec::new();
+            for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+                let p = entry.unwrap().path();
+                if p.to_string_lossy().contains("ledger") {
+                    bytes.extend(std::fs::read(p).unwrap());
+                }
+            }
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut text = String::new();
+        for t in tables {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT t::text FROM \"{t}\" t"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            text.push_str(&rows.join("\n"));
+        }
+        text
     }
 
     pub async fn app(&self) -> App {

@@ -146,6 +146,7 @@ async fn real_erpnext_rebooks_a_cancelled_payment_exactly_once() {
         sim,
         dir,
         config_path,
+        _db: None,
     };
     let run = |args: &[&str]| {
         let out = paysync_cmd(&test_env, args);

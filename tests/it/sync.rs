@@ -630,14 +630,7 @@ async fn secrets_never_reach_logs_or_ledger() {
         logs.contains("\"level\":\"TRACE\"") || logs.contains("\"level\":\"DEBUG\""),
         "verbose logs were on"
     );
-    let mut ledger_bytes = Vec::new();
-    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.to_string_lossy().contains("ledger") {
-            ledger_bytes.extend(std::fs::read(p).unwrap());
-        }
-    }
-    let ledger_text = String::from_utf8_lossy(&ledger_bytes);
+    let ledger_text = env.ledger_contents().await;
     assert!(ledger_text.contains("op-1"), "the ledger was read");
     for s in secrets {
         assert!(s.len() >= 8, "secret {s:?} too short to search for");

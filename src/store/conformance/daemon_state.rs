@@ -8,14 +8,22 @@ use std::time::Duration;
 use super::at;
 use crate::store::{Ledger, PollRecord};
 
+/// The holder name the single-worker tests claim under.
+const W: &str = "w";
+
 pub(super) async fn a_watermark_never_moves_backwards_and_polls_come_newest_first(
     l: Arc<dyn Ledger>,
 ) {
     assert_eq!(l.watermark("main").await.unwrap(), None);
-    l.set_watermark("main", at(200)).await.unwrap();
-    l.set_watermark("main", at(100)).await.unwrap();
+    let lease = l
+        .take_poll_lease("main", W, at(1), Duration::from_secs(3_600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(l.set_watermark(&lease, at(200)).await.unwrap());
+    assert!(l.set_watermark(&lease, at(100)).await.unwrap());
     assert_eq!(l.watermark("main").await.unwrap(), Some(at(200)));
-    l.set_watermark("main", at(300)).await.unwrap();
+    assert!(l.set_watermark(&lease, at(300)).await.unwrap());
     assert_eq!(l.watermark("main").await.unwrap(), Some(at(300)));
     assert_eq!(l.watermark("other").await.unwrap(), None);
 
@@ -49,14 +57,14 @@ pub(super) async fn duplicate_pending_triggers_collapse(l: Arc<dyn Ledger>) {
     assert!(l.inbox_push("other", "u1", now, None).await.unwrap());
     // Running collapses too: the worker re-reads the operation anyway.
     let claimed = l
-        .inbox_claim(now, Duration::from_secs(60), 10)
+        .inbox_claim(W, now, Duration::from_secs(60), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].hint.as_deref(), Some("SO-1"));
     assert!(!l.inbox_push("main", "u1", now, None).await.unwrap());
     // Once done, a new trigger of the same operation is queued.
-    l.inbox_done(claimed[0].id, now).await.unwrap();
+    assert!(l.inbox_done(&claimed[0], W, now).await.unwrap());
     assert!(l.inbox_push("main", "u1", now, None).await.unwrap());
     // Ignored triggers are kept but never pending.
     l.inbox_ignore("main", "u2", now, "expired checkout")
@@ -79,27 +87,32 @@ pub(super) async fn a_claim_hands_out_due_triggers_once_until_the_lease_runs_out
         l.inbox_push("main", uid, now, None).await.unwrap();
     }
     // Not due before it was received.
-    assert!(l.inbox_claim(at(999), lease, 10).await.unwrap().is_empty());
+    assert!(
+        l.inbox_claim(W, at(999), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(l.inbox_next_due().await.unwrap(), Some(now));
-    let first = l.inbox_claim(now, lease, 2).await.unwrap();
+    let first = l.inbox_claim(W, now, lease, 2).await.unwrap();
     let uids: Vec<&str> = first.iter().map(|i| i.uid.as_str()).collect();
     assert_eq!(uids, ["u1", "u2"], "oldest first");
     assert!(first.iter().all(|i| i.attempts == 1 && i.received == now));
-    let rest = l.inbox_claim(now, lease, 10).await.unwrap();
+    let rest = l.inbox_claim(W, now, lease, 10).await.unwrap();
     assert_eq!(
         rest.iter().map(|i| i.uid.as_str()).collect::<Vec<_>>(),
         ["u3"]
     );
     // All running: nothing to claim until the leases end.
     assert!(
-        l.inbox_claim(at(1_060), lease, 10)
+        l.inbox_claim(W, at(1_060), lease, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(l.inbox_next_due().await.unwrap(), Some(at(1_060)));
-    l.inbox_done(rest[0].id, at(1_001)).await.unwrap();
-    let again = l.inbox_claim(at(1_061), lease, 10).await.unwrap();
+    assert!(l.inbox_done(&rest[0], W, at(1_001)).await.unwrap());
+    let again = l.inbox_claim(W, at(1_061), lease, 10).await.unwrap();
     assert_eq!(
         again
             .iter()
@@ -109,34 +122,46 @@ pub(super) async fn a_claim_hands_out_due_triggers_once_until_the_lease_runs_out
     );
 }
 
-pub(super) async fn retried_dead_and_requeued_triggers(l: Arc<dyn Ledger>) {
+pub(super) async fn retried_dead_and_lapsed_triggers(l: Arc<dyn Ledger>) {
     let now = at(1_000);
     let lease = Duration::from_secs(60);
     for uid in ["u1", "u2", "u3"] {
         l.inbox_push("main", uid, now, None).await.unwrap();
     }
-    let c = l.inbox_claim(now, lease, 10).await.unwrap();
-    l.inbox_retry(c[0].id, at(2_000), "source down")
-        .await
-        .unwrap();
-    l.inbox_dead(c[1].id, "too many attempts").await.unwrap();
+    let c = l.inbox_claim(W, now, lease, 10).await.unwrap();
+    assert!(
+        l.inbox_retry(&c[0], W, at(2_000), "source down")
+            .await
+            .unwrap()
+    );
+    assert!(
+        l.inbox_dead(&c[1], W, now, "too many attempts")
+            .await
+            .unwrap()
+    );
+    // Settled once: the same claim settles nothing more.
+    assert!(!l.inbox_done(&c[0], W, now).await.unwrap());
+    assert!(!l.inbox_retry(&c[1], W, now, "again").await.unwrap());
     assert_eq!(l.inbox_next_due().await.unwrap(), Some(at(1_060)));
-    // u3 left running by a process that stopped: back to pending.
-    assert_eq!(l.inbox_requeue_running().await.unwrap(), 1);
-    assert_eq!(l.inbox_requeue_running().await.unwrap(), 0);
-    assert_eq!(l.inbox_next_due().await.unwrap(), Some(now));
-    let due_now = l
-        .inbox_claim(at(1_500), Duration::from_secs(3_600), 10)
+    // u3 left running by a process that stopped: not before its lease lapses, then taken over.
+    assert!(
+        l.inbox_claim("x", at(1_059), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = l
+        .inbox_claim("x", at(1_061), Duration::from_secs(3_600), 10)
         .await
         .unwrap();
     assert_eq!(
-        due_now
+        taken
             .iter()
             .map(|i| (i.uid.as_str(), i.attempts))
             .collect::<Vec<_>>(),
         [("u3", 2)]
     );
-    let later = l.inbox_claim(at(2_000), lease, 10).await.unwrap();
+    let later = l.inbox_claim(W, at(2_000), lease, 10).await.unwrap();
     assert_eq!(
         later.iter().map(|i| i.uid.as_str()).collect::<Vec<_>>(),
         ["u1"]
@@ -161,7 +186,7 @@ pub(super) async fn concurrent_claims_never_hand_out_a_trigger_twice(l: Arc<dyn 
                 let mut got = Vec::new();
                 loop {
                     let c = l
-                        .inbox_claim(now, Duration::from_secs(60), 3)
+                        .inbox_claim(W, now, Duration::from_secs(60), 3)
                         .await
                         .unwrap();
                     if c.is_empty() {
@@ -253,21 +278,6 @@ pub(super) async fn claims_are_taken_only_when_free_expired_or_already_held(l: A
     );
     assert_eq!(l.claim_holder("orders", "SO-3").await.unwrap(), None);
     assert_eq!(l.claim_holder("other", "SO-1").await.unwrap(), None);
-    // Stolen only from the holder named.
-    assert!(
-        !l.steal_claim("orders", "SO-1", "a", "c", at(1_043), ttl)
-            .await
-            .unwrap()
-    );
-    assert!(
-        l.steal_claim("orders", "SO-1", "b", "c", at(1_043), ttl)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        l.claim_holder("orders", "SO-1").await.unwrap().as_deref(),
-        Some("c")
-    );
     assert!(
         l.try_claim_many("orders", &[], "a", t, ttl)
             .await

@@ -63,12 +63,13 @@ impl Inbox for PgLedger {
 
     async fn inbox_claim(
         &self,
+        holder: &str,
         now: Timestamp,
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<InboxItem>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1 \
+            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1, holder = $4 \
              WHERE id IN (SELECT id FROM inbox \
                           WHERE (state = 'pending' AND run_after_ms <= $2) \
                              OR (state = 'running' AND lease_until_ms < $2) \
@@ -79,6 +80,7 @@ impl Inbox for PgLedger {
         .bind(ms(now) + lease.as_millis() as i64)
         .bind(ms(now))
         .bind(limit)
+        .bind(holder)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -96,50 +98,97 @@ impl Inbox for PgLedger {
         Ok(out)
     }
 
-    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE inbox SET state = 'done', done_ms = $2, lease_until_ms = NULL WHERE id = $1",
+    async fn inbox_renew(
+        &self,
+        ids: &[i64],
+        holder: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "UPDATE inbox SET lease_until_ms = $3 \
+             WHERE id = ANY($1) AND state = 'running' AND holder = $2 RETURNING id",
         )
-        .bind(id)
+        .bind(ids)
+        .bind(holder)
+        .bind(ms(now) + lease.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn inbox_done(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'done', done_ms = $4, lease_until_ms = NULL \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
+        )
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
         .bind(ms(now))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     async fn inbox_retry(
         &self,
-        id: i64,
+        item: &InboxItem,
+        holder: &str,
         run_after: Timestamp,
         error: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE inbox SET state = 'pending', run_after_ms = $2, last_error = $3, lease_until_ms = NULL WHERE id = $1",
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'pending', run_after_ms = $4, last_error = $5, lease_until_ms = NULL, holder = NULL \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
         )
-        .bind(id)
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
         .bind(ms(run_after))
         .bind(error)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
-    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE inbox SET state = 'dead', last_error = $2, lease_until_ms = NULL, done_ms = $3 WHERE id = $1",
+    async fn inbox_dead(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'dead', last_error = $5, lease_until_ms = NULL, done_ms = $4 \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
         )
-        .bind(id)
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
+        .bind(ms(now))
         .bind(error)
-        .bind(ms(Timestamp::now()))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
-    async fn inbox_requeue_running(&self) -> Result<u64, StoreError> {
+    async fn inbox_release(&self, holder: &str) -> Result<u64, StoreError> {
         let r = sqlx::query(
-            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL WHERE state = 'running'",
+            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL, holder = NULL \
+             WHERE state = 'running' AND holder = $1",
         )
+        .bind(holder)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())

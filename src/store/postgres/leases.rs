@@ -3,8 +3,7 @@
 //! (`crate::claims` does).
 //!
 //! **Invariants** enforced here, each in one statement: a claim is taken only when free, expired,
-//! or already the holder's (the upsert's `WHERE`), and renewed or released only by its holder;
-//! `steal_claim` takes it only from the holder named.
+//! or already the holder's (the upsert's `WHERE`), and renewed or released only by its holder.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -109,27 +108,5 @@ impl Leases for PgLedger {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(v)
-    }
-
-    async fn steal_claim(
-        &self,
-        account: &str,
-        key: &str,
-        dead_holder: &str,
-        holder: &str,
-        now: Timestamp,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE claims SET holder = $4, expires_ms = $5 WHERE account = $1 AND key = $2 AND holder = $3",
-        )
-        .bind(account)
-        .bind(key)
-        .bind(dead_holder)
-        .bind(holder)
-        .bind(ms(now) + ttl.as_millis() as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
     }
 }

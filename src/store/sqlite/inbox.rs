@@ -66,6 +66,7 @@ impl Inbox for SqliteLedger {
 
     async fn inbox_claim(
         &self,
+        holder: &str,
         now: Timestamp,
         lease: Duration,
         limit: i64,
@@ -75,7 +76,7 @@ impl Inbox for SqliteLedger {
         self.same_file()?;
         let mut tx = WriteTx::begin(&self.pool).await?;
         let work = sqlx::query(
-            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1 \
+            "UPDATE inbox SET state = 'running', attempts = attempts + 1, lease_until_ms = $1, holder = $4 \
              WHERE id IN (SELECT id FROM inbox \
                           WHERE (state = 'pending' AND run_after_ms <= $2) \
                              OR (state = 'running' AND lease_until_ms < $2) \
@@ -85,6 +86,7 @@ impl Inbox for SqliteLedger {
         .bind(ms(now) + lease.as_millis() as i64)
         .bind(ms(now))
         .bind(limit)
+        .bind(holder)
         .fetch_all(tx.conn())
         .await
         .map_err(StoreError::from);
@@ -104,54 +106,103 @@ impl Inbox for SqliteLedger {
         Ok(out)
     }
 
-    async fn inbox_done(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+    async fn inbox_renew(
+        &self,
+        ids: &[i64],
+        holder: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
         self.same_file()?;
-        sqlx::query(
-            "UPDATE inbox SET state = 'done', done_ms = $2, lease_until_ms = NULL WHERE id = $1",
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // SQLite has no array parameter: the ids travel as one JSON array.
+        let ids = serde_json::to_string(ids).expect("integers serialize");
+        let rows = sqlx::query(
+            "UPDATE inbox SET lease_until_ms = $3 \
+             WHERE id IN (SELECT value FROM json_each($1)) AND state = 'running' AND holder = $2 \
+             RETURNING id",
         )
-        .bind(id)
+        .bind(ids)
+        .bind(holder)
+        .bind(ms(now) + lease.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn inbox_done(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.same_file()?;
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'done', done_ms = $4, lease_until_ms = NULL \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
+        )
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
         .bind(ms(now))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     async fn inbox_retry(
         &self,
-        id: i64,
+        item: &InboxItem,
+        holder: &str,
         run_after: Timestamp,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.same_file()?;
-        sqlx::query(
-            "UPDATE inbox SET state = 'pending', run_after_ms = $2, last_error = $3, lease_until_ms = NULL WHERE id = $1",
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'pending', run_after_ms = $4, last_error = $5, lease_until_ms = NULL, holder = NULL \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
         )
-        .bind(id)
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
         .bind(ms(run_after))
         .bind(error)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
-    async fn inbox_dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.same_file()?;
-        sqlx::query(
-            "UPDATE inbox SET state = 'dead', last_error = $2, lease_until_ms = NULL, done_ms = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(ms(Timestamp::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn inbox_requeue_running(&self) -> Result<u64, StoreError> {
+    async fn inbox_dead(
+        &self,
+        item: &InboxItem,
+        holder: &str,
+        now: Timestamp,
+        error: &str,
+    ) -> Result<bool, StoreError> {
         self.same_file()?;
         let r = sqlx::query(
-            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL WHERE state = 'running'",
+            "UPDATE inbox SET state = 'dead', last_error = $5, lease_until_ms = NULL, done_ms = $4 \
+             WHERE id = $1 AND state = 'running' AND holder = $2 AND attempts = $3",
         )
+        .bind(item.id)
+        .bind(holder)
+        .bind(item.attempts)
+        .bind(ms(now))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn inbox_release(&self, holder: &str) -> Result<u64, StoreError> {
+        self.same_file()?;
+        let r = sqlx::query(
+            "UPDATE inbox SET state = 'pending', lease_until_ms = NULL, holder = NULL \
+             WHERE state = 'running' AND holder = $1",
+        )
+        .bind(holder)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())

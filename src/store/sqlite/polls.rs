@@ -1,17 +1,20 @@
-//! [`Polls`] on SQLite: the `watermarks` and `polls` tables.
+//! [`Polls`] on SQLite: the `watermarks`, `poll_leases` and `polls` tables.
 //!
 //! Owns every statement on those two tables and the mapping of a poll row. Must not touch the
 //! other tables (`operations`, `inbox`, `claims`). Each method first checks the file's identity
 //! (`self.same_file()`).
 //!
-//! **Invariant** enforced here, in the SQL: a watermark never moves backwards (`MAX` in the upsert).
+//! **Invariants** enforced here, in the SQL: a watermark never moves backwards (`MAX` in the
+//! upsert), and moves only under the current poll lease (checked in the same statement).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 
 use super::{SqliteLedger, from_ms, ms};
-use crate::store::{PollRecord, Polls, StoreError};
+use crate::store::{PollLease, PollRecord, Polls, StoreError};
 
 #[async_trait]
 impl Polls for SqliteLedger {
@@ -24,17 +27,85 @@ impl Polls for SqliteLedger {
         row.map(|r| from_ms(r.get(0))).transpose()
     }
 
-    async fn set_watermark(&self, account: &str, at: Timestamp) -> Result<(), StoreError> {
+    async fn set_watermark(&self, lease: &PollLease, at: Timestamp) -> Result<bool, StoreError> {
         self.same_file()?;
-        sqlx::query(
-            "INSERT INTO watermarks (account, watermark_ms, updated_ms) VALUES ($1, $2, $3) \
+        // One statement under SQLite's write lock: the lease row cannot change between the check
+        // and the write.
+        let r = sqlx::query(
+            "INSERT INTO watermarks (account, watermark_ms, updated_ms) SELECT $1, $2, $3 \
+             WHERE EXISTS (SELECT 1 FROM poll_leases WHERE account = $1 AND holder = $4 AND token = $5) \
              ON CONFLICT (account) DO UPDATE SET \
                watermark_ms = MAX(watermarks.watermark_ms, excluded.watermark_ms), \
                updated_ms = excluded.updated_ms",
         )
-        .bind(account)
+        .bind(&lease.account)
         .bind(ms(at))
         .bind(ms(Timestamp::now()))
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn take_poll_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Option<PollLease>, StoreError> {
+        self.same_file()?;
+        // Taken only when released or lapsed — never re-entrant, not even for the same holder:
+        // one poll of an account at a time. Every take raises the token.
+        let token: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO poll_leases (account, holder, token, expires_ms) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (account) DO UPDATE SET \
+               holder = excluded.holder, token = poll_leases.token + 1, expires_ms = excluded.expires_ms \
+             WHERE poll_leases.holder IS NULL OR poll_leases.expires_ms < $4 \
+             RETURNING token",
+        )
+        .bind(account)
+        .bind(holder)
+        .bind(ms(now) + ttl.as_millis() as i64)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(token.map(|token| PollLease {
+            account: account.to_string(),
+            holder: holder.to_string(),
+            token,
+        }))
+    }
+
+    async fn renew_poll_lease(
+        &self,
+        lease: &PollLease,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.same_file()?;
+        let r = sqlx::query(
+            "UPDATE poll_leases SET expires_ms = $4 WHERE account = $1 AND holder = $2 AND token = $3",
+        )
+        .bind(&lease.account)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .bind(ms(now) + ttl.as_millis() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_poll_lease(&self, lease: &PollLease) -> Result<(), StoreError> {
+        self.same_file()?;
+        sqlx::query(
+            "UPDATE poll_leases SET holder = NULL, expires_ms = 0 \
+             WHERE account = $1 AND holder = $2 AND token = $3",
+        )
+        .bind(&lease.account)
+        .bind(&lease.holder)
+        .bind(lease.token)
         .execute(&self.pool)
         .await?;
         Ok(())

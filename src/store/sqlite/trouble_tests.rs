@@ -87,7 +87,7 @@ async fn transactions_fail_cleanly_when_the_disk_is_full_and_work_again_after() 
         );
         assert_full(
             "inbox_claim",
-            l.inbox_claim(Timestamp::now(), Duration::from_secs(60), 1)
+            l.inbox_claim("w", Timestamp::now(), Duration::from_secs(60), 1)
                 .await,
         );
         cap_pages(&l, None).await;
@@ -113,7 +113,7 @@ async fn transactions_fail_cleanly_when_the_disk_is_full_and_work_again_after() 
     let mut claimed = Vec::new();
     for round in 0..4 {
         let got = l
-            .inbox_claim(Timestamp::now(), Duration::from_secs(60), 1)
+            .inbox_claim("w", Timestamp::now(), Duration::from_secs(60), 1)
             .await
             .unwrap_or_else(|e| {
                 panic!("inbox_claim after the disk had room again (call {round}): {e}")
@@ -229,7 +229,7 @@ async fn a_ledger_deleted_or_replaced_under_the_process_fails_closed() {
     );
     check(
         "inbox_claim",
-        l.inbox_claim(now, Duration::from_secs(60), 1)
+        l.inbox_claim("w", now, Duration::from_secs(60), 1)
             .await
             .map(drop),
     );
