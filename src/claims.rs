@@ -262,32 +262,46 @@ impl Claims {
         if recent {
             return true;
         }
-        match self
-            .ledger
-            .try_claim(
-                ORDER_CLAIMS,
-                key,
-                &self.holder,
-                self.clock.now(),
-                self.timing.ttl,
-            )
-            .await
-        {
-            // Re-entrant: still ours (and renewed). A `Some(prev)` from another holder means ours
-            // had lapsed and someone else's had too: treat it as a takeover.
-            Ok(Some(prev)) => {
-                let mut held = self.held.lock().expect("poisoned");
-                if let Some(h) = held.get_mut(key) {
-                    h.renewed = Instant::now();
-                    if let Some(p) = prev {
-                        let at = self.safe_after(p, self.clock.now());
-                        h.safe_at = Some(h.safe_at.map_or(at, |old| old.max(at)));
+        // Renewed only if the row still names this process: a claim that lapsed and was taken
+        // over — or taken over, booked and *released* again — is not ours any more even though
+        // it could be taken afresh (taking it here would book on facts from before the other
+        // holder's booking).
+        //
+        // And the ledger's answer is only as fresh as the question: a process paused (or
+        // starved) while the answer waited in its socket would act on a confirmation that lapsed
+        // meanwhile, while the successor, after its commit-horizon wait, books too. So a
+        // confirmation counts only if it came back within `fresh_for` of being asked; a late
+        // one is asked again.
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let renewed = self
+                .ledger
+                .renew_claims(
+                    ORDER_CLAIMS,
+                    std::slice::from_ref(&key.to_string()),
+                    &self.holder,
+                    self.clock.now(),
+                    self.timing.ttl,
+                )
+                .await;
+            match renewed {
+                Ok(keys) if keys.iter().any(|k| k == key) => {
+                    if let Some(h) = self.held.lock().expect("poisoned").get_mut(key) {
+                        h.renewed = asked;
                     }
+                    if asked.elapsed() < self.fresh_for() {
+                        return true;
+                    }
+                    warn!(
+                        key,
+                        late_ms = asked.elapsed().as_millis() as u64,
+                        "the claim's confirmation came back too late to trust (a pause?); asking again"
+                    );
                 }
-                true
+                _ => return false,
             }
-            _ => false,
         }
+        false
     }
 
     /// How long to wait before creating anything for the order of `key` (a takeover).

@@ -12,6 +12,7 @@ mod fixtures;
 mod fuzz;
 mod helpers;
 mod hostile;
+mod multi_instance;
 mod ordering;
 mod postgres;
 mod real_erpnext;
