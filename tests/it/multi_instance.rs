@@ -29,6 +29,16 @@ struct Instance {
     addr: String,
 }
 
+/// A test that fails part-way must not leave instances running (paused ones included).
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
