@@ -29,6 +29,12 @@ use super::DaemonCtx;
 use super::listener::LogThrottle;
 use crate::source::Trigger;
 
+/// How long a webhook or `/healthz` waits for the ledger before answering 503: a partitioned
+/// PostgreSQL would otherwise hold the request until TCP gives up, many minutes later, and
+/// Mobbex (or the load balancer) would see a hang instead of "retry later". Well above a healthy
+/// ledger's answer (milliseconds) and under common proxy timeouts (30–60 s).
+const LEDGER_ANSWER: Duration = Duration::from_secs(5);
+
 /// Refusals are logged once per 10 s with a count: anyone can send them.
 static UNKNOWN_ACCOUNT_LOG: LogThrottle = LogThrottle::new();
 static BAD_TOKEN_LOG: LogThrottle = LogThrottle::new();
@@ -196,29 +202,31 @@ async fn webhook(
             kind,
             reference,
         } => {
-            let depth = ctx
-                .ledger
-                .inbox_depth()
-                .await
-                .ok()
-                .and_then(|d| d.get(&account).copied())
-                .unwrap_or(0);
-            // Past the limit, refuse with 429: Mobbex retries, polling covers, the inbox stays bounded.
-            if depth >= ctx.settings.daemon.inbox_limit {
-                warn!(account = %account, uid = %uid, depth, "inbox full; webhook refused with 429");
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, "60")],
-                    axum::Json(json!({"error": "inbox full, retry later"})),
-                )
-                    .into_response();
-            }
-            match ctx
-                .ledger
-                .inbox_push(&account, &uid, received, reference.as_deref())
-                .await
-            {
-                Ok(queued) => {
+            let queue = async {
+                let depth = ctx.ledger.inbox_depth().await?;
+                let depth = depth.get(&account).copied().unwrap_or(0);
+                if depth >= ctx.settings.daemon.inbox_limit {
+                    return Ok(Err(depth));
+                }
+                let queued = ctx
+                    .ledger
+                    .inbox_push(&account, &uid, received, reference.as_deref())
+                    .await?;
+                Ok(Ok(queued))
+            };
+            match crate::store::within(LEDGER_ANSWER, queue).await {
+                // Past the limit, refuse with 429: Mobbex retries, polling covers, the inbox
+                // stays bounded.
+                Ok(Err(depth)) => {
+                    warn!(account = %account, uid = %uid, depth, "inbox full; webhook refused with 429");
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "60")],
+                        axum::Json(json!({"error": "inbox full, retry later"})),
+                    )
+                        .into_response()
+                }
+                Ok(Ok(queued)) => {
                     info!(account = %account, uid = %uid, kind = %kind, queued, "webhook received");
                     ctx.inbox_wake.notify_one();
                     json_response(StatusCode::OK, json!({"ok": true, "queued": queued}))
@@ -228,7 +236,7 @@ async fn webhook(
                     warn!(account = %account, uid = %uid, error = %e, "could not queue a webhook");
                     json_response(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "could not store the trigger"}),
+                        json!({"error": format!("could not store the trigger: {e}")}),
                     )
                 }
             }
@@ -240,9 +248,13 @@ async fn webhook(
 /// (counted from the daemon's start for a fresh daemon); 503 with the reasons otherwise.
 async fn healthz(State(ctx): State<Arc<DaemonCtx>>) -> Response {
     let mut problems = Vec::new();
-    if let Err(e) = ctx.ledger.ping().await {
-        problems.push(format!("store: {e}"));
-    }
+    let store_ok = match crate::store::within(LEDGER_ANSWER, ctx.ledger.ping()).await {
+        Ok(()) => true,
+        Err(e) => {
+            problems.push(format!("store: {e}"));
+            false
+        }
+    };
     let now = ctx.clock.now();
     let tz = ctx.settings.daemon.timezone.clone();
     let mut accounts = serde_json::Map::new();
@@ -254,7 +266,15 @@ async fn healthz(State(ctx): State<Arc<DaemonCtx>>) -> Response {
             .unwrap_or_else(|| ctx.settings.daemon.schedule.clone());
         let period = schedule_period(&expr, &tz, now).unwrap_or(Duration::from_secs(300));
         let allowed = jiff::SignedDuration::try_from(period * 3).unwrap_or_default();
-        let last = ctx.ledger.last_good_poll(name).await.ok().flatten();
+        // Without a ledger the polls' record is out of reach: each account then counts from the
+        // start, and the store is the problem named.
+        let last = match store_ok {
+            true => crate::store::within(LEDGER_ANSWER, ctx.ledger.last_good_poll(name))
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
         let reference = last.as_ref().map(|p| p.finished).unwrap_or(ctx.started);
         let age = now - reference;
         let ok = now.duration_since(reference) <= allowed;

@@ -236,6 +236,7 @@ where
                 return ours;
             }
             Err(e) => {
+                ctx.progress.send_modify(|p| p.outcome_writes_failed += 1);
                 let (pause, log) = trouble.failed();
                 if log {
                     warn!(

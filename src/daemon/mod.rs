@@ -77,6 +77,8 @@ pub struct Progress {
     pub triggers_done: u64,
     pub triggers_retried: u64,
     pub triggers_given_up: u64,
+    /// Tries to write a trigger's outcome that the ledger refused (each is tried again).
+    pub outcome_writes_failed: u64,
 }
 
 impl DaemonCtx {

@@ -2,8 +2,8 @@
 //!
 //! In this process a keyed async mutex; across processes sharing the ledger the order's claim
 //! (`crate::claims`): usually taken for the whole batch in one statement, otherwise taken by the
-//! group, waiting for another live holder. A claim taken over from another holder (expired, or a
-//! process that is gone) may still have creates in flight: the group waits them out before it
+//! group, waiting for another live holder. A claim taken over from another holder (its lease
+//! lapsed: the holder died, paused or was cut off) may still have creates in flight: the group waits them out before it
 //! books. Order of taking: the batch's claims, then the order lock, then the group's own claim;
 //! a write slot is taken only around each create (`write`).
 //!
@@ -149,7 +149,7 @@ impl Gate {
         (!claims.still_held(key).await).then_some(key.as_str())
     }
 
-    /// Taken over from another holder (expired, or a process that is gone): its creates may still
+    /// Taken over from another holder (its lease lapsed): its creates may still
     /// commit. Wait them out; `true` when the group waited (then the batch's facts predate those
     /// creates and must be asked for again). With the server-side guard nothing is waited for:
     /// the ERP refuses a second entry itself.

@@ -64,15 +64,28 @@ impl Engine {
         v: Verdict,
         summary: &mut Summary,
     ) {
+        let mut unrecorded = None;
         if let Some(live) = &ctx.live {
             let rec = self.record_of(ctx, e, &v);
             if let Err(err) = live.ledger.record(&rec).await {
-                // The ERP lookup by reference_no on the next run covers a booked entry whose row
-                // could not be written.
                 warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, decision = %v.kind, "ledger write failed");
+                unrecorded = Some(format!(
+                    "{}: decided {}{} but the ledger could not record it ({err}); examined again by the next run",
+                    e.op.uid,
+                    v.kind,
+                    v.entry_name
+                        .as_deref()
+                        .map(|n| format!(" (Payment Entry {n})"))
+                        .unwrap_or_default(),
+                ));
             }
         }
         announce(ctx, e, v, summary);
+        // Not a clean run: a trigger is tried again, `sync` exits non-zero. The next examination
+        // finds a booked entry by its reference_no (never books it twice) and records it then.
+        if let Some(failure) = unrecorded {
+            summary.failures.push(failure);
+        }
     }
 
     /// The ledger row for one decision.

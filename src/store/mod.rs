@@ -59,6 +59,20 @@ pub enum StoreError {
         "ledger {path} was deleted or replaced while paysync had it open ({what}); nothing is booked until the file is back or paysync is restarted"
     )]
     Replaced { path: String, what: String },
+    #[error("ledger did not answer within {}s", .0.as_secs())]
+    Unanswered(std::time::Duration),
+}
+
+/// `ledger_call`, or [`StoreError::Unanswered`] once `limit` has passed. For callers that must
+/// answer someone in time whatever the database does (a partitioned PostgreSQL leaves a query
+/// hanging until TCP gives up, many minutes later): the daemon's HTTP answers.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    ledger_call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, ledger_call)
+        .await
+        .unwrap_or(Err(StoreError::Unanswered(limit)))
 }
 
 /// Whether the ledger answers at all.

@@ -83,6 +83,12 @@ impl PgLedger {
     }
 }
 
+/// How long a ledger call waits for a connection (a new one included: connecting to a
+/// partitioned server hangs) before it fails. A healthy pool of 8 hands one out in microseconds;
+/// the poll or trigger that fails so is retried later, and a webhook answers 503 sooner than this
+/// (`daemon::http`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connect(url: &str) -> Result<PgPool, StoreError> {
     let bad = |message: String| StoreError::Open {
         url: super::redact_url(url),
@@ -97,7 +103,7 @@ async fn connect(url: &str) -> Result<PgPool, StoreError> {
     first.close().await.ok();
     Ok(PgPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(opts))
 }
 

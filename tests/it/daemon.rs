@@ -41,7 +41,7 @@ impl Daemon {
         Daemon { ctx, addr, handle }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -91,12 +91,18 @@ pub(crate) fn hook(uid: &str, status: &str, total: f64) -> serde_json::Value {
     json!({"type": "checkout", "data": {"payment": {"id": uid, "status": {"code": status}, "total": total, "reference": "SAL-ORD-2026-00001"}}})
 }
 
-fn seed_order(env: &TestEnv, name: &str) {
+pub(crate) fn seed_order(env: &TestEnv, name: &str) {
     env.sim.add_customer("Cliente Demo");
     env.sim.add_sales_order(order(name, "Cliente Demo", "1000"));
 }
 
-fn live_op(uid: &str, order: &str, status: u16, total: i64, age: SignedDuration) -> SimOperation {
+pub(crate) fn live_op(
+    uid: &str,
+    order: &str,
+    status: u16,
+    total: i64,
+    age: SignedDuration,
+) -> SimOperation {
     let t = Timestamp::now() - age;
     SimOperation {
         uid: uid.into(),
@@ -113,7 +119,7 @@ fn live_op(uid: &str, order: &str, status: u16, total: i64, age: SignedDuration)
     }
 }
 
-fn entries_for(env: &TestEnv, uid: &str) -> usize {
+pub(crate) fn entries_for(env: &TestEnv, uid: &str) -> usize {
     env.sim
         .payment_entries()
         .iter()
