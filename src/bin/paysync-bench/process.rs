@@ -65,17 +65,18 @@ pub fn wait_usage(child: Child, started: Instant) -> Usage {
     }
 }
 
-pub async fn run_blocking(cmd: Command) -> Usage {
+/// Spawn `cmd` and wait for it (on a blocking thread: wait4 blocks).
+pub async fn run_blocking(cmd: Command) -> anyhow::Result<Usage> {
     tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
         let started = Instant::now();
-        let child = cmd.spawn().expect("child starts");
-        wait_usage(child, started)
+        let child = cmd.spawn()?;
+        Ok(wait_usage(child, started))
     })
-    .await
-    .expect("join")
+    .await?
 }
 
+/// A running process's resident set size (kB) and CPU time so far, from /proc.
 pub fn proc_usage(pid: u32) -> (i64, Duration) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
