@@ -15,7 +15,7 @@ use paysync::store::postgres::scratch::ScratchDb;
 use paysync_sim::{Faults, SimOptions};
 
 use crate::daemon::{Daemon, NEVER, TOKEN, entries_for, hook, live_op, seed_order};
-use crate::helpers::TestEnv;
+use crate::helpers::{TestEnv, creates_received};
 use crate::tcp_proxy::TcpProxy;
 
 const SO: &str = "SAL-ORD-2026-00001";
@@ -138,22 +138,14 @@ async fn with_postgres_unreachable_webhooks_get_503_healthz_names_the_store_and_
         erp_write_latency: Duration::from_millis(1500),
         ..Default::default()
     });
-    let creates_sent = |env: &TestEnv| {
-        let stats = env.sim.stats();
-        stats
-            .by_endpoint
-            .get("POST /api/resource/Payment Entry")
-            .copied()
-            .unwrap_or(0)
-    };
-    let sent_before = creates_sent(&env);
+    let sent_before = creates_received(&env.sim);
     let mut committed = env.sim.subscribe_writes();
     let before = *committed.borrow_and_update();
     let failed_before = d.ctx.progress.borrow().outcome_writes_failed;
     assert_eq!(send_hook(&d, "op-4").await.0, 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     // ERPNext has the create (it commits 1.5 s later).
-    while creates_sent(&env) == sent_before {
+    while creates_received(&env.sim) == sent_before {
         assert!(Instant::now() < deadline, "no create came");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -6,7 +6,7 @@ use paysync::domain::DecisionKind;
 use paysync_sim::{SimOptions, Simulator};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TestEnv, order, paid_op, paysync_cmd};
+use crate::helpers::{TestEnv, creates_received, order, paid_op, paysync_cmd};
 
 const SO: &str = "SAL-ORD-2026-00001";
 
@@ -274,9 +274,9 @@ async fn a_takeover_after_sigkill_mid_create_books_nothing_twice() {
 
 /// The same with ERPNext's duplicate guard: the successor need not wait out the dead holder's
 /// creates (it sends its own once the dead holder's order claim lapses, and ERPNext refuses it).
-/// The create takes longer here than the claim's lease (2 s) plus the successor's start, so the
-/// dead holder's create is surely still in ERPNext's hands when the successor looks and sends:
-/// with a shorter create the successor may find it committed and rightly send nothing.
+/// The create takes longer here than the claim's lease plus the successor's start, so the dead
+/// holder's create is surely still in ERPNext's hands when the successor looks and sends: with a
+/// shorter create the successor may find it committed and rightly send nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_guard_a_takeover_after_sigkill_needs_no_wait_and_books_nothing_twice() {
     sigkill_mid_create(true).await;
@@ -284,11 +284,14 @@ async fn with_the_guard_a_takeover_after_sigkill_needs_no_wait_and_books_nothing
 
 async fn sigkill_mid_create(guard: bool) {
     use std::time::Duration;
-    let create_ms = if guard { 8000 } else { 2000 };
-    let env = TestEnv::start_with(slow_writes(create_ms), "").await;
+    // With the guard: the create takes longer than the claim's lease (2 s) plus the successor's
+    // start, yet less than paysync's ERP timeout (5 s).
+    let (create_ms, kill_after_ms) = if guard { (4500, 200) } else { (2000, 600) };
+    let env = TestEnv::start().await;
     if guard {
         assert_eq!(paysync_cmd(&env, &["erp-setup"]).status.code(), Some(0));
     }
+    env.sim.set_faults(slow_writes(create_ms).faults);
     env.sim.add_customer("Cliente Demo");
     env.sim.add_sales_order(order(SO, "Cliente Demo", "1000"));
     env.sim
@@ -308,11 +311,12 @@ async fn sigkill_mid_create(guard: bool) {
     let mut first = sync();
     // Kill it once its create is in ERPNext's hands (in progress, not committed yet).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.sim.stats().max_concurrent_writes == 0 {
+    // (Not `max_concurrent_writes`: `erp-setup`'s own write counts there.)
+    while creates_received(&env.sim) == 0 {
         assert!(std::time::Instant::now() < deadline, "no create came");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(env.sim.payment_entries().is_empty(), "not committed yet");

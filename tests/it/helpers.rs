@@ -292,3 +292,15 @@ pub fn paysync_cmd(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// `POST /api/resource/Payment Entry` requests the simulator has received so far, counted as
+/// they arrive (before their latency, whatever becomes of them): "a create is in ERPNext's
+/// hands" once this grows.
+pub fn creates_received(sim: &Simulator) -> u64 {
+    let stats = sim.stats();
+    stats
+        .by_endpoint
+        .get("POST /api/resource/Payment Entry")
+        .copied()
+        .unwrap_or(0)
+}
