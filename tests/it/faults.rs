@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
-use paysync_sim::sample::{Expected, ExpectedOutcome, SampleSpec, populate};
+use paysync_sim::sample::{Expected, ExpectedOutcome, SampleSpec, populate, to_book};
 use paysync_sim::{Faults, SimOptions};
 
 use crate::helpers::{TestEnv, assert_books_exactly, assert_exactly_expected, sync_with};
@@ -61,24 +61,11 @@ async fn erpnext_500_429_timeouts_and_lost_answers_end_exactly_once() {
     };
     let env = TestEnv::start_with(opts, "").await;
     let expected = populate(&env.sim, &spec(1500, 3));
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
     let runs = sync_until_clean(&env, 6).await;
     assert_exactly_expected(&env.sim, &expected, &before);
     let stats = env.sim.stats();
-    let booked = expected
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.outcome,
-                ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. }
-            )
-        })
-        .count() as u64;
+    let booked = to_book(&expected);
     assert!(
         stats.erp_writes > booked,
         "faults were really injected: {stats:?}"
@@ -103,12 +90,7 @@ async fn mobbex_5xx_429_and_slow_pages_end_exactly_once() {
     };
     let env = TestEnv::start_with(opts, "").await;
     let expected = populate(&env.sim, &spec(300, 9));
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
     sync_until_clean(&env, 4).await;
     assert_exactly_expected(&env.sim, &expected, &before);
     let by = env.sim.stats().by_endpoint;
@@ -124,12 +106,7 @@ async fn mobbex_5xx_429_and_slow_pages_end_exactly_once() {
 async fn a_listing_that_changes_while_it_is_read_loses_nothing() {
     let env = TestEnv::start().await;
     let mut expected = populate(&env.sim, &spec(600, 21));
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
     // Orders with a booked initial payment get one more paid payment at every page read, created
     // inside the window (so the listing shifts under the reader); existing operations get touched.
     let orders: Vec<(String, String)> = expected
@@ -214,12 +191,7 @@ async fn kill_9_during_a_sync_several_times_books_exactly_once() {
     };
     let env = TestEnv::start_with(opts, "").await;
     let expected = populate(&env.sim, &spec(2000, 77));
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
     let cfg = env.config_path.to_str().unwrap().to_string();
     let spawn = || {
         october_sync(&cfg)
@@ -390,12 +362,7 @@ async fn under_sustained_faults_every_allocation_is_right_within_three_runs() {
         };
         let env = TestEnv::start_with(opts, "").await;
         let expected = populate(&env.sim, &spec(400, seed));
-        let before: Vec<String> = env
-            .sim
-            .payment_entries()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let before = env.sim.entry_names();
         let targeted = fail_first_payments(&env.sim, &expected);
         assert!(
             targeted >= 20,

@@ -182,12 +182,11 @@ pub fn assert_exactly_expected(
     let mut booked = 0;
     for e in expected {
         let n = by_ref.get(&e.uid).copied().unwrap_or(0);
-        match e.outcome {
-            ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. } => {
-                booked += 1;
-                assert_eq!(n, 1, "{} must be booked exactly once, found {n}", e.uid);
-            }
-            _ => assert_eq!(n, 0, "{} ({:?}) must not be booked", e.uid, e.outcome),
+        if e.outcome.is_booked() {
+            booked += 1;
+            assert_eq!(n, 1, "{} must be booked exactly once, found {n}", e.uid);
+        } else {
+            assert_eq!(n, 0, "{} ({:?}) must not be booked", e.uid, e.outcome);
         }
     }
     assert_eq!(new.len(), booked, "entries beyond the expected ones");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use paysync::store::postgres::scratch::ScratchDb;
 use paysync_sim::SimOptions;
-use paysync_sim::sample::{ExpectedOutcome, SampleSpec, populate};
+use paysync_sim::sample::{ExpectedOutcome, SampleSpec, populate, to_book};
 use sqlx::Connection;
 
 use crate::daemon::{TOKEN, hook};
@@ -121,21 +121,8 @@ async fn three_instances_one_killed_one_paused_book_everything_exactly_once() {
         },
     );
     // Entries typed by hand before paysync ran (the sample's "already loaded" operations).
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    let want = expected
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.outcome,
-                ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. }
-            )
-        })
-        .count() as u64;
+    let before = env.sim.entry_names();
+    let want = to_book(&expected);
     assert!(want > 500, "a sample worth the name: {want} to book");
 
     let mut instances: Vec<Instance> = (0..3).map(|n| start_instance(&env, n)).collect();

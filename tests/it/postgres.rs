@@ -34,12 +34,7 @@ fn spec(start: Timestamp) -> SampleSpec {
 /// Sync the sample with the binary; the ledger's decision counts and the entries created.
 async fn sync_sample(env: &TestEnv, start: Timestamp) -> HashMap<DecisionKind, i64> {
     let expected = populate(&env.sim, &spec(start));
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
     let today = today_in_buenos_aires();
     let since = (today - jiff::Span::new().days(7)).to_string();
     let out = paysync_cmd(env, &["sync", "--since", &since]);

@@ -51,12 +51,7 @@ async fn a_month_of_every_status_books_exactly_the_paid_ones() {
     };
     let expected = populate(&env.sim, &spec);
     assert!(expected.len() >= 300);
-    let before: Vec<String> = env
-        .sim
-        .payment_entries()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let before = env.sim.entry_names();
 
     let app = env.app().await;
     let summary =

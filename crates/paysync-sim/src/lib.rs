@@ -523,6 +523,12 @@ impl Simulator {
         self.with(|s| s.orders.get(name).cloned())
     }
 
+    /// The names of the entries there are now: what a test compares the entries it expects
+    /// against, leaving out those that were there before.
+    pub fn entry_names(&self) -> Vec<String> {
+        self.with(|s| s.entries.iter().map(|e| e.name.clone()).collect())
+    }
+
     pub fn payment_entries(&self) -> Vec<SimPaymentEntry> {
         self.with(|s| s.entries.clone())
     }

@@ -77,6 +77,14 @@ pub enum ExpectedOutcome {
 }
 
 impl ExpectedOutcome {
+    /// Whether a correct sync creates an entry for the operation.
+    pub fn is_booked(&self) -> bool {
+        matches!(
+            self,
+            ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. }
+        )
+    }
+
     /// The decision a correct sync records for an operation with this outcome, by its name in
     /// `shared/spec/rules.md` ("Every decision is explained"), which is also the text of the
     /// ledger's `decision` column. A name, not paysync's type: the oracle does not depend on the
@@ -523,4 +531,9 @@ pub fn tally(expected: &[Expected]) -> HashMap<String, usize> {
         *m.entry(k).or_default() += 1;
     }
     m
+}
+
+/// How many of `expected` a correct sync books.
+pub fn to_book(expected: &[Expected]) -> u64 {
+    expected.iter().filter(|e| e.outcome.is_booked()).count() as u64
 }

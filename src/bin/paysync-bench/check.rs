@@ -9,25 +9,14 @@
 use std::collections::{HashMap, HashSet};
 
 use paysync_sim::Simulator;
-use paysync_sim::sample::{Expected, ExpectedOutcome};
+use paysync_sim::sample::Expected;
 
 /// Names of the entries already in the simulator (the sample's "typed by hand" ones).
 pub fn entries_before(sim: &Simulator) -> HashSet<String> {
-    sim.payment_entries().into_iter().map(|e| e.name).collect()
+    sim.entry_names().into_iter().collect()
 }
 
-/// Whether the oracle says paysync books this operation.
-pub fn is_booked(e: &Expected) -> bool {
-    matches!(
-        e.outcome,
-        ExpectedOutcome::BookedInitial { .. } | ExpectedOutcome::BookedAdditional { .. }
-    )
-}
-
-/// How many of `expected` are to be booked.
-pub fn to_book(expected: &[Expected]) -> u64 {
-    expected.iter().filter(|e| is_booked(e)).count() as u64
-}
+pub use paysync_sim::sample::to_book;
 
 /// The check; `Ok` with the number of entries created, else an error listing (the first ten of)
 /// the missing, the duplicated, the unexpected and the unsubmitted.
@@ -55,7 +44,7 @@ pub fn exactly_once(
     let (mut missing, mut duplicated, mut unexpected) = (Vec::new(), Vec::new(), Vec::new());
     for e in expected {
         let n = by_ref.remove(e.uid.as_str()).unwrap_or(0);
-        match (is_booked(e), n) {
+        match (e.outcome.is_booked(), n) {
             (true, 0) => missing.push(e.uid.clone()),
             (true, 1) | (false, 0) => {}
             (true, n) => duplicated.push(format!("{} ×{n}", e.uid)),

@@ -29,17 +29,30 @@ impl ScratchDb {
             skipped(test);
             return None;
         };
-        let name = format!("paysync_t_{:016x}", fastrand::u64(..));
-        let mut conn = PgConnection::connect(&admin)
+        let db = ScratchDb::create_on(&admin, "paysync_t")
             .await
-            .unwrap_or_else(|e| panic!("{ENV}: cannot connect: {e}"));
+            .unwrap_or_else(|e| panic!("{ENV}: {e}"));
+        Some(db)
+    }
+
+    /// A fresh, empty database `<prefix>_<random>` on the server of `admin` (the benchmark's
+    /// rows use this with a URL of their own).
+    pub async fn create_on(admin: &str, prefix: &str) -> Result<ScratchDb, String> {
+        let name = format!("{prefix}_{:016x}", fastrand::u64(..));
+        let mut conn = PgConnection::connect(admin)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+            .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
         conn.close().await.ok();
-        let url = with_database(&admin, &name);
-        Some(ScratchDb { admin, name, url })
+        let url = with_database(admin, &name);
+        Ok(ScratchDb {
+            admin: admin.to_string(),
+            name,
+            url,
+        })
     }
 }
 
@@ -76,6 +89,7 @@ fn with_database(admin: &str, name: &str) -> String {
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         // Drop runs outside any async context it could block on: a thread with its own runtime.
+        // FORCE: a pool still open (or a child process killed mid-test) may hold sessions.
         let (admin, name) = (self.admin.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
