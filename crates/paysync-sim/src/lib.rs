@@ -196,7 +196,8 @@ pub struct SimReference {
 /// Request counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimStats {
-    /// ERPNext GETs (lists, documents, methods).
+    /// ERPNext reads: GETs of lists and documents, and whitelisted methods (GET or POST, e.g.
+    /// `POST /api/method/frappe.client.get_list`).
     pub erp_reads: u64,
     /// `POST /api/resource/Payment Entry` attempts (including faulted ones).
     pub erp_writes: u64,
@@ -269,6 +270,9 @@ pub(crate) struct State {
     pub companies: Vec<String>,
     pub accounts: HashMap<String, bool>, // account name -> is bank
     pub customers: Vec<String>,
+    /// Customers' own receivable accounts (the Customer's `accounts` child table, Party Account):
+    /// (customer, company) → account.
+    pub customer_receivables: BTreeMap<(String, String), String>,
     pub modes: HashMap<String, ModeOfPayment>,
     pub orders: BTreeMap<String, SimSalesOrder>,
     pub entries: Vec<SimPaymentEntry>,
@@ -315,6 +319,15 @@ impl State {
         format!("Deudores - {}", self.abbr)
     }
 
+    /// ERPNext's `get_party_account("Customer", party, company)`: the customer's own account for
+    /// the company when its `accounts` table has one, else the default receivable.
+    pub fn party_account(&self, party: &str, company: &str) -> String {
+        self.customer_receivables
+            .get(&(party.to_string(), company.to_string()))
+            .cloned()
+            .unwrap_or_else(|| self.receivable())
+    }
+
     fn set_company(&mut self, company: &str, abbr: &str) {
         self.company = company.to_string();
         self.abbr = abbr.to_string();
@@ -352,6 +365,7 @@ impl Simulator {
             companies: Vec::new(),
             accounts: HashMap::new(),
             customers: Vec::new(),
+            customer_receivables: BTreeMap::new(),
             modes: HashMap::new(),
             orders: BTreeMap::new(),
             entries: Vec::new(),
@@ -493,6 +507,20 @@ impl Simulator {
             if !s.customers.iter().any(|c| c == name) {
                 s.customers.push(name.to_string());
             }
+        });
+    }
+
+    /// Give `customer` its own receivable account for `company` (a row of the Customer's
+    /// `accounts` table, replacing one for the same company): `get_party_account` answers it and
+    /// a Receive entry created without `paid_from` books to it. The account is added to the chart
+    /// as a non-bank account if it is not there yet.
+    pub fn set_customer_receivable(&self, customer: &str, company: &str, account: &str) {
+        self.with(|s| {
+            s.accounts.entry(account.to_string()).or_insert(false);
+            s.customer_receivables.insert(
+                (customer.to_string(), company.to_string()),
+                account.to_string(),
+            );
         });
     }
 
