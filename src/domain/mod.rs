@@ -100,8 +100,8 @@ pub struct PaymentEntry {
     pub received_amount: Decimal,
     pub mode_of_payment: String,
     pub paid_to: String,
-    /// The customer's receivable account. Set for additional payments (rules.md); `None` lets the
-    /// ERP derive it.
+    /// The customer's receivable account; paysync leaves it `None` and ERPNext fills in the one
+    /// `get_party_account` gives (rules.md: "paid_from = the customer's receivable account").
     pub paid_from: Option<String>,
     /// The operation id: the key that tells "already loaded".
     pub reference_no: String,

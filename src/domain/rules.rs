@@ -171,7 +171,7 @@ pub enum Decision {
     /// First payment of the order: allocated to it.
     BookInitial(PaymentEntry),
     /// The order already has a payment: unallocated, on the customer's account.
-    /// `paid_from` is left `None`; the caller fills in the customer's receivable account.
+    /// `paid_from` is left `None`: ERPNext fills in the customer's receivable account.
     BookAdditional(PaymentEntry),
     Skip(Skip),
 }

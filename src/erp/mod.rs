@@ -150,8 +150,6 @@ pub trait Erp: Send + Sync {
     ) -> Result<HashMap<String, ExistingEntry>, ErpError>;
     /// The default account of a mode of payment for a company (what the desk form fills into `paid_to`).
     async fn mode_of_payment_account(&self, mode: &str, company: &str) -> Result<String, ErpError>;
-    /// The customer's receivable account in a company.
-    async fn receivable_account(&self, customer: &str, company: &str) -> Result<String, ErpError>;
     /// Create the entry, submitted.
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError>;
     /// Who we are logged in as (used by `paysync check`).

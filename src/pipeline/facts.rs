@@ -1,6 +1,6 @@
 //! What the ERP says about a batch, asked in batched calls: entries already carrying the
 //! operations' ids as `reference_no`, the named orders, which of them already have an entry; and
-//! the account's ERP settings (its bank account, customers' receivable accounts), cached.
+//! the account's ERP settings (its bank account), cached.
 //!
 //! A single operation (a webhook) asks all three at once: one round trip of latency — and the
 //! daemon reads them *while* the operation is re-read from the source ([`Engine::prefetch`]). A
@@ -76,8 +76,6 @@ pub struct Prefetched {
 pub(super) struct ErpCache {
     /// By (mode of payment, company).
     paid_to: Mutex<HashMap<(String, String), String>>,
-    /// By (customer, company).
-    receivable: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Engine {
@@ -260,28 +258,6 @@ impl Engine {
             paid_to,
             include_test: acc.include_test,
         })
-    }
-
-    /// The customer's receivable account (an additional payment's `paid_from`).
-    pub(super) async fn receivable_account(
-        &self,
-        customer: &str,
-        company: &str,
-    ) -> Result<String, ErpError> {
-        let key = (customer.to_string(), company.to_string());
-        if let Some(a) = self
-            .erp_cache
-            .receivable
-            .lock()
-            .expect("poisoned")
-            .get(&key)
-        {
-            return Ok(a.clone());
-        }
-        let a = self.erp.receivable_account(customer, company).await?;
-        let mut cache = self.erp_cache.receivable.lock().expect("poisoned");
-        cache.insert(key, a.clone());
-        Ok(a)
     }
 }
 

@@ -175,10 +175,6 @@ impl Erp for FakeErp {
         Ok("Mobbex - MESA".into())
     }
 
-    async fn receivable_account(&self, _: &str, _: &str) -> Result<String, ErpError> {
-        Ok("Deudores - MESA".into())
-    }
-
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError> {
         let (answer, duplicate) = self.with(|s| {
             s.creates.push(entry.clone());

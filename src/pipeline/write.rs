@@ -83,8 +83,10 @@ struct Create<'a> {
 }
 
 impl Engine {
-    /// Carry out a booking: in a real run create the entry (an additional payment's `paid_from`
-    /// is the customer's receivable account); in a dry run, return it as planned.
+    /// Carry out a booking: in a real run create the entry; in a dry run, return it as planned.
+    /// An additional payment's `paid_from` is left out: ERPNext fills in the customer's
+    /// receivable account itself (`set_missing_values` → `get_party_account`, recording 03d), the
+    /// one a lookup would have given, without a round trip per customer.
     pub(super) async fn write(
         &self,
         ctx: &RunCtx,
@@ -92,7 +94,7 @@ impl Engine {
         op: &Operation,
         booking: Booking,
     ) -> Verdict {
-        let Booking { kind, mut entry } = booking;
+        let Booking { kind, entry } = booking;
         if ctx.live.is_none() {
             return Verdict {
                 kind,
@@ -100,17 +102,6 @@ impl Engine {
                 entry_name: None,
                 planned: Some(entry),
             };
-        }
-        if kind == DecisionKind::BookedAdditional {
-            match self.receivable_account(&entry.party, &entry.company).await {
-                Ok(a) => entry.paid_from = Some(a),
-                Err(e) => {
-                    self.mark_settleable(&ctx.acc.name, &op.uid);
-                    return Verdict::error(format!(
-                        "could not read the customer's receivable account: {e}"
-                    ));
-                }
-            }
         }
         let guarded = self.erp.guard_installed().await.unwrap_or(false);
         let c = Create {

@@ -3,6 +3,7 @@
 //! One test binary (one link step) with a module per feature, as in zero-to-production.
 
 mod bad_input;
+mod calls;
 mod classify;
 mod cli;
 mod daemon;

@@ -31,6 +31,9 @@ pub struct SampleSpec {
     pub paid_weight: u64,
     /// Payments per paid order: 1 to this many.
     pub max_payments_per_order: u64,
+    /// Distinct customers the orders are spread over (a real shop has about one per order; a
+    /// small number hides per-customer costs behind caches).
+    pub customers: usize,
 }
 
 impl Default for SampleSpec {
@@ -44,6 +47,7 @@ impl Default for SampleSpec {
             suffixed_references: false,
             paid_weight: 9,
             max_payments_per_order: 3,
+            customers: 25,
         }
     }
 }
@@ -483,7 +487,9 @@ impl Gen<'_> {
 
 /// Fill the simulator with `spec.operations` (or a few more) operations and their orders.
 pub fn populate(sim: &Simulator, spec: &SampleSpec) -> Vec<Expected> {
-    let customers = (1..=25).map(|i| format!("Cliente {i:03}")).collect();
+    let customers = (1..=spec.customers.max(1))
+        .map(|i| format!("Cliente {i:03}"))
+        .collect();
     generate(sim, spec, customers)
 }
 

@@ -71,6 +71,10 @@ pub struct Args {
     /// Payments per paid order: 1 to this many.
     #[arg(long, default_value_t = 3)]
     pub max_payments: u64,
+    /// Distinct customers the orders go to. Default: one per two operations (about one per
+    /// order, as in a real shop), so per-customer costs show.
+    #[arg(long)]
+    pub customers: Option<usize>,
     /// Webhooks in the burst.
     #[arg(long, default_value_t = 1000)]
     pub webhooks: usize,
@@ -255,6 +259,7 @@ pub fn spec(args: &Args, ops: usize, seed: u64) -> SampleSpec {
         seed,
         paid_weight: args.paid_weight,
         max_payments_per_order: args.max_payments,
+        customers: args.customers.unwrap_or(ops / 2).max(1),
         ..SampleSpec::default()
     }
 }
