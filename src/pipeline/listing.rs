@@ -19,10 +19,14 @@ use crate::source::slices::SliceWalker;
 use crate::source::{Fetched, PaymentSource, SourceError, Window};
 use crate::summary::Summary;
 
-/// Operations per batch of ERP lookups (ten Mobbex pages): each batch costs up to three reads
-/// (orders, entries by `reference_no`, orders with entries), so 500 keep the reads near 0.01 per
-/// booked entry; the ERP client sends up to 500 names in one request body.
-pub(super) const BATCH: usize = 500;
+/// Operations per batch of ERP lookups (eight Mobbex pages): each batch costs up to three reads
+/// (orders, entries by `reference_no`, orders with entries), so 400 keep the reads under 0.02
+/// per booked entry (100 gave 0.054); the ERP client sends up to 500 names in one request body.
+/// Larger batches cost a little wall time at 16 in flight (BENCHMARKS.md).
+pub(super) const BATCH: usize = 400;
+
+/// The first batch of a run is smaller: the first creates start after two pages, not six.
+pub(super) const FIRST_BATCH: usize = 100;
 
 impl Engine {
     /// Decide every operation of `window`. Returns what was decided, the run's state (for the
@@ -151,6 +155,8 @@ pub(super) async fn fetch_all(
 #[derive(Default)]
 pub(super) struct Batcher {
     pending: Vec<(String, Timestamp, Item)>,
+    /// Batches handed out so far.
+    sent: usize,
 }
 
 impl Batcher {
@@ -170,13 +176,19 @@ impl Batcher {
             }
         }
         self.sort();
-        let full = self.pending.len() / BATCH * BATCH;
-        let rest = self.pending.split_off(full);
-        let ready = std::mem::replace(&mut self.pending, rest);
         let mut batches = Vec::new();
-        let mut it = ready.into_iter().map(|(_, _, item)| item).peekable();
-        while it.peek().is_some() {
-            batches.push(it.by_ref().take(BATCH).collect());
+        loop {
+            let size = if self.sent == 0 { FIRST_BATCH } else { BATCH };
+            if self.pending.len() < size {
+                break;
+            }
+            batches.push(
+                self.pending
+                    .drain(..size)
+                    .map(|(_, _, item)| item)
+                    .collect(),
+            );
+            self.sent += 1;
         }
         batches
     }
@@ -251,7 +263,7 @@ mod tests {
     fn full_batches_go_at_once_and_the_remainder_waits_for_the_next_slice() {
         let mut b = Batcher::default();
         let mut seen = HashSet::new();
-        let mut slice: Vec<Item> = (0..BATCH as i64 + 3)
+        let mut slice: Vec<Item> = (0..FIRST_BATCH as i64 + 3)
             .map(|i| item(&format!("p{i:03}"), Some("A"), i))
             .collect();
         slice.push(Item::Bad {
@@ -260,14 +272,27 @@ mod tests {
         });
         let ready = b.push(slice, &mut seen);
         assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].len(), BATCH);
+        assert_eq!(
+            ready[0].len(),
+            FIRST_BATCH,
+            "the first batch is the small one"
+        );
         assert_eq!(uids(&ready[0])[0], "bad");
         assert_eq!(uids(&ready[0])[1], "p000");
         let next = vec![item("q", Some("A"), 1000)];
         assert!(b.push(next, &mut seen).is_empty());
         let rest = b.finish().unwrap();
-        let mut want: Vec<String> = (BATCH - 1..BATCH + 3).map(|i| format!("p{i:03}")).collect();
+        let mut want: Vec<String> = (FIRST_BATCH - 1..FIRST_BATCH + 3)
+            .map(|i| format!("p{i:03}"))
+            .collect();
         want.push("q".into());
         assert_eq!(uids(&rest), want);
+        // Later batches are full size.
+        let later: Vec<Item> = (0..BATCH as i64)
+            .map(|i| item(&format!("r{i:03}"), Some("B"), 2000 + i))
+            .collect();
+        let ready = b.push(later, &mut seen);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].len(), BATCH);
     }
 }
