@@ -15,7 +15,7 @@ use paysync::store::postgres::scratch::ScratchDb;
 use paysync_sim::{Faults, SimOptions};
 
 use crate::daemon::{Daemon, NEVER, TOKEN, entries_for, hook, live_op, seed_order};
-use crate::helpers::{TestEnv, creates_received};
+use crate::helpers::{TestEnv, creates_received, until_a_create_arrives};
 use crate::tcp_proxy::TcpProxy;
 
 const SO: &str = "SAL-ORD-2026-00001";
@@ -143,12 +143,8 @@ async fn with_postgres_unreachable_webhooks_get_503_healthz_names_the_store_and_
     let before = *committed.borrow_and_update();
     let failed_before = d.ctx.progress.borrow().outcome_writes_failed;
     assert_eq!(send_hook(&d, "op-4").await.0, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
     // ERPNext has the create (it commits 1.5 s later).
-    while creates_received(&env.sim) == sent_before {
-        assert!(Instant::now() < deadline, "no create came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_a_create_arrives(&env.sim, sent_before).await;
     proxy.cut();
     tokio::time::timeout(Duration::from_secs(20), committed.wait_for(|n| *n > before))
         .await

@@ -6,7 +6,7 @@ use paysync::domain::DecisionKind;
 use paysync_sim::{SimOptions, Simulator};
 use rust_decimal::Decimal;
 
-use crate::helpers::{TestEnv, creates_received, order, paid_op, paysync_cmd};
+use crate::helpers::{TestEnv, order, paid_op, paysync_cmd, until_a_create_arrives};
 
 const SO: &str = "SAL-ORD-2026-00001";
 
@@ -310,12 +310,7 @@ async fn sigkill_mid_create(guard: bool) {
     };
     let mut first = sync();
     // Kill it once its create is in ERPNext's hands (in progress, not committed yet).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    // (Not `max_concurrent_writes`: `erp-setup`'s own write counts there.)
-    while creates_received(&env.sim) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no create came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_a_create_arrives(&env.sim, 0).await;
     tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
     first.kill().unwrap();
     first.wait().unwrap();

@@ -293,8 +293,7 @@ pub fn paysync_cmd(env: &TestEnv, args: &[&str]) -> std::process::Output {
 }
 
 /// `POST /api/resource/Payment Entry` requests the simulator has received so far, counted as
-/// they arrive (before their latency, whatever becomes of them): "a create is in ERPNext's
-/// hands" once this grows.
+/// they arrive (before their latency, whatever becomes of them).
 pub fn creates_received(sim: &Simulator) -> u64 {
     let stats = sim.stats();
     stats
@@ -302,4 +301,15 @@ pub fn creates_received(sim: &Simulator) -> u64 {
         .get("POST /api/resource/Payment Entry")
         .copied()
         .unwrap_or(0)
+}
+
+/// Until a create beyond the first `before` is in ERPNext's hands (received, not necessarily
+/// committed), at most 20 s. (Not `max_concurrent_writes`: `erp-setup`'s own write counts
+/// there.) The simulator has no signal for an arriving request: polled every 20 ms.
+pub async fn until_a_create_arrives(sim: &Simulator, before: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while creates_received(sim) == before {
+        assert!(std::time::Instant::now() < deadline, "no create came");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
