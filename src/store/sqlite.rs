@@ -80,7 +80,10 @@ impl SqliteLedger {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            // One connection: SQLite takes one writer at a time anyway, and a second connection
+            // finds its page cache stale after every write of the first and reads the pages
+            // again (measured: 15 % of the CPU per operation, 2026-12-02, BENCHMARKS.md).
+            .max_connections(1)
             // A local file cannot drop a connection: skip sqlx's ping before every acquire
             // (it is an extra round trip to the connection's worker thread).
             .test_before_acquire(false)
