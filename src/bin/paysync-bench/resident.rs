@@ -21,17 +21,7 @@ pub async fn idle(args: &Args) -> anyhow::Result<()> {
     );
     println!();
     let sim = Simulator::start(SimOptions::default()).await?;
-    let dir = tempfile::tempdir()?;
-    let scratch = Scratch::create(LedgerKind::Sqlite, dir.path(), "").await?;
-    let cfg = write_config(
-        dir.path(),
-        "sync.toml",
-        &sim,
-        &scratch.url,
-        4,
-        &format!("127.0.0.1:{}", free_port()),
-        "*/5 * * * *",
-    )?;
+    let (dir, _scratch, cfg) = sqlite_setup(&sim, 4, "*/5 * * * *").await?;
     let daemon = Daemon::start(&cfg, dir.path(), "idle")?;
     let ready = daemon.ready;
     let pid = daemon.pid();
@@ -66,17 +56,7 @@ pub async fn big_ledger(args: &Args) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let dir = tempfile::tempdir()?;
-    let scratch = Scratch::create(LedgerKind::Sqlite, dir.path(), "").await?;
-    let cfg = write_config(
-        dir.path(),
-        "sync.toml",
-        &sim,
-        &scratch.url,
-        16,
-        &format!("127.0.0.1:{}", free_port()),
-        "0 0 1 1 *",
-    )?;
+    let (dir, scratch, cfg) = sqlite_setup(&sim, 16, "0 0 1 1 *").await?;
     // Fill the ledger: history rows of another account plus this run's operations later.
     let fill_started = Instant::now();
     {
@@ -128,4 +108,24 @@ pub async fn big_ledger(args: &Args) -> anyhow::Result<()> {
     println!();
     sim.shutdown().await;
     Ok(())
+}
+
+/// A SQLite ledger in a fresh directory and a `sync.toml` for `sim` (listening on a free port).
+async fn sqlite_setup(
+    sim: &Simulator,
+    max_in_flight: usize,
+    schedule: &str,
+) -> anyhow::Result<(tempfile::TempDir, Scratch, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let scratch = Scratch::create(LedgerKind::Sqlite, dir.path(), "").await?;
+    let cfg = write_config(
+        dir.path(),
+        "sync.toml",
+        sim,
+        &scratch.url,
+        max_in_flight,
+        &format!("127.0.0.1:{}", free_port()),
+        schedule,
+    )?;
+    Ok((dir, scratch, cfg))
 }

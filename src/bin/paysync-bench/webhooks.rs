@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use paysync_sim::fixtures::{order, paid_op};
 use paysync_sim::sample::{Expected, ExpectedOutcome};
-use paysync_sim::{SimOperation, SimOptions, SimSalesOrder, Simulator};
+use paysync_sim::{SimOptions, Simulator};
 use rust_decimal::Decimal;
 
 use crate::children::{Daemon, HOOK_TOKEN, free_port, stop_all, write_config};
@@ -60,32 +61,8 @@ fn seed(sim: &Simulator, webhooks: usize) -> Vec<Expected> {
     let total = Decimal::from(1000);
     (0..webhooks)
         .map(|i| {
-            sim.add_sales_order(SimSalesOrder {
-                name: order_name(i),
-                customer: CUSTOMER.into(),
-                company: "Mi Empresa SA".into(),
-                currency: "ARS".into(),
-                grand_total: total,
-                rounded_total: None,
-                advance_paid: Decimal::ZERO,
-                docstatus: 1,
-                status: "To Deliver and Bill".into(),
-                per_billed: Decimal::ZERO,
-                transaction_date: jiff::civil::date(2026, 11, 1),
-            });
-            sim.add_operation(SimOperation {
-                uid: uid(i),
-                reference: order_name(i),
-                status: 200,
-                total,
-                currency: "ARS".into(),
-                created: now,
-                updated: now,
-                description: "bench".into(),
-                payer_name: "x".into(),
-                parent_uid: None,
-                operation_type: "payment.v2".into(),
-            });
+            sim.add_sales_order(order(&order_name(i), CUSTOMER, "1000"));
+            sim.add_operation(paid_op(&uid(i), &order_name(i), 1000, now));
             Expected {
                 uid: uid(i),
                 outcome: ExpectedOutcome::BookedInitial {
