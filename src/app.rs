@@ -181,8 +181,9 @@ fn engine(
         erp.clone(),
         ledger.clone(),
         settings.daemon.timezone.clone(),
-        settings.erp.max_in_flight,
+        1,
     )
+    .with_write_limit(settings.erp.max_in_flight)
     .with_retry(RetryPolicy {
         max_total: settings.daemon.retry_budget,
         ..RetryPolicy::default()

@@ -26,6 +26,8 @@ pub const HTTP_SHED: &str = "paysync_http_connections_shed_total";
 pub const HTTP_REFUSED: &str = "paysync_http_connections_refused_total";
 pub const LAST_GOOD_POLL: &str = "paysync_last_successful_poll_timestamp_seconds";
 pub const POLLS: &str = "paysync_polls_total";
+/// Where an `[erp] max_in_flight = "auto"` limit stands.
+pub const WRITE_LIMIT: &str = "paysync_erp_write_limit";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -109,7 +109,7 @@ pub struct ErpSettings {
     pub url: Url,
     pub api_key: SecretString,
     pub api_secret: SecretString,
-    pub max_in_flight: usize,
+    pub max_in_flight: InFlight,
     pub timeout: Duration,
     /// How long after a create whose answer was lost ERPNext may still commit it (its worker
     /// timeout: gunicorn's `timeout`, 120 s by default). Until then the create is not sent again.
@@ -131,7 +131,24 @@ pub struct AccountSettings {
     pub order_pattern: Option<Regex>,
     pub include_test: bool,
     pub schedule: Option<String>,
+    /// Naming series the account's entries are spread over (empty: ERPNext's default). Frappe
+    /// names every Payment Entry under a lock on its series' counter held until commit, so one
+    /// series takes one write at a time; each series has its own counter and lock.
+    pub naming_series: Vec<String>,
 }
+
+/// `[erp] max_in_flight`: how many creates go to ERPNext at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlight {
+    /// Exactly this many at most.
+    Fixed(usize),
+    /// A limit that follows what the server sustains (`pipeline::limit`), from 1 to
+    /// [`AUTO_MAX_IN_FLIGHT`].
+    Auto,
+}
+
+/// The most creates at once an `"auto"` limit grows to.
+pub const AUTO_MAX_IN_FLIGHT: usize = 32;
 
 impl AccountSettings {
     /// The sales order named by an operation's reference: the whole reference, or the `order`

@@ -130,8 +130,8 @@ pub(super) struct RawErp {
     pub api_key_file: Option<String>,
     pub api_secret: Option<String>,
     pub api_secret_file: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_int")]
-    pub max_in_flight: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_in_flight")]
+    pub max_in_flight: Option<RawInFlight>,
     #[serde(default, deserialize_with = "lenient::opt_duration")]
     pub timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_duration")]
@@ -155,6 +155,7 @@ pub(super) const ACCOUNT_KEYS: &[&str] = &[
     "order_pattern",
     "include_test",
     "schedule",
+    "naming_series",
 ];
 
 #[derive(Deserialize)]
@@ -177,6 +178,15 @@ pub(super) struct RawAccount {
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub include_test: Option<bool>,
     pub schedule: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_list")]
+    pub naming_series: Option<Vec<String>>,
+}
+
+/// `[erp] max_in_flight` as written: a number (range-checked later) or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawInFlight {
+    Number(i64),
+    Auto,
 }
 
 fn default_mobbex_url() -> String {
@@ -201,6 +211,52 @@ mod lenient {
                 .parse()
                 .map(Some)
                 .map_err(|_| got(&Value::String(s))),
+            Some(other) => Err(got(&other)),
+        }
+    }
+
+    /// A whole number, or the word `auto` (any case).
+    pub fn opt_in_flight<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<super::RawInFlight>, D::Error> {
+        let v = Option::<Value>::deserialize(d)?;
+        let got =
+            |v: &Value| D::Error::custom(format!("expected a whole number or \"auto\" (got {v})"));
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(|n| Some(super::RawInFlight::Number(n)))
+                .ok_or_else(|| got(&Value::Number(n))),
+            Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("auto") => {
+                Ok(Some(super::RawInFlight::Auto))
+            }
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(|n| Some(super::RawInFlight::Number(n)))
+                .map_err(|_| got(&Value::String(s))),
+            Some(other) => Err(got(&other)),
+        }
+    }
+
+    /// A list of strings; a single string is a comma-separated list (what an environment
+    /// variable can say).
+    pub fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        let got = |v: &Value| D::Error::custom(format!("expected a list of strings (got {v})"));
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                Ok(Some(s.split(',').map(|p| p.trim().to_string()).collect()))
+            }
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(got(&other)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
             Some(other) => Err(got(&other)),
         }
     }

@@ -49,7 +49,7 @@ fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> 
 #[test]
 fn the_documented_example_loads() {
     let s = load_text(GOOD, &[]).unwrap();
-    assert_eq!(s.erp.max_in_flight, 4);
+    assert_eq!(s.erp.max_in_flight, InFlight::Fixed(4));
     assert_eq!(s.daemon.lookback, Duration::from_secs(7200));
     let a = &s.accounts[0];
     assert_eq!(
@@ -72,7 +72,7 @@ fn env_overrides_sections_and_accounts() {
         ],
     )
     .unwrap();
-    assert_eq!(s.erp.max_in_flight, 9);
+    assert_eq!(s.erp.max_in_flight, InFlight::Fixed(9));
     assert_eq!(s.erp.url.as_str(), "http://127.0.0.1:9/");
     assert_eq!(s.accounts[0].access_token.expose_secret(), "from-env");
     assert!(s.accounts[0].include_test);
@@ -312,7 +312,7 @@ fn the_bounds_themselves_are_accepted() {
     let s = load_text(&text, &[]).unwrap();
     assert_eq!(s.daemon.lookback, Duration::from_secs(400 * 86_400));
     assert_eq!(s.daemon.max_sync_days, 3660);
-    assert_eq!(s.erp.max_in_flight, 64);
+    assert_eq!(s.erp.max_in_flight, InFlight::Fixed(64));
     assert_eq!(s.erp.timeout, Duration::from_secs(600));
 
     let text = set("lookback = \"2h\"", "lookback = \"0s\"")
@@ -688,4 +688,72 @@ fn the_store_url_may_come_from_a_file() {
         "{e}"
     );
     assert!(!e.contains("S3cr3t"), "{e}");
+}
+
+#[test]
+fn max_in_flight_may_be_auto() {
+    for text in ["\"auto\"", "\"AUTO\"", "\" auto \""] {
+        let s = load_text(
+            &GOOD.replace("max_in_flight = 4", &format!("max_in_flight = {text}")),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.erp.max_in_flight, InFlight::Auto, "{text}");
+    }
+    let s = load_text(GOOD, &[("PAYSYNC__ERP__MAX_IN_FLIGHT", "auto")]).unwrap();
+    assert_eq!(s.erp.max_in_flight, InFlight::Auto);
+    let (key, message) = key_error(&GOOD.replace("max_in_flight = 4", "max_in_flight = \"autp\""));
+    assert_eq!(key, "erp.max_in_flight");
+    assert!(message.contains("\"auto\""), "{message}");
+}
+
+#[test]
+fn naming_series_are_a_checked_list() {
+    let with = |v: &str| {
+        GOOD.replace(
+            "include_test = false",
+            &format!("include_test = false\nnaming_series = {v}"),
+        )
+    };
+    let s = load_text(&with(r#"["ACC-PAY-.YYYY.-", "ACC-PAY-MBX-.YYYY.-"]"#), &[]).unwrap();
+    assert_eq!(
+        s.accounts[0].naming_series,
+        ["ACC-PAY-.YYYY.-", "ACC-PAY-MBX-.YYYY.-"]
+    );
+    assert!(
+        load_text(GOOD, &[]).unwrap().accounts[0]
+            .naming_series
+            .is_empty()
+    );
+    // From the environment: comma-separated.
+    let s = load_text(
+        GOOD,
+        &[(
+            "PAYSYNC__ACCOUNTS__MAIN__NAMING_SERIES",
+            "S1-.YYYY.-, S2-.YYYY.-",
+        )],
+    )
+    .unwrap();
+    assert_eq!(s.accounts[0].naming_series, ["S1-.YYYY.-", "S2-.YYYY.-"]);
+    for (bad, says) in [
+        (r#"["ACC*PAY-.YYYY.-"]"#, "letters, digits"),
+        (r#"["ACC-PAY-.YYYY.- "]"#, "letters, digits"),
+        (r#"[""]"#, "letters, digits"),
+        (r#"["A-", "A-"]"#, "listed twice"),
+        (r#"["1","2","3","4","5","6","7","8","9"]"#, "at most 8"),
+        (r#"[1]"#, "list of strings"),
+        ("true", "list of strings"),
+    ] {
+        match load_text(&with(bad), &[]) {
+            Err(ConfigError::Key { key, message, .. }) => {
+                assert_eq!(key, "accounts[0].naming_series", "{bad}");
+                assert!(message.contains(says), "{bad}: {message}");
+            }
+            Err(e) if says == "list of strings" => {
+                assert!(e.to_string().contains("naming_series"), "{bad}: {e}");
+                assert!(e.to_string().contains(says), "{bad}: {e}");
+            }
+            other => panic!("{bad}: expected a key error, got {other:?}"),
+        }
+    }
 }

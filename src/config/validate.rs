@@ -14,9 +14,11 @@ use regex::Regex;
 use secrecy::ExposeSecret;
 use url::Url;
 
-use super::raw::{RawAccount, RawDaemon, RawErp, RawSettings, RawStore};
+use super::raw::{RawAccount, RawDaemon, RawErp, RawInFlight, RawSettings, RawStore};
 use super::secrets::{self, SecretKey, SentAs};
-use super::{AccountSettings, ConfigError, DaemonSettings, ErpSettings, Settings, StoreSettings};
+use super::{
+    AccountSettings, ConfigError, DaemonSettings, ErpSettings, InFlight, Settings, StoreSettings,
+};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -299,7 +301,13 @@ fn validate_erp(
         "ERPNext is reached with erp.api_key and erp.api_secret",
     )
     .map_err(|m| c.bad("erp.url", m))?;
-    let max_in_flight = c.whole("erp.max_in_flight", e.max_in_flight, MAX_IN_FLIGHT)?;
+    let max_in_flight = match e.max_in_flight {
+        Some(RawInFlight::Auto) => InFlight::Auto,
+        Some(RawInFlight::Number(n)) => {
+            InFlight::Fixed(c.whole("erp.max_in_flight", Some(n), MAX_IN_FLIGHT)? as usize)
+        }
+        None => InFlight::Fixed(MAX_IN_FLIGHT.0 as usize),
+    };
     let timeout = c.duration("erp.timeout", e.timeout.as_deref(), ERP_TIMEOUT)?;
     let commit_horizon = c.duration(
         "erp.commit_horizon",
@@ -320,7 +328,7 @@ fn validate_erp(
                 creds_dir,
             )?
             .expect("required"),
-        max_in_flight: max_in_flight as usize,
+        max_in_flight,
         timeout,
         commit_horizon,
     })
@@ -384,6 +392,8 @@ fn validate_account(
         }
     }
     let order_pattern = parse_order_pattern(c, i, a.order_pattern.as_deref())?;
+    let naming_series = check_naming_series(a.naming_series.unwrap_or_default())
+        .map_err(|m| c.bad(&k("naming_series"), m))?;
     if let Some(s) = &a.schedule {
         check_cron(&k("schedule"), s).map_err(|m| c.bad(&k("schedule"), m))?;
     }
@@ -423,7 +433,38 @@ fn validate_account(
         order_pattern,
         include_test: a.include_test.unwrap_or(false),
         schedule: a.schedule,
+        naming_series,
     })
+}
+
+/// The most naming series one account spreads over: beyond the server's cores more series only
+/// add deadlocks (recording 33).
+pub const MAX_NAMING_SERIES: usize = 8;
+
+/// `naming_series`: up to [`MAX_NAMING_SERIES`] distinct series in the characters Frappe takes
+/// (recording 32c; `frappe/model/naming.py` allows word characters, `-`, `.`, `#`, `/`, `{`, `}`
+/// and spaces — spaces are refused here, a trailing one would silently make another series).
+fn check_naming_series(list: Vec<String>) -> Result<Vec<String>, String> {
+    if list.len() > MAX_NAMING_SERIES {
+        return Err(format!(
+            "expected at most {MAX_NAMING_SERIES} series (got {})",
+            list.len()
+        ));
+    }
+    let mut seen = Vec::new();
+    for s in list {
+        let allowed = |ch: char| ch.is_ascii_alphanumeric() || "-_.#/{}".contains(ch);
+        if s.is_empty() || !s.chars().all(allowed) {
+            return Err(format!(
+                "expected series of letters, digits and - _ . # / {{ }}, like \"ACC-PAY-MBX-.YYYY.-\" (got {s:?})"
+            ));
+        }
+        if seen.contains(&s) {
+            return Err(format!("{s:?} is listed twice"));
+        }
+        seen.push(s);
+    }
+    Ok(seen)
 }
 
 /// An account's name: letters, digits, - and _, and not the name of an earlier account.

@@ -113,6 +113,9 @@ pub struct PaymentEntry {
     /// re-booking after its entry was cancelled (`paysync rebook`) takes `<id>#2`, `<id>#3`, ...
     /// because a cancelled entry keeps its value for ever (recording U4c).
     pub guard_value: Option<String>,
+    /// The naming series it is created in; `None`: ERPNext's default. Chosen when it is sent
+    /// (`pipeline::series`), not by the rules.
+    pub naming_series: Option<String>,
 }
 
 impl PaymentEntry {

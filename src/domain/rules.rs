@@ -384,6 +384,7 @@ fn book(input: &DecisionInput<'_>, order_name: &str, order: &SalesOrder) -> Deci
         posting_date: input.today,
         allocation: None,
         guard_value: None,
+        naming_series: None,
     };
     if input.order_has_entry {
         return Decision::BookAdditional(entry);

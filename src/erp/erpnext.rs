@@ -272,6 +272,9 @@ struct WireCreated {
 /// The POST body. Amounts are emitted as JSON numbers from their exact decimal text.
 #[derive(Serialize)]
 struct WireNewEntry<'a> {
+    /// Absent: the DocType's default series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    naming_series: Option<&'a str>,
     docstatus: u8,
     payment_type: &'static str,
     party_type: &'static str,
@@ -314,6 +317,7 @@ pub fn entry_body(e: &PaymentEntry) -> String {
 pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
     let body = WireNewEntry {
         paysync_operation: guard.then_some(e.guard_key()),
+        naming_series: e.naming_series.as_deref(),
         docstatus: 1,
         payment_type: "Receive",
         party_type: "Customer",

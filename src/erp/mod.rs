@@ -105,6 +105,13 @@ impl ErpError {
         }
     }
 
+    /// MariaDB chose this request as a deadlock's victim and rolled it back (HTTP 500
+    /// `QueryDeadlockError`, recordings 33a and U3e): two creates in different naming series
+    /// inserting `Payment Entry Reference` rows into one index gap. Retried; nothing committed.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, ErpError::Server { exc_type: Some(t), .. } if t == "QueryDeadlockError")
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ErpError::RateLimited { retry_after } => *retry_after,

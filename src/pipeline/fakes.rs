@@ -333,6 +333,7 @@ pub fn entry_for(op: &Operation, order: &str) -> PaymentEntry {
             allocated_amount: op.total,
         }),
         guard_value: None,
+        naming_series: None,
     }
 }
 
@@ -367,6 +368,7 @@ pub fn settings() -> AccountSettings {
         order_pattern: Some(regex::Regex::new(r"^(?P<order>SAL-ORD-\d{4}-\d+)").unwrap()),
         include_test: false,
         schedule: None,
+        naming_series: Vec::new(),
     }
 }
 

@@ -22,11 +22,13 @@ mod batch;
 mod facts;
 mod gate;
 mod group;
+mod limit;
 mod listing;
 mod outcome;
 mod pull_in;
 mod rebook;
 mod run;
+mod series;
 mod settle;
 mod write;
 
@@ -121,8 +123,10 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     tz: TimeZone,
     today: Option<Date>,
-    /// At most `max_in_flight` creates at once (see `write`).
-    writes: Arc<Semaphore>,
+    /// At most `max_in_flight` creates at once, fixed or adaptive (see `limit`).
+    writes: limit::WriteLimit,
+    /// The naming series creates are in flight in (see `series`).
+    series: series::SeriesSpread,
     /// Order groups queued or running at once (see `batch`).
     group_slots: Arc<Semaphore>,
     order_locks: gate::OrderLocks,
@@ -148,7 +152,8 @@ impl Engine {
             tz,
             clock: Arc::new(SystemClock),
             today: None,
-            writes: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            writes: limit::WriteLimit::new(crate::config::InFlight::Fixed(max_in_flight)),
+            series: series::SeriesSpread::default(),
             group_slots: Arc::new(Semaphore::new(batch::GROUP_SLOTS)),
             order_locks: gate::OrderLocks::default(),
             erp_cache: facts::ErpCache::default(),
@@ -162,6 +167,13 @@ impl Engine {
             quarantine: write::Quarantine::new(std::time::Duration::from_secs(120)),
             settleable: settle::Settleable::default(),
         }
+    }
+
+    /// How many creates at once: `[erp] max_in_flight`, a number or "auto" (replaces the fixed
+    /// number given to [`Engine::new`]).
+    pub fn with_write_limit(mut self, in_flight: crate::config::InFlight) -> Engine {
+        self.writes = limit::WriteLimit::new(in_flight);
+        self
     }
 
     /// How hard to retry a create that failed before committing.

@@ -1,7 +1,9 @@
 //! The write protocol: one entry created, at most once.
 //!
 //! The rule for writes: a create is sent again only when it certainly did not commit (connection
-//! refused, 429, Frappe's own 500, 503), within the retry budget. When the answer was lost
+//! refused, 429, Frappe's own 500, 503), within the retry budget; a deadlock's victim (a 500
+//! `QueryDeadlockError`, possible when creates go out in several naming series) is looked up by
+//! `reference_no` first. When the answer was lost
 //! (timeout, broken connection, 502/504) the entry is looked up by `reference_no` first; if it is
 //! not found, it is *not* sent again before `erp.commit_horizon` (the server may still be
 //! committing it: [`Quarantine`]), whatever trigger brings the operation back. With the
@@ -19,6 +21,7 @@ use tracing::warn;
 
 use super::Engine;
 use super::gate::Gate;
+use super::limit::Load;
 use super::outcome::Verdict;
 use super::run::RunCtx;
 use crate::domain::{DecisionKind, ExistingEntry, Operation, PaymentEntry};
@@ -154,6 +157,16 @@ impl Engine {
             if let ErpError::Duplicate(message) = &err {
                 return self.already_held(c, message).await;
             }
+            // A deadlock's victim was rolled back; when the other side was a second process
+            // booking this very operation (recording U3e) its entry may be there by now.
+            if err.is_deadlock()
+                && let Ok(Some(name)) = self.look_up(c.op).await
+            {
+                let reason = format!(
+                    "this create was a deadlock's victim and rolled back ({err}); Payment Entry {name} already holds the operation"
+                );
+                return Verdict::of(DecisionKind::AlreadyLoaded, reason).with_entry(Some(name));
+            }
             maybe_committed |= err.outcome_unknown() && c.guarded;
             if maybe_committed
                 && matches!(err, ErpError::Rejected { .. })
@@ -201,14 +214,32 @@ impl Engine {
     }
 
     /// One request, in a write slot (at most `max_in_flight` at once, held only during the
-    /// request), while the order's claim is still this process's.
+    /// request) and in the least busy of the account's naming series, while the order's claim
+    /// is still this process's.
     async fn send(&self, c: &Create<'_>) -> Result<String, Sent> {
-        let _slot = self.writes.acquire().await.expect("semaphore never closed");
+        let slot = self.writes.acquire().await;
         if let Some(key) = c.gate.lapsed().await {
             warn!(account = %c.ctx.acc.name, uid = %c.op.uid, key, "the order's claim lapsed and another process took it; nothing created");
             return Err(Sent::Lapsed(key.to_string()));
         }
-        match self.erp.create_entry(c.entry).await {
+        let series = self.series.take(&c.ctx.acc.naming_series);
+        let in_series;
+        let entry = match &series {
+            None => c.entry,
+            Some(s) => {
+                in_series = PaymentEntry {
+                    naming_series: Some(s.name().to_string()),
+                    ..c.entry.clone()
+                };
+                &in_series
+            }
+        };
+        let result = self.erp.create_entry(entry).await;
+        slot.done(match &result {
+            Ok(_) => Load::Answered,
+            Err(e) => load_of(e),
+        });
+        match result {
             Ok(created) => Ok(created.name),
             Err(e) => Err(Sent::Failed(e)),
         }
@@ -308,6 +339,19 @@ enum Sent {
     /// The order's claim (this key) lapsed before it was sent.
     Lapsed(String),
     Failed(ErpError),
+}
+
+/// What a failed create says about the server's load, for an adaptive write limit.
+fn load_of(err: &ErpError) -> Load {
+    match err {
+        // A deadlock between two series is contention the series spread accepts, not load.
+        _ if err.is_deadlock() => Load::Neutral,
+        ErpError::RateLimited { .. } | ErpError::Timeout(_) | ErpError::Server { .. } => {
+            Load::Overloaded
+        }
+        ErpError::Rejected { .. } | ErpError::Duplicate(_) => Load::Answered,
+        _ => Load::Neutral,
+    }
 }
 
 /// A refusal the same request would get again. When the ERP says it is about the order, the

@@ -453,7 +453,7 @@ async fn the_retry_budget_is_not_spent_queueing_for_a_write_slot() {
         );
     }
     let mut settings = env.settings();
-    settings.erp.max_in_flight = 1;
+    settings.erp.max_in_flight = paysync::config::InFlight::Fixed(1);
     let app = paysync::app::App::build(settings)
         .await
         .unwrap()

@@ -61,7 +61,7 @@ fn the_shared_config_builder_renders_what_paysync_reads_as_meant() {
     assert_eq!(s.erp.url.as_str(), "http://127.0.0.1:9/erp");
     assert_eq!(s.erp.api_key.expose_secret(), "file-key");
     assert_eq!(s.erp.api_secret.expose_secret(), "file-secret");
-    assert_eq!(s.erp.max_in_flight, 7);
+    assert_eq!(s.erp.max_in_flight, paysync::config::InFlight::Fixed(7));
     assert_eq!(s.erp.commit_horizon, Duration::from_secs(9));
     let [main, b] = &s.accounts[..] else {
         panic!("two accounts: {:?}", s.accounts.len());

@@ -20,6 +20,7 @@ fn body_matches_the_recorded_shape() {
             allocated_amount: Decimal::from_str("600").unwrap(),
         }),
         guard_value: None,
+        naming_series: None,
     };
     let v: serde_json::Value = serde_json::from_str(&entry_body(&e)).unwrap();
     // The fields of recording 03d, the smallest body that submitted.
