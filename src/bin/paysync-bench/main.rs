@@ -22,6 +22,7 @@ mod check;
 mod children;
 mod ledger;
 mod process;
+mod real_erp;
 mod resident;
 mod webhooks;
 
@@ -90,6 +91,27 @@ pub struct Args {
     /// Only these sections (backfill, webhooks, idle, ledger); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// A real ERPNext to measure against instead of the simulator (Mobbex stays simulated):
+    /// the real-ERPNext mode, which runs only its own section (see BENCHMARKS.md). It creates
+    /// customers and submitted Sales Orders on that server, tagged with the run.
+    #[arg(long, requires = "erp_token_file")]
+    pub erp_url: Option<String>,
+    /// A file holding `KEY:SECRET` of an ERPNext user who may create customers, Sales Orders
+    /// and Payment Entries.
+    #[arg(long)]
+    pub erp_token_file: Option<std::path::PathBuf>,
+    /// Real-ERPNext mode: the company the orders and entries are for.
+    #[arg(long, default_value = "Test Co AR")]
+    pub erp_company: String,
+    /// Real-ERPNext mode: the mode of payment (its account for the company is `paid_to`).
+    #[arg(long, default_value = "Mobbex")]
+    pub erp_mode_of_payment: String,
+    /// Real-ERPNext mode: operations per measurement (each measurement books about 70 % of them).
+    #[arg(long, default_value_t = 240)]
+    pub real_ops: usize,
+    /// Real-ERPNext mode: naming-series counts to measure (1 = ERPNext's default series only).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub series: Vec<usize>,
     /// A tiny run that only proves the benchmark works (CI): SQLite rows, plus a PostgreSQL
     /// backfill and a 2-instance PostgreSQL burst when a PostgreSQL URL is known.
     #[arg(long)]
@@ -229,6 +251,9 @@ async fn run(args: Args, postgres_skipped: bool) -> anyhow::Result<()> {
         );
     }
     println!();
+    if let (Some(url), Some(token)) = (&args.erp_url, &args.erp_token_file) {
+        return real_erp::run(&args, url, token).await;
+    }
     if wants(&args, "backfill") {
         backfill::run(&args).await?;
     }
