@@ -81,7 +81,7 @@ pub async fn run(args: &Args, url: &str, token_file: &std::path::Path) -> anyhow
         let mut rates = Vec::new();
         let chunks = split(&bodies, CEILING_CONCURRENCY.len());
         for (&c, chunk) in CEILING_CONCURRENCY.iter().zip(chunks) {
-            let r = erp.replay(chunk, c, &series).await?;
+            let r = erp.replay(&chunk, c, &series).await?;
             notes.push(format!(
                 "- {k} series, replay at {}: {} entries, {:.2}/s, latency p50 {:.0} ms / p90 {:.0} ms, {} deadlocks sent again",
                 r.concurrency, r.entries, r.rate, r.p50_ms, r.p90_ms, r.deadlocks
@@ -142,11 +142,14 @@ fn series_list(k: usize) -> Vec<String> {
         .collect()
 }
 
-/// `n` near-equal consecutive slices.
-fn split<T>(items: &[T], n: usize) -> Vec<&[T]> {
-    let size = items.len().div_ceil(n.max(1)).max(1);
-    let mut out: Vec<&[T]> = items.chunks(size).collect();
-    out.resize(n, &[]);
+/// `n` near-equal shares, dealt round-robin so that each has the same mix (the dry run lists
+/// the entries in the order it planned them; consecutive slices would not).
+fn split<T: Clone>(items: &[T], n: usize) -> Vec<Vec<T>> {
+    let n = n.max(1);
+    let mut out = vec![Vec::new(); n];
+    for (i, item) in items.iter().enumerate() {
+        out[i % n].push(item.clone());
+    }
     out
 }
 
