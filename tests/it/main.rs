@@ -20,6 +20,7 @@ mod postgres;
 mod real_erpnext;
 mod real_erpnext_rebook;
 mod rebook;
+mod series;
 mod sim;
 mod slowloris;
 mod storage;

@@ -112,8 +112,10 @@ const NOT_YET_SIMULATED: &[(&str, &str)] = &[
     ("29h-", "fee deductions (not booked by paysync yet)"),
     ("29k-", "fee deductions (not booked by paysync yet)"),
     ("29n-", "fee deductions (not booked by paysync yet)"),
-    ("32c-", "issue 13 (naming series)"),
-    ("33a-", "issue 13 (naming-series deadlocks)"),
+    (
+        "33a-",
+        "a deadlock needs two allocated creates written at once in two series (Faults::erp_series_deadlock_rate, tested in paysync-sim's faults::contention)",
+    ),
     (
         "U2",
         "issue 9 (a unique custom field as ERPNext's duplicate guard)",

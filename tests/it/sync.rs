@@ -307,6 +307,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
     env.sim
         .insert_payment_entry_directly(paysync_sim::SimPaymentEntry {
             name: "ACC-PAY-2026-09999".into(),
+            naming_series: paysync_sim::DEFAULT_NAMING_SERIES.into(),
             docstatus: 1,
             payment_type: "Receive".into(),
             company: "Mi Empresa SA".into(),

@@ -1,14 +1,17 @@
 //! The simulated ERPNext (Frappe REST v1), answering like the recordings in
 //! `shared/spec/erpnext-real/`: same status codes, `exc_type`s, message texts and JSON shapes.
 //!
-//! Payment Entry validation follows the real order: amounts sent as strings crash (500 TypeError,
-//! 24a); Frappe's link checks (missing → `LinkValidationError` "Could not find Row #1: Name: X", 09;
-//! cancelled → `CancelledLinkError`, 22b); then ERPNext's `validate()`: mandatory fields (03a–c),
+//! Payment Entry validation follows the real order: Frappe's link checks (missing →
+//! `LinkValidationError` "Could not find Row #1: Name: X", 09; cancelled → `CancelledLinkError`,
+//! 22b); the name (an invalid naming series → `InvalidNamingSeriesError`, 32c); then ERPNext's
+//! `validate()`: amounts sent as strings crash it (500 TypeError, 24a), mandatory fields (03a–c),
 //! reference documents (draft order 17b, other customer 20b), the orders-to-be-billed check
 //! ("has already been fully paid.", 18b/19c), over-allocation (08), and at submit the difference
 //! amount (21). `reference_no` is not unique (07b). Submitting adds allocations to `advance_paid` (04).
-//! That create and the Payment Entry's JSON live in `payment_entry`; listing (the REST list and
-//! `frappe.client.get_list`, one query) in `list`.
+//! That validation, the commit and the Payment Entry's JSON live in `payment_entry`, the create
+//! request around them (faults, the series lock) in `create`, the entry's name from its
+//! `naming_series` (32b–32d) in `naming`; listing (the REST list and `frappe.client.get_list`, one
+//! query) in `list`.
 //!
 //! Whitelisted methods take their arguments as Frappe's `make_form_dict` does: a JSON body when
 //! the request says `application/json`, else the query string.
@@ -16,7 +19,9 @@
 // Handlers return `Result<_, Response>` to short-circuit with an HTTP answer; size is irrelevant here.
 #![allow(clippy::result_large_err)]
 
+mod create;
 mod list;
+mod naming;
 mod payment_entry;
 #[cfg(test)]
 mod tests;
@@ -31,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+pub use naming::DEFAULT_NAMING_SERIES;
 pub(crate) use payment_entry::create_payment_entry;
 use payment_entry::pe_json;
 
@@ -44,6 +50,10 @@ pub(crate) fn router(state: Shared) -> Router {
             get(get_doc).put(update_doc).delete(delete_doc),
         )
         .route("/api/method/{method}", get(method).post(method))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::contention::worker,
+        ))
         .with_state(state)
 }
 
@@ -64,7 +74,17 @@ pub(crate) fn frappe_error(
     message: Option<&str>,
     exc_source: bool,
 ) -> Response {
-    let module = "frappe.exceptions";
+    frappe_error_in(status, "frappe.exceptions", exc_type, message, exc_source)
+}
+
+/// [`frappe_error`] for an exception class defined in `module` (e.g. `frappe.model.naming`).
+pub(crate) fn frappe_error_in(
+    status: StatusCode,
+    module: &str,
+    exc_type: &str,
+    message: Option<&str>,
+    exc_source: bool,
+) -> Response {
     let exception = match message {
         Some(m) => format!("{module}.{exc_type}: {m}"),
         None => format!("{module}.{exc_type}"),
@@ -121,8 +141,9 @@ fn validation(message: &str) -> Response {
 enum Kind {
     Read,
     Write,
-    /// `POST /api/resource/Payment Entry` (its drops are decided by `faults::before_commit`).
-    Create,
+    /// `POST /api/resource/Payment Entry` (its drops are decided by `faults::before_commit`),
+    /// with the latency to spend here (zero when it is spent under its series' lock).
+    Create(std::time::Duration),
 }
 
 /// Auth, latency and faults. `Err` is the response to send.
@@ -138,7 +159,8 @@ async fn gate(
         let f = &s.opts.faults;
         let lat = match kind {
             Kind::Read => f.erp_read_latency,
-            Kind::Write | Kind::Create => f.erp_write_latency,
+            Kind::Write => f.erp_write_latency,
+            Kind::Create(latency) => latency,
         };
         (
             lat,
@@ -210,7 +232,7 @@ async fn gate(
     faults::erp_gate(
         &mut s,
         matches!(kind, Kind::Read),
-        matches!(kind, Kind::Create),
+        matches!(kind, Kind::Create(_)),
     )
 }
 
@@ -459,22 +481,17 @@ async fn insert_detached(
     raw: Bytes,
 ) -> Response {
     let _in_flight = InFlight::enter(&state);
-    let kind = if doctype == "Payment Entry" {
-        Kind::Create
-    } else {
-        Kind::Write
-    };
+    if doctype == "Payment Entry" {
+        return create::create(&state, &headers, &raw).await;
+    }
     if let Err(r) = gate(
         &state,
         &headers,
         &format!("POST /api/resource/{doctype}"),
-        kind,
+        Kind::Write,
     )
     .await
     {
-        if doctype == "Payment Entry" {
-            state.lock().expect("poisoned").stats.erp_writes += 1;
-        }
         return r;
     }
     if doctype == "Custom Field" {
@@ -482,46 +499,14 @@ async fn insert_detached(
         let mut s = state.lock().expect("poisoned");
         return super::guard::create_custom_field(&mut s, &body);
     }
-    if doctype != "Payment Entry" {
-        return frappe_error(
-            StatusCode::FORBIDDEN,
-            "PermissionError",
-            Some(&format!(
-                "Not permitted to insert {doctype} through the simulator"
-            )),
-            false,
-        );
-    }
-    let body: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
-        Err(e) => return validation(&format!("Invalid JSON: {e}")),
-    };
-    let after = match faults::before_commit(&state, &body) {
-        Ok(after) => after,
-        Err(r) => return r,
-    };
-    let (resp, committed) = {
-        let mut s = state.lock().expect("poisoned");
-        s.stats.erp_writes += 1;
-        faults::commit_create(&mut s, &body)
-    };
-    if committed && !after.is_targeted() {
-        let lost = {
-            let mut s = state.lock().expect("poisoned");
-            let f = s.opts.faults.clone();
-            let lost = s.hit(f.erp_lost_response_rate);
-            if lost {
-                s.note_fault("erp lost after commit 504 empty");
-            }
-            lost
-        };
-        maybe_hang(&state).await;
-        if lost {
-            // Committed, but the answer never reaches the client (as behind a proxy that gave up).
-            return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-        }
-    }
-    faults::after_commit(&state, resp, committed, after).await
+    frappe_error(
+        StatusCode::FORBIDDEN,
+        "PermissionError",
+        Some(&format!(
+            "Not permitted to insert {doctype} through the simulator"
+        )),
+        false,
+    )
 }
 
 async fn update_doc(

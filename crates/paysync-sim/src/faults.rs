@@ -1,6 +1,7 @@
 //! Fault helpers shared by both simulated APIs: the error bodies real servers and the proxies in
 //! front of them send (Frappe JSON, Mobbex's envelope, nginx pages, Envoy texts, nothing), dropped
 //! connections, and faults aimed at the create of one payment ([`Simulator::fail_creates`]).
+//! The server's contention (workers, series locks, deadlocks) is in [`contention`].
 //!
 //! Every random choice here goes through [`State::hit`]/[`State::draw`] (the seeded RNG), and only
 //! when the fault's rate is above zero, so runs stay reproducible per seed and the draws of the
@@ -19,6 +20,9 @@ use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::{Shared, Simulator, State, erpnext, mobbex};
+
+pub(crate) mod contention;
+pub(crate) use contention::Contention;
 
 /// The shape of an error answer's body, as different layers of a real deployment write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -394,9 +398,10 @@ impl AfterCommit {
 }
 
 /// Creates an entry from `body` and counts it as the existing stats do (`erp_writes_ok`, the
-/// `writes_ok_tx` signal). Returns the answer and whether it was committed.
-pub(crate) fn commit_create(s: &mut State, body: &Value) -> (Response, bool) {
-    let r = erpnext::create_payment_entry(s, body);
+/// `writes_ok_tx` signal). Returns the answer and whether it was committed. `overlapped`: see
+/// [`erpnext::create_payment_entry`].
+pub(crate) fn commit_create(s: &mut State, body: &Value, overlapped: bool) -> (Response, bool) {
+    let r = erpnext::create_payment_entry(s, body, overlapped);
     let committed = r.is_ok();
     if committed {
         s.stats.erp_writes_ok += 1;
@@ -454,7 +459,7 @@ pub(crate) fn before_commit(state: &Shared, body: &Value) -> Result<AfterCommit,
             let (state, body) = (state.clone(), body.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
-                commit_create(&mut state.lock().expect("poisoned"), &body);
+                commit_create(&mut state.lock().expect("poisoned"), &body, false);
             });
             (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response()
         }

@@ -13,100 +13,37 @@
 //! real clients. It follows `shared/spec/mobbex-api.md` and answers like the recorded ERPNext 15
 //! server (status codes, `exc_type`, message texts, JSON shapes; `tests/it/sim.rs` replays them).
 //! Faults can be injected: latency, 5xx with the body shapes of apps and proxies, 429 with or
-//! without `Retry-After`, hangs, dropped connections, answers lost after commit, and faults aimed
-//! at the create of one payment (`Simulator::fail_creates`, in `faults.rs`).
+//! without `Retry-After`, hangs, dropped connections, answers lost after commit, faults aimed
+//! at the create of one payment (`Simulator::fail_creates`, in `faults.rs`), and the server's own
+//! contention: gunicorn's workers, the naming series' row lock a create holds until it commits,
+//! the dearer allocated write, deadlocks between two series (`faults/contention.rs`).
 //!
 //! The state is one `Mutex<State>`; handlers sleep (latency) *before* taking the lock and never
-//! hold it across an await, so concurrent writes really run concurrently.
+//! hold it across an await, so concurrent writes really run concurrently (only the simulated
+//! server's own locks, workers and series rows, make them wait for each other).
 
 mod erpnext;
 mod faults;
 pub mod fixtures;
 pub mod guard;
 mod mobbex;
+mod options;
 pub mod sample;
+#[cfg(test)]
+mod testing;
 
+pub use erpnext::DEFAULT_NAMING_SERIES;
 pub use faults::{CreateFault, ErrorBody, NextAnswer, SimApi};
+pub use options::{Faults, SimOptions};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// Credentials and faults of a simulator.
-#[derive(Debug, Clone)]
-pub struct SimOptions {
-    pub erp_api_key: String,
-    pub erp_api_secret: String,
-    pub mobbex_api_key: String,
-    pub mobbex_access_token: String,
-    pub faults: Faults,
-    /// Seed of the deterministic fault RNG.
-    pub seed: u64,
-}
-
-impl Default for SimOptions {
-    fn default() -> Self {
-        SimOptions {
-            erp_api_key: "sim-erp-key".into(),
-            erp_api_secret: "sim-erp-secret".into(),
-            mobbex_api_key: "sim-mbx-key".into(),
-            mobbex_access_token: "sim-mbx-token".into(),
-            faults: Faults::default(),
-            seed: 42,
-        }
-    }
-}
-
-/// Injected faults. Rates are probabilities in `[0, 1]` drawn from a seeded RNG.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    pub erp_read_latency: Duration,
-    pub erp_write_latency: Duration,
-    pub mobbex_latency: Duration,
-    /// ERPNext answers 500 (a Frappe-shaped `OperationalError`) before doing anything.
-    pub erp_500_rate: f64,
-    /// ERPNext answers 429 "Too Many Requests" with `Retry-After: erp_retry_after_secs`.
-    pub erp_429_rate: f64,
-    pub erp_retry_after_secs: u64,
-    /// ERPNext takes `erp_hang` before answering (a write is committed first).
-    pub erp_timeout_rate: f64,
-    pub erp_hang: Duration,
-    /// A create is committed, then the answer is lost (504 with an empty body, as a proxy gives).
-    pub erp_lost_response_rate: f64,
-    pub mobbex_5xx_rate: f64,
-    pub mobbex_429_rate: f64,
-    /// Mobbex answers 200 with a body that is not JSON (a proxy's error page).
-    pub mobbex_garbage_rate: f64,
-    /// Mobbex (or its proxy) answers a 5xx before doing anything, as an overloaded or restarting
-    /// API behind a load balancer: status drawn from 500/502/503/504, body from [`ErrorBody::ALL`].
-    pub mobbex_5xx_any_rate: f64,
-    /// The share of Mobbex 429s (`mobbex_429_rate`) sent without `Retry-After`, as rate limiters
-    /// that give no hint.
-    pub mobbex_429_no_retry_after_rate: f64,
-    /// Mobbex closes the connection mid-answer (a reset while the body is transferred): status 200,
-    /// a `content-length` larger than what is sent, then the connection closes.
-    pub mobbex_drop_connection_rate: f64,
-    /// ERPNext (or its proxy) answers a 5xx before doing anything, nothing committed (a worker
-    /// restart, maintenance, a proxy that cannot reach gunicorn): status drawn from
-    /// 500/502/503/504, body from [`ErrorBody::ALL`]. Reads and writes.
-    pub erp_5xx_rate: f64,
-    /// The share of ERPNext 429s (`erp_429_rate`) sent without `Retry-After`.
-    pub erp_429_no_retry_after_rate: f64,
-    /// A Payment Entry create is committed, then a proxy that gave up answers 502 or 504 (drawn)
-    /// with a body drawn from [`ErrorBody::ALL`].
-    pub erp_lost_after_commit_rate: f64,
-    /// ERPNext closes the connection without a complete answer (a killed worker, a reset). Reads:
-    /// status 200 and a cut body. Payment Entry creates: half before the commit (closed before the
-    /// status line, nothing committed), half after it (the real answer cut mid-body). Other
-    /// writes: closed before the status line, nothing done.
-    pub erp_drop_connection_rate: f64,
-}
 
 /// Called at every listing call (with its number, from 1) before the page is cut: the operations it
 /// returns are inserted, or replace the stored one with the same uid. Lets a test change the data
@@ -167,6 +104,8 @@ impl SimSalesOrder {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimPaymentEntry {
     pub name: String,
+    /// The series it was named in, as the create sent it (or [`DEFAULT_NAMING_SERIES`]).
+    pub naming_series: String,
     pub docstatus: i32,
     pub payment_type: String,
     pub company: String,
@@ -210,6 +149,15 @@ pub struct SimStats {
     pub total_requests: u64,
     /// The most Payment Entry writes ever in progress at once (latency included).
     pub max_concurrent_writes: u64,
+    /// The most ERPNext requests ever served at once (with `Faults::erp_workers`, each holds a
+    /// worker; those waiting for one are not counted).
+    pub max_concurrent_erp_requests: u64,
+    /// Per naming-series counter (the prefix it numbers, e.g. `ACC-PAY-2026-`), the most Payment
+    /// Entry creates ever in their write phase at once (see `Faults::erp_series_lock`).
+    pub max_series_writes: BTreeMap<String, u64>,
+    /// Creates chosen as a deadlock's victim (`Faults::erp_series_deadlock_rate`), by
+    /// `reference_no` (empty when the body had none).
+    pub deadlocks: BTreeMap<String, u64>,
     /// Every injected fault by a short label, e.g. "erp 502 html before commit",
     /// "mobbex 429 no retry-after", "erp lost after commit 504 empty", "erp drop after commit",
     /// "targeted commit later".
@@ -276,7 +224,10 @@ pub(crate) struct State {
     pub modes: HashMap<String, ModeOfPayment>,
     pub orders: BTreeMap<String, SimSalesOrder>,
     pub entries: Vec<SimPaymentEntry>,
-    pub next_entry: u64,
+    /// `tabSeries`: the last number given per naming-series prefix (`ACC-PAY-2026-` → 7).
+    pub series_counters: HashMap<String, u64>,
+    /// Workers, series locks and write phases (`faults::contention`).
+    pub contention: faults::Contention,
     pub stats: SimStats,
     pub writes_in_flight: u64,
     pub list_hook: Option<ListHook>,
@@ -369,7 +320,8 @@ impl Simulator {
             modes: HashMap::new(),
             orders: BTreeMap::new(),
             entries: Vec::new(),
-            next_entry: 1,
+            series_counters: HashMap::new(),
+            contention: faults::Contention::default(),
             stats: SimStats::default(),
             writes_in_flight: 0,
             list_hook: None,

@@ -423,6 +423,7 @@ impl Gen<'_> {
         let n = self.sim.payment_entries().len() + 90_000;
         self.sim.insert_payment_entry_directly(SimPaymentEntry {
             name: format!("ACC-PAY-2026-{n:05}"),
+            naming_series: crate::DEFAULT_NAMING_SERIES.into(),
             docstatus: 1,
             payment_type: "Receive".into(),
             company: self.spec.company.clone(),

@@ -91,6 +91,7 @@ mod tests {
         let date = jiff::civil::date(2026, 11, 1);
         SimPaymentEntry {
             name: format!("ACC-PAY-2026-{n:05}"),
+            naming_series: paysync_sim::DEFAULT_NAMING_SERIES.into(),
             docstatus: 1,
             payment_type: "Receive".into(),
             company: "Mi Empresa SA".into(),

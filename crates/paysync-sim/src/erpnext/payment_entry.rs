@@ -13,6 +13,7 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use super::naming::Naming;
 use super::{frappe_error, json_body, python_error, validation};
 use crate::{SimPaymentEntry, SimReference, SimSalesOrder, State, frappe_number};
 
@@ -52,7 +53,7 @@ pub(super) fn pe_json(pe: &SimPaymentEntry, orders: &BTreeMap<String, SimSalesOr
     let mut doc = json!({
         "name": pe.name,
         "doctype": "Payment Entry",
-        "naming_series": "ACC-PAY-.YYYY.-",
+        "naming_series": pe.naming_series,
         "docstatus": pe.docstatus,
         "status": status(pe.docstatus),
         "payment_type": pe.payment_type,
@@ -106,11 +107,148 @@ fn type_error() -> Response {
     )
 }
 
-/// Validates `b` as ERPNext does and commits the entry (see the parent module's top comment).
-/// `Err` is the answer to send when it is refused (nothing committed).
-pub(crate) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response, Response> {
+/// Whether `b` has a reference row with a non-zero allocation (an initial payment): ERPNext
+/// inserts a `tabPayment Entry Reference` row for it (rows allocating nothing are dropped).
+pub(crate) fn is_allocated(b: &Value) -> bool {
+    b.get("references")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| matches!(amount(r.get("allocated_amount")), Ok(Some(a)) if !a.is_zero()))
+        })
+}
+
+/// The entry's posting date: the body's, else today.
+pub(crate) fn posting_date(b: &Value) -> Date {
+    b.get("posting_date")
+        .and_then(Value::as_str)
+        .and_then(|d| d.parse::<Date>().ok())
+        .unwrap_or_else(|| jiff::Zoned::now().date())
+}
+
+/// The fields of a create read before its validation.
+struct Head {
+    company: String,
+    party: String,
+    party_type: String,
+    payment_type: String,
+    mode: Option<String>,
+    paid_to: Option<String>,
+    paid_from: Option<String>,
+    /// (reference_doctype, reference_name) of each row.
+    refs: Vec<(String, String)>,
+}
+
+fn head(s: &State, b: &Value) -> Head {
     let text = |k: &str| b.get(k).and_then(|v| v.as_str()).map(String::from);
-    // 24a: string amounts crash before validation.
+    let field = |r: &Value, k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    Head {
+        company: text("company").unwrap_or_else(|| s.company.clone()),
+        party: text("party").unwrap_or_default(),
+        party_type: text("party_type").unwrap_or_default(),
+        payment_type: text("payment_type").unwrap_or_else(|| "Receive".into()),
+        mode: text("mode_of_payment"),
+        paid_to: text("paid_to"),
+        paid_from: text("paid_from"),
+        refs: b
+            .get("references")
+            .and_then(|r| r.as_array())
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (field(r, "reference_doctype"), field(r, "reference_name")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// What Frappe's `insert()` does before the controller's `validate()`: the link checks, then the
+/// name (`set_new_name`, where the series' row lock is taken). `Err` is the refusal.
+pub(crate) fn named(s: &State, b: &Value) -> Result<Naming, Response> {
+    check_links(s, &head(s, b))?;
+    Naming::of(b, posting_date(b))
+}
+
+fn check_links(s: &State, h: &Head) -> Result<(), Response> {
+    let link = |label: &str, value: &str| {
+        frappe_error(
+            StatusCode::EXPECTATION_FAILED,
+            "LinkValidationError",
+            Some(&format!("Could not find {label}: {value}")),
+            false,
+        )
+    };
+    if !s.companies.contains(&h.company) {
+        return Err(link("Company", &h.company));
+    }
+    if h.party_type.is_empty() {
+        return Err(validation("Party Type is mandatory"));
+    }
+    if h.party.is_empty() {
+        return Err(validation("Party is mandatory"));
+    }
+    if !s.customers.contains(&h.party) {
+        return Err(link("Party", &h.party));
+    }
+    if let Some(m) = &h.mode
+        && !s.modes.contains_key(m)
+    {
+        return Err(link("Mode of Payment", m));
+    }
+    if let Some(a) = &h.paid_to
+        && !s.accounts.contains_key(a)
+    {
+        return Err(link("Account Paid To", a));
+    }
+    if let Some(a) = &h.paid_from
+        && !s.accounts.contains_key(a)
+    {
+        return Err(link("Account Paid From", a));
+    }
+    for (i, (dt, name)) in h.refs.iter().enumerate() {
+        if dt == "Sales Order" {
+            match s.orders.get(name) {
+                None => return Err(link(&format!("Row #{}: Name", i + 1), name)),
+                Some(o) if o.docstatus == 2 => {
+                    return Err(frappe_error(
+                        StatusCode::EXPECTATION_FAILED,
+                        "CancelledLinkError",
+                        Some(&format!(
+                            "Cannot link cancelled document: Row #{}: Name: {name}",
+                            i + 1
+                        )),
+                        false,
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates `b` as ERPNext does and commits the entry (see the parent module's top comment).
+/// `overlapped`: an allocated create of another naming series was written at the same time, so
+/// this one's reference rows may lose a deadlock (`Faults::erp_series_deadlock_rate`). `Err` is
+/// the answer to send when it is refused or rolled back (nothing committed).
+pub(crate) fn create_payment_entry(
+    s: &mut State,
+    b: &Value,
+    overlapped: bool,
+) -> Result<Response, Response> {
+    let naming = named(s, b)?;
+    let Head {
+        company,
+        party,
+        party_type,
+        payment_type,
+        mode,
+        paid_to,
+        paid_from,
+        refs: _,
+    } = head(s, b);
+    let text = |k: &str| b.get(k).and_then(|v| v.as_str()).map(String::from);
+    // ERPNext's validate(). 24a: string amounts crash it (in `set_total_in_words`).
     let paid_amount = amount(b.get("paid_amount")).map_err(|is_str| {
         if is_str {
             type_error()
@@ -152,71 +290,6 @@ pub(crate) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response,
         ));
     }
     let docstatus = b.get("docstatus").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
-    let company = text("company").unwrap_or_else(|| s.company.clone());
-    let party = text("party").unwrap_or_default();
-    let party_type = text("party_type").unwrap_or_default();
-    let payment_type = text("payment_type").unwrap_or_else(|| "Receive".into());
-    let mode = text("mode_of_payment");
-    let paid_to = text("paid_to");
-    let paid_from = text("paid_from");
-
-    // Frappe's link validation (before the controller's validate).
-    let link = |label: &str, value: &str| {
-        frappe_error(
-            StatusCode::EXPECTATION_FAILED,
-            "LinkValidationError",
-            Some(&format!("Could not find {label}: {value}")),
-            false,
-        )
-    };
-    if !s.companies.contains(&company) {
-        return Err(link("Company", &company));
-    }
-    if party_type.is_empty() {
-        return Err(validation("Party Type is mandatory"));
-    }
-    if party.is_empty() {
-        return Err(validation("Party is mandatory"));
-    }
-    if !s.customers.contains(&party) {
-        return Err(link("Party", &party));
-    }
-    if let Some(m) = &mode
-        && !s.modes.contains_key(m)
-    {
-        return Err(link("Mode of Payment", m));
-    }
-    if let Some(a) = &paid_to
-        && !s.accounts.contains_key(a)
-    {
-        return Err(link("Account Paid To", a));
-    }
-    if let Some(a) = &paid_from
-        && !s.accounts.contains_key(a)
-    {
-        return Err(link("Account Paid From", a));
-    }
-    for (i, (dt, name, _)) in refs.iter().enumerate() {
-        if dt == "Sales Order" {
-            match s.orders.get(name) {
-                None => return Err(link(&format!("Row #{}: Name", i + 1), name)),
-                Some(o) if o.docstatus == 2 => {
-                    return Err(frappe_error(
-                        StatusCode::EXPECTATION_FAILED,
-                        "CancelledLinkError",
-                        Some(&format!(
-                            "Cannot link cancelled document: Row #{}: Name: {name}",
-                            i + 1
-                        )),
-                        false,
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
-    // ERPNext's validate().
     if received_amount.is_none() {
         return Err(validation("Received Amount is mandatory"));
     }
@@ -283,16 +356,26 @@ pub(crate) fn create_payment_entry(s: &mut State, b: &Value) -> Result<Response,
         return Err(validation("Difference Amount must be zero"));
     }
 
-    // Commit.
-    let posting_date = text("posting_date")
-        .and_then(|d| d.parse::<Date>().ok())
-        .unwrap_or_else(|| jiff::Zoned::now().date());
-    let name = format!("ACC-PAY-{}-{:05}", posting_date.year(), s.next_entry);
-    // The unique index refuses at db_insert; the series number is not used up (U2b, U2g).
+    // db_insert: the parent row (the duplicate guard's unique index refuses here), then the
+    // reference rows (where two series' inserts can deadlock, 33a). A refusal or a rollback uses
+    // up no series number (U2b, U2g).
+    let posting_date = posting_date(b);
+    let (name, number) = naming.next(s);
     let guard_value = crate::guard::check(s, b, &name)?;
-    s.next_entry += 1;
+    let allocated = refs.iter().any(|r| !r.2.is_zero());
+    let rate = s.opts.faults.erp_series_deadlock_rate;
+    if overlapped && allocated && s.hit(rate) {
+        s.note_fault("erp deadlock");
+        *s.stats
+            .deadlocks
+            .entry(reference_no.unwrap_or_default())
+            .or_default() += 1;
+        return Err(crate::faults::contention::deadlock());
+    }
+    s.series_counters.insert(naming.prefix.clone(), number);
     let mut pe = SimPaymentEntry {
         name,
+        naming_series: naming.series,
         docstatus,
         payment_type,
         // ERPNext's set_missing_values: get_party_account(party_type, party, company).

@@ -139,6 +139,7 @@ fn order(name: &str, customer: &str) -> SimSalesOrder {
 fn entry(name: &str, reference_no: &str, docstatus: i32, orders: &[&str]) -> SimPaymentEntry {
     SimPaymentEntry {
         name: name.into(),
+        naming_series: crate::DEFAULT_NAMING_SERIES.into(),
         docstatus,
         payment_type: "Receive".into(),
         company: "Mi Empresa SA".into(),
