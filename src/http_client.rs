@@ -1,8 +1,25 @@
-//! What the HTTP adapters share about talking to a server (today: how a transport error reads).
+//! What the HTTP adapters share about talking to a server: how a client is built for a base URL,
+//! and how a transport error reads.
 //!
-//! Owns: the wording of a `reqwest` error in our own errors and logs. Used by both adapters
+//! Owns: the TLS set-up by scheme and the wording of a `reqwest` error in our own errors and
+//! logs. Used by both adapters
 //! (`source::mobbex`, `erp::erpnext`) so that neither imports the other. Must not know either
 //! API's shapes, status codes or retry rules: those stay in the adapter (and in `retry`).
+
+/// A client builder for a server at `base`. For a plain `http://` server no TLS roots are loaded:
+/// reqwest's default verifier reads and parses every certificate of the system's store when the
+/// client is built (measured: the largest single cost of a short `paysync sync` against loopback
+/// servers, BENCHMARKS.md), which an `http://` server never needs. Such a client cannot follow a
+/// redirect to `https://` (it fails with an unknown-issuer error naming no certificate) — a
+/// server that redirects should be configured by its `https://` URL in the first place.
+pub fn client_builder_for(base: &url::Url) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    if base.scheme() == "http" {
+        builder.tls_certs_only(std::iter::empty())
+    } else {
+        builder
+    }
+}
 
 /// The text of a transport error: what went wrong (timed out, connection failed, broken body)
 /// and its first cause. reqwest's own `Display` prints the URL; ours carry no secret (credentials

@@ -65,7 +65,7 @@ impl ErpNextClient {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", auth);
         headers.insert("accept", HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::client_builder_for(&base)
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))

@@ -79,6 +79,7 @@ on_every_backend!(
     skips_are_updated_and_counted,
     a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value,
     amounts_stay_exact,
+    a_batch_of_records_lands_as_the_records_one_by_one,
     the_booking_check_sees_the_row_a_recent_booking_and_the_oldest_earlier_unresolved,
     unresolved_payments_of_orders_come_oldest_first,
     retries_back_off_with_how_often_an_operation_was_seen,
@@ -235,6 +236,55 @@ async fn a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value(l: Arc<dyn L
     let rows = l.rows("main", &["u2".into()]).await.unwrap();
     assert_eq!(rows["u2"].decision, DecisionKind::Error);
     assert_eq!(rows["u2"].guard_value, None);
+}
+
+/// `record_many` (statements of many rows on SQLite) leaves exactly the rows `record` one at a
+/// time leaves: across statement boundaries (150 rows), and for an operation named twice in one
+/// batch — booked, then seen again as already loaded — which stays booked, seen twice.
+async fn a_batch_of_records_lands_as_the_records_one_by_one(l: Arc<dyn Ledger>) {
+    let batch = |account: &str| -> Vec<Record> {
+        let mut recs: Vec<Record> = (0..150)
+            .map(|i| {
+                let kind = match i % 3 {
+                    0 => DecisionKind::Pending,
+                    1 => DecisionKind::BookedInitial,
+                    _ => DecisionKind::OrderMissing,
+                };
+                let entry = (i % 3 == 1).then(|| format!("ACC-PAY-2026-{i:05}"));
+                let mut r = rec(&format!("b{i}"), kind, entry.as_deref());
+                r.account = account.into();
+                r.amount = Some(Decimal::new(i * 101, 2));
+                r.reason = format!("reason {i}");
+                r
+            })
+            .collect();
+        let mut again = recs[1].clone();
+        again.decision = DecisionKind::AlreadyLoaded;
+        again.erp_entry = None;
+        again.reason = "seen again".into();
+        recs.push(again);
+        recs
+    };
+    for r in batch("one") {
+        l.record(&r).await.unwrap();
+    }
+    l.record_many(&batch("many")).await.unwrap();
+    let ids: Vec<String> = (0..150).map(|i| format!("b{i}")).collect();
+    let one = l.rows("one", &ids).await.unwrap();
+    let many = l.rows("many", &ids).await.unwrap();
+    assert_eq!(many.len(), 150);
+    for id in &ids {
+        let (a, b) = (&one[id], &many[id]);
+        assert_eq!(
+            (a.decision, &a.reason, &a.erp_entry, a.amount, a.times_seen),
+            (b.decision, &b.reason, &b.erp_entry, b.amount, b.times_seen),
+            "{id}"
+        );
+    }
+    let twice = &many["b1"];
+    assert_eq!(twice.decision, DecisionKind::BookedInitial);
+    assert_eq!(twice.erp_entry.as_deref(), Some("ACC-PAY-2026-00001"));
+    assert_eq!(twice.times_seen, 2);
 }
 
 /// Amounts come back as the exact decimals written, scale included; a row recorded without an

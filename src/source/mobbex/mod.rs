@@ -58,7 +58,7 @@ impl MobbexClient {
         }
         headers.insert("accept", HeaderValue::from_static("application/json"));
         headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::client_builder_for(&base)
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))

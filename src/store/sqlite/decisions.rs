@@ -65,14 +65,15 @@ impl Decisions for SqliteLedger {
             return Ok(());
         }
         self.same_file()?;
+        let query = upsert_all(recs)?;
+        // In a transaction of its own although it is one statement: abandoned (its future
+        // dropped) it is rolled back, never left to land later (see `write_tx.rs`).
         let mut tx = WriteTx::begin(&self.pool).await?;
-        let work = async {
-            for rec in recs {
-                upsert(rec).execute(tx.conn()).await?;
-            }
-            Ok(())
-        }
-        .await;
+        let work = query
+            .execute(tx.conn())
+            .await
+            .map(|_| ())
+            .map_err(Into::into);
         tx.finish(work).await
     }
 
@@ -260,34 +261,42 @@ fn op_and_order_sql() -> String {
     )
 }
 
-/// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
-/// "already_loaded" (or a refund, which only replaces the reason with a warning) must not make it
-/// look unbooked.
+/// What an upsert does to a row already there. A booked row keeps its decision, reason and
+/// entry: a later "already_loaded" (or a refund, which only replaces the reason with a warning)
+/// must not make it look unbooked.
+const ON_CONFLICT: &str = "ON CONFLICT (account, uid) DO UPDATE SET \
+    reference = excluded.reference, \
+    sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
+    status_code = excluded.status_code, \
+    amount = COALESCE(excluded.amount, operations.amount), \
+    currency = COALESCE(excluded.currency, operations.currency), \
+    decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                    THEN operations.decision ELSE excluded.decision END, \
+    reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
+                    THEN excluded.reason \
+                  WHEN excluded.decision = 'refunded' THEN excluded.reason \
+                  ELSE operations.reason END, \
+    erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
+    op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
+    booked_ms = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
+                     THEN operations.booked_ms ELSE excluded.booked_ms END, \
+    last_seen_ms = excluded.last_seen_ms, \
+    times_seen = operations.times_seen + 1";
+
+const INSERT_COLUMNS: &str = "INSERT INTO operations (account, uid, reference, sales_order, \
+    status_code, amount, currency, decision, reason, erp_entry, op_created_ms, first_seen_ms, \
+    last_seen_ms, booked_ms)";
+
+/// The upsert of one ledger row (see [`ON_CONFLICT`]).
 fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    sqlx::query(
-            "INSERT INTO operations (account, uid, reference, sales_order, status_code, amount, currency, \
-                                     decision, reason, erp_entry, op_created_ms, first_seen_ms, last_seen_ms, booked_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
-                     CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) \
-             ON CONFLICT (account, uid) DO UPDATE SET \
-                reference = excluded.reference, \
-                sales_order = COALESCE(excluded.sales_order, operations.sales_order), \
-                status_code = excluded.status_code, \
-                amount = COALESCE(excluded.amount, operations.amount), \
-                currency = COALESCE(excluded.currency, operations.currency), \
-                decision = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
-                                THEN operations.decision ELSE excluded.decision END, \
-                reason = CASE WHEN operations.decision NOT IN ('booked_initial', 'booked_additional') \
-                                THEN excluded.reason \
-                              WHEN excluded.decision = 'refunded' THEN excluded.reason \
-                              ELSE operations.reason END, \
-                erp_entry = COALESCE(operations.erp_entry, excluded.erp_entry), \
-                op_created_ms = COALESCE(excluded.op_created_ms, operations.op_created_ms), \
-                booked_ms = CASE WHEN operations.decision IN ('booked_initial', 'booked_additional') \
-                                 THEN operations.booked_ms ELSE excluded.booked_ms END, \
-                last_seen_ms = excluded.last_seen_ms, \
-                times_seen = operations.times_seen + 1",
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "{INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
+             CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) {ON_CONFLICT}"
         )
+    });
+    sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(&rec.account)
         .bind(&rec.uid)
         .bind(&rec.reference)
@@ -300,6 +309,66 @@ fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::Sq
         .bind(&rec.erp_entry)
         .bind(rec.op_created.map(ms))
         .bind(ms(rec.seen_at))
+}
+
+/// One row of [`upsert_all`]'s JSON array (short keys: the array is parsed by SQLite).
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    a: &'a str,
+    u: &'a str,
+    r: &'a str,
+    so: Option<&'a str>,
+    sc: Option<u16>,
+    am: Option<String>,
+    cu: Option<&'a str>,
+    d: &'a str,
+    re: &'a str,
+    e: Option<&'a str>,
+    oc: Option<i64>,
+    s: i64,
+}
+
+/// The upsert of many rows in one statement: the rows travel as one JSON array and SQLite applies
+/// them in order, as separate statements would (a row naming an operation already in the array
+/// updates it). One statement text whatever the count, so it is prepared once per connection;
+/// each statement is a round trip to sqlx's worker thread (two thread switches).
+fn upsert_all(
+    recs: &[Record],
+) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>, StoreError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // `WHERE true`: what SQLite's upsert documentation asks of an INSERT ... SELECT, so that
+    // `ON CONFLICT` is not parsed as a join's constraint.
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "{INSERT_COLUMNS} SELECT j.value ->> 'a', j.value ->> 'u', j.value ->> 'r', \
+                j.value ->> 'so', j.value ->> 'sc', j.value ->> 'am', j.value ->> 'cu', \
+                j.value ->> 'd', j.value ->> 're', j.value ->> 'e', j.value ->> 'oc', \
+                j.value ->> 's', j.value ->> 's', \
+                CASE WHEN j.value ->> 'd' IN ('booked_initial', 'booked_additional') \
+                     THEN j.value ->> 's' END \
+             FROM json_each($1) AS j WHERE true ORDER BY j.key {ON_CONFLICT}"
+        )
+    });
+    let rows: Vec<JsonRow> = recs
+        .iter()
+        .map(|r| JsonRow {
+            a: &r.account,
+            u: &r.uid,
+            r: &r.reference,
+            so: r.sales_order.as_deref(),
+            sc: r.status_code,
+            am: r.amount.map(|a| a.to_string()),
+            cu: r.currency.as_deref(),
+            d: r.decision.as_str(),
+            re: &r.reason,
+            e: r.erp_entry.as_deref(),
+            oc: r.op_created.map(ms),
+            s: ms(r.seen_at),
+        })
+        .collect();
+    let json = serde_json::to_string(&rows)
+        .map_err(|e| StoreError::Corrupt(format!("ledger rows as JSON: {e}")))?;
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(json))
 }
 
 #[cfg(test)]
