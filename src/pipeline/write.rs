@@ -249,7 +249,15 @@ impl Engine {
     /// policy allows one more (`Retry-After` honoured, never shorter than the backoff).
     fn retry_delay(&self, err: &ErpError, attempt: u32, waited: Duration) -> Option<Duration> {
         let backoff = self.retry.delay(attempt);
-        let delay = err.retry_after().unwrap_or(backoff).max(backoff);
+        let delay = if err.is_deadlock() {
+            // Not the server's load: two series' transactions crossed, and the server rolled
+            // this one back at once. Sent again after a short random pause (in the least busy
+            // series then), not after the API backoff, which cost a quarter second or more per
+            // victim on the real server with two series (BENCHMARKS.md).
+            DEADLOCK_PAUSE.mul_f64(0.5 + fastrand::f64())
+        } else {
+            err.retry_after().unwrap_or(backoff).max(backoff)
+        };
         let allowed =
             (attempt as usize) <= self.retry.max_times && waited + delay <= self.retry.max_total;
         allowed.then_some(delay)
@@ -340,6 +348,9 @@ enum Sent {
     Lapsed(String),
     Failed(ErpError),
 }
+
+/// The mean pause before a deadlock's victim is sent again (jittered ±50 %).
+const DEADLOCK_PAUSE: Duration = Duration::from_millis(20);
 
 /// What a failed create says about the server's load, for an adaptive write limit.
 fn load_of(err: &ErpError) -> Load {

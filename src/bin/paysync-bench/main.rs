@@ -107,11 +107,15 @@ pub struct Args {
     #[arg(long, default_value = "Mobbex")]
     pub erp_mode_of_payment: String,
     /// Real-ERPNext mode: operations per measurement (each measurement books about 70 % of them).
-    #[arg(long, default_value_t = 240)]
+    #[arg(long, default_value_t = 480)]
     pub real_ops: usize,
     /// Real-ERPNext mode: naming-series counts to measure (1 = ERPNext's default series only).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub series: Vec<usize>,
+    /// Real-ERPNext mode: the `[erp] max_in_flight` settings paysync is measured with, each on
+    /// its own fresh orders (`auto`, or a number).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub real_mif: Vec<String>,
     /// A tiny run that only proves the benchmark works (CI): SQLite rows, plus a PostgreSQL
     /// backfill and a 2-instance PostgreSQL burst when a PostgreSQL URL is known.
     #[arg(long)]

@@ -4,9 +4,12 @@
 //!
 //! 1. **the server's ceiling**: the bodies paysync would send (`sync --dry-run` prints them),
 //!    replayed straight at the server at 1, 2, 4 and 8 at once, in the same series as paysync
-//!    would use (round-robin) — the best rate of the four;
+//!    would use (round-robin), in two passes (up, then down) after a warm-up — the best rate of
+//!    the four;
 //! 2. **paysync's sustained rate**: `paysync sync` over a fresh set of orders of the same mix,
-//!    `max_in_flight = "auto"` — booked entries ÷ the command's wall time, process start included;
+//!    once per `--real-mif` setting (default `max_in_flight = "auto"`) — booked entries ÷ the
+//!    time it was writing (first create sent to last answered, as the replays are timed), and
+//!    ÷ the command's whole wall time, process start included;
 //!
 //! and checks that every paid operation got exactly one submitted entry. Every ERPNext request
 //! of both goes through a counting proxy on loopback ([`proxy`]): calls per entry and write
@@ -64,9 +67,9 @@ pub async fn run(args: &Args, url: &str, token_file: &std::path::Path) -> anyhow
     );
     println!();
     println!(
-        "| series | ceiling: entries/s at 1 / 2 / 4 / 8 at once | ceiling (best) | paysync entries/s (`auto`) | paysync ÷ ceiling | paysync ÷ 1-series ceiling | booked | ERPNext calls per entry | write latency p50 / p90 ms (paysync) | deadlocks retried | exactly once |"
+        "| series | ceiling: entries/s at 1 / 2 / 4 / 8 at once | ceiling (best) | paysync max_in_flight | paysync entries/s sustained (whole run) | sustained ÷ ceiling | sustained ÷ 1-series ceiling | booked | ERPNext calls per entry | write latency p50 / p90 ms (paysync) | deadlocks retried | exactly once |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut single_ceiling = None;
     let mut notes = Vec::new();
     for (round, &k) in args.series.iter().enumerate() {
@@ -77,53 +80,83 @@ pub async fn run(args: &Args, url: &str, token_file: &std::path::Path) -> anyhow
         let orders_a = erp
             .create_orders(&tag, &format!("c{k}"), &mix_a, &site)
             .await?;
-        let bodies = dry_run_bodies(args, &erp, &proxy, &mix_a, &orders_a, &site).await?;
-        let mut rates = Vec::new();
-        let chunks = split(&bodies, CEILING_CONCURRENCY.len());
-        for (&c, chunk) in CEILING_CONCURRENCY.iter().zip(chunks) {
+        let bodies = dry_run_bodies(&erp, &proxy, &mix_a, &orders_a, &site).await?;
+        if round == 0 {
+            warm_up(args, &erp, &proxy, &site, &tag).await?;
+        }
+        // Two passes, up then down (1, 2, 4, 8, 8, 4, 2, 1), each on its own share of the
+        // bodies: a server that speeds up or slows down during the run favours no concurrency.
+        let passes: Vec<usize> = CEILING_CONCURRENCY
+            .iter()
+            .chain(CEILING_CONCURRENCY.iter().rev())
+            .copied()
+            .collect();
+        let mut totals: Vec<(usize, Duration)> =
+            vec![(0, Duration::ZERO); CEILING_CONCURRENCY.len()];
+        for (&c, chunk) in passes.iter().zip(split(&bodies, passes.len())) {
             let r = erp.replay(&chunk, c, &series).await?;
             notes.push(format!(
                 "- {k} series, replay at {}: {} entries, {:.2}/s, latency p50 {:.0} ms / p90 {:.0} ms, {} deadlocks sent again",
                 r.concurrency, r.entries, r.rate, r.p50_ms, r.p90_ms, r.deadlocks
             ));
-            rates.push(r);
-        }
-        let ceiling = rates.iter().map(|r| r.rate).fold(0.0, f64::max);
-        let single = *single_ceiling.get_or_insert(ceiling);
-        // paysync on a fresh set of the same mix.
-        let mix_b = Mix::generate(args.real_ops, seed + 1, &format!("{tag}-p{k}"));
-        let orders_b = erp
-            .create_orders(&tag, &format!("p{k}"), &mix_b, &site)
-            .await?;
-        proxy.reset();
-        let run = paysync_sync(args, &erp, &proxy, &mix_b, &orders_b, &site, &series).await?;
-        let stats = proxy.stats();
-        let check = erp.check_exactly_once(&mix_b, &orders_b).await?;
-        let rate = check.booked as f64 / run.as_secs_f64();
-        println!(
-            "| {k} | {} | **{ceiling:.2}** | **{rate:.2}** | **{:.3}** | **{:.3}** | {} | {:.3} | {:.0} / {:.0} | {} | {} |",
-            rates
+            let i = CEILING_CONCURRENCY
                 .iter()
-                .map(|r| format!("{:.2}", r.rate))
-                .collect::<Vec<_>>()
-                .join(" / "),
-            rate / ceiling,
-            rate / single,
-            check.booked,
-            stats.calls as f64 / check.booked.max(1) as f64,
-            stats.write_p50_ms,
-            stats.write_p90_ms,
-            stats.deadlocks,
-            if check.problems.is_empty() {
-                "yes".to_string()
-            } else {
-                format!("**no**: {}", check.problems.join("; "))
-            },
-        );
+                .position(|&x| x == c)
+                .expect("listed");
+            totals[i].0 += r.entries;
+            totals[i].1 += r.wall;
+        }
+        let rates: Vec<f64> = totals
+            .iter()
+            .map(|(n, wall)| *n as f64 / wall.as_secs_f64().max(1e-9))
+            .collect();
+        let ceiling = rates.iter().copied().fold(0.0, f64::max);
+        let single = *single_ceiling.get_or_insert(ceiling);
+        // paysync on a fresh set of the same mix, once per `max_in_flight` setting.
+        for (m, mif) in args.real_mif.iter().enumerate() {
+            let in_flight = in_flight_value(mif)?;
+            let mix_b = Mix::generate(
+                args.real_ops,
+                seed + 1 + m as u64 * 100,
+                &format!("{tag}-p{k}m{m}"),
+            );
+            let orders_b = erp
+                .create_orders(&tag, &format!("p{k}m{m}"), &mix_b, &site)
+                .await?;
+            proxy.reset();
+            let run =
+                paysync_sync(&erp, &proxy, &mix_b, &orders_b, &site, &series, &in_flight).await?;
+            let stats = proxy.stats();
+            let check = erp.check_exactly_once(&mix_b, &orders_b).await?;
+            // Sustained: while paysync was writing (first create sent to last answered, the
+            // proxy's clock), as the replays are timed; whole run: process start included.
+            let rate = check.booked as f64 / stats.write_span.as_secs_f64().max(1e-9);
+            let whole = check.booked as f64 / run.as_secs_f64();
+            println!(
+                "| {k} | {} | **{ceiling:.2}** | `{mif}` | **{rate:.2}** ({whole:.2}) | **{:.3}** | **{:.3}** | {} | {:.3} | {:.0} / {:.0} | {} | {} |",
+                rates
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                rate / ceiling,
+                rate / single,
+                check.booked,
+                stats.calls as f64 / check.booked.max(1) as f64,
+                stats.write_p50_ms,
+                stats.write_p90_ms,
+                stats.deadlocks,
+                if check.problems.is_empty() {
+                    "yes".to_string()
+                } else {
+                    format!("**no**: {}", check.problems.join("; "))
+                },
+            );
+        }
     }
     println!();
     println!(
-        "Ceiling replays (a quarter of one dry run's bodies each, series round-robin, client latency):"
+        "Ceiling replays (an eighth of one dry run's bodies each, in two passes; series round-robin; client latency):"
     );
     for n in notes {
         println!("{n}");
@@ -222,7 +255,6 @@ fn sync_args() -> Vec<String> {
 
 /// What `paysync sync --dry-run` would send for `mix`: one JSON body per entry.
 async fn dry_run_bodies(
-    _args: &Args,
     erp: &RealErp,
     proxy: &proxy::Proxy,
     mix: &Mix,
@@ -262,19 +294,47 @@ async fn dry_run_bodies(
     Ok(bodies)
 }
 
-/// `paysync sync` over `mix`: its wall time.
+/// A few writes before anything is measured, not counted: the first writes on a server that sat
+/// idle are slower (its workers' caches, MariaDB's buffer pool), which would favour whatever is
+/// measured last.
+async fn warm_up(
+    args: &Args,
+    erp: &std::sync::Arc<RealErp>,
+    proxy: &proxy::Proxy,
+    site: &server::Site,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let mix = Mix::generate(args.real_ops.min(60), 999, &format!("{tag}-w"));
+    let orders = erp.create_orders(tag, "w", &mix, site).await?;
+    let bodies = dry_run_bodies(erp, proxy, &mix, &orders, site).await?;
+    erp.replay(&bodies, 2, &series_list(1)).await?;
+    Ok(())
+}
+
+/// `--real-mif`'s value as it goes into `sync.toml`.
+fn in_flight_value(mif: &str) -> anyhow::Result<String> {
+    if mif == "auto" {
+        return Ok("\"auto\"".into());
+    }
+    let n: usize = mif
+        .parse()
+        .with_context(|| format!("--real-mif: {mif:?} is neither `auto` nor a number"))?;
+    Ok(n.to_string())
+}
+
+/// `paysync sync` over `mix` with `max_in_flight = in_flight`: its wall time.
 async fn paysync_sync(
-    _args: &Args,
     erp: &RealErp,
     proxy: &proxy::Proxy,
     mix: &Mix,
     orders: &[String],
     site: &server::Site,
     series: &[String],
+    in_flight: &str,
 ) -> anyhow::Result<Duration> {
     let sim = mobbex_for(mix, orders).await?;
     let dir = tempfile::tempdir()?;
-    let cfg = config(dir.path(), &sim, erp, proxy, site, series, "\"auto\"")?;
+    let cfg = config(dir.path(), &sim, erp, proxy, site, series, in_flight)?;
     let a = sync_args();
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let started = Instant::now();

@@ -357,17 +357,30 @@ pub fn parse_list(data: &str) -> Result<Page, SourceError> {
 }
 
 fn parse_doc(text: &str) -> Fetched {
-    let uid = serde_json::from_str::<UidOnly>(text)
-        .ok()
-        .and_then(|u| u.uid.or(u.id))
-        .filter(|u| !u.trim().is_empty());
-    let bad = |reason: String| Fetched::Bad {
-        uid: uid.clone(),
-        reason,
+    // The id alone is read only when the whole document cannot be: each read scans the text.
+    let uid_only = || {
+        serde_json::from_str::<UidOnly>(text)
+            .ok()
+            .and_then(|u| u.uid.or(u.id))
+            .filter(|u| !u.trim().is_empty())
     };
     let w: WireOp = match serde_json::from_str(text) {
         Ok(w) => w,
-        Err(e) => return bad(format!("unreadable operation: {e}")),
+        Err(e) => {
+            return Fetched::Bad {
+                uid: uid_only(),
+                reason: format!("unreadable operation: {e}"),
+            };
+        }
+    };
+    let uid = w
+        .uid
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(uid_only);
+    let bad = |reason: String| Fetched::Bad {
+        uid: uid.clone(),
+        reason,
     };
     match build(
         w.uid,

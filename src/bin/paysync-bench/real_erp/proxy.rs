@@ -16,6 +16,9 @@ struct Seen {
     calls: usize,
     create_latencies: Vec<Duration>,
     deadlocks: usize,
+    /// The first create sent and the last create answered: the span paysync was writing.
+    first_create: Option<Instant>,
+    last_answer: Option<Instant>,
 }
 
 /// Figures of the requests since the last reset.
@@ -24,6 +27,8 @@ pub struct Stats {
     pub write_p50_ms: f64,
     pub write_p90_ms: f64,
     pub deadlocks: usize,
+    /// From the first create sent to the last create answered (zero: no create).
+    pub write_span: Duration,
 }
 
 struct Shared {
@@ -89,6 +94,10 @@ impl Proxy {
             write_p50_ms: p(0.5),
             write_p90_ms: p(0.9),
             deadlocks: seen.deadlocks,
+            write_span: match (seen.first_create, seen.last_answer) {
+                (Some(a), Some(b)) => b.saturating_duration_since(a),
+                _ => Duration::ZERO,
+            },
         }
     }
 
@@ -122,6 +131,14 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
     }
     let started = Instant::now();
+    if is_create {
+        shared
+            .seen
+            .lock()
+            .expect("poisoned")
+            .first_create
+            .get_or_insert(started);
+    }
     let answer = out.send().await;
     let took = started.elapsed();
     let resp = match answer {
@@ -139,6 +156,7 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let mut seen = shared.seen.lock().expect("poisoned");
         seen.calls += 1;
         if is_create {
+            seen.last_answer = Some(Instant::now());
             if status.is_success() {
                 seen.create_latencies.push(took);
             } else if String::from_utf8_lossy(&body).contains("QueryDeadlockError") {

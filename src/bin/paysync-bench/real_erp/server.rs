@@ -111,6 +111,8 @@ pub struct Site {
 pub struct Replay {
     pub concurrency: usize,
     pub entries: usize,
+    /// First request sent to last answer.
+    pub wall: Duration,
     pub rate: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -382,6 +384,7 @@ impl RealErp {
         Ok(Replay {
             concurrency,
             entries: latencies.len(),
+            wall,
             rate: latencies.len() as f64 / wall.as_secs_f64(),
             p50_ms: percentile_ms(&mut latencies, 0.5),
             p90_ms: percentile_ms(&mut latencies, 0.9),
