@@ -313,3 +313,8 @@ pub async fn until_a_create_arrives(sim: &Simulator, before: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Held by the tests that load both cores for seconds (`series.rs`) and by the ones that assert
+/// latencies (`slowloris.rs`), so that neither runs beside the other: on a 2-core machine a p99
+/// bound measured next to a saturating test measures that test.
+pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

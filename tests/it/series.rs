@@ -70,6 +70,7 @@ fn entries_by_reference(env: &TestEnv, before: &[String]) -> BTreeMap<String, us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_series_share_the_creates_and_every_deadlock_victim_is_booked_once() {
+    let _heavy = crate::helpers::CPU_HEAVY.lock().await;
     let opts = SimOptions {
         faults: Faults {
             erp_series_lock: true,
@@ -155,6 +156,7 @@ fn write_limit(rendered: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_limit_settles_low_on_a_server_that_writes_one_at_a_time() {
+    let _heavy = crate::helpers::CPU_HEAVY.lock().await;
     let opts = SimOptions {
         faults: Faults {
             erp_workers: 2,

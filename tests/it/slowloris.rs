@@ -319,6 +319,7 @@ async fn probe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_connections_do_not_delay_real_webhooks_or_healthz() {
+    let _heavy = crate::helpers::CPU_HEAVY.lock().await;
     raise_own_fd_limit(2_500);
     let env = TestEnv::start_with(SimOptions::default(), "").await;
     let uids = seeded_env_ops(&env, 5);
