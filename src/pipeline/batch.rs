@@ -202,10 +202,12 @@ impl Engine {
             Some(prev) => prev.await.unwrap_or_default(),
             None => OrderProgress::default(),
         };
-        let (summary, progress) = self.book_group(ctx, task.group, inherited).await;
+        let (mut summary, progress) = self
+            .book_group(ctx, task.group, inherited, task.batch.as_deref())
+            .await;
         let _ = task.done.send(progress);
         if let Some(batch) = task.batch {
-            batch.group_done().await;
+            summary.failures.extend(batch.group_done().await);
         }
         drop(task.slot);
         summary

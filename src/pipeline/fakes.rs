@@ -41,6 +41,12 @@ pub enum Answer {
     Fail(ErpError),
     /// Committed, but the answer is this error (a timeout, a proxy's 502).
     CommitThenFail(ErpError),
+    /// Held at the server: `reached` is notified when the create arrives, and it commits (and is
+    /// answered) once `release` is notified.
+    Hold {
+        reached: Arc<tokio::sync::Notify>,
+        release: Arc<tokio::sync::Notify>,
+    },
 }
 
 /// One entry the fake ERP holds.
@@ -73,6 +79,8 @@ pub struct ErpState {
 #[derive(Default)]
 pub struct FakeErp {
     pub state: Mutex<ErpState>,
+    /// Notified after each lookup by `reference_no`.
+    looked_up: tokio::sync::Notify,
 }
 
 impl FakeErp {
@@ -117,6 +125,17 @@ impl FakeErp {
     pub fn entry_count(&self) -> usize {
         self.with(|s| s.entries.len())
     }
+
+    /// Once `n` lookups by `reference_no` have been received in all.
+    pub async fn lookups_reach(&self, n: usize) {
+        loop {
+            let next = self.looked_up.notified();
+            if self.with(|s| s.lookups) >= n {
+                return;
+            }
+            next.await;
+        }
+    }
 }
 
 #[async_trait]
@@ -151,7 +170,7 @@ impl Erp for FakeErp {
         &self,
         refs: &[String],
     ) -> Result<HashMap<String, ExistingEntry>, ErpError> {
-        self.with(|s| {
+        let found = self.with(|s| {
             s.lookups += 1;
             if let Some(e) = s.lookup_errors.pop_front() {
                 return Err(e);
@@ -168,7 +187,9 @@ impl Erp for FakeErp {
                     (uid, e)
                 })
                 .collect())
-        })
+        });
+        self.looked_up.notify_waiters();
+        found
     }
 
     async fn mode_of_payment_account(&self, _: &str, _: &str) -> Result<String, ErpError> {
@@ -196,6 +217,13 @@ impl Erp for FakeErp {
             Answer::CommitThenFail(e) => {
                 self.commit(entry.clone());
                 Err(e)
+            }
+            Answer::Hold { reached, release } => {
+                reached.notify_one();
+                release.notified().await;
+                Ok(CreatedEntry {
+                    name: self.commit(entry.clone()),
+                })
             }
         }
     }

@@ -12,8 +12,8 @@ use tracing::warn;
 
 use super::Engine;
 use super::facts::GroupFacts;
-use super::gate::Gate;
-use super::outcome::{Verdict, finish_unrecorded};
+use super::gate::{BatchClaims, Gate};
+use super::outcome::{Verdict, announce, finish_unrecorded};
 use super::rebook;
 use super::run::{Examined, OrderProgress, RunCtx};
 use super::write::Booking;
@@ -32,18 +32,25 @@ pub(super) struct OrderGroup {
 }
 
 /// What a group has decided so far.
-struct GroupRun {
+struct GroupRun<'b> {
     summary: Summary,
     progress: OrderProgress,
+    /// The batch whose claims the group's order is held in: the group's records are written
+    /// with the batch's release (see `gate.rs`).
+    batch: Option<&'b BatchClaims>,
+    /// Some record of the group waits in `batch`.
+    deferred: bool,
 }
 
 impl Engine {
-    /// Decide and book one order's operations, one after another, inside the order's gate.
+    /// Decide and book one order's operations, one after another, inside the order's gate;
+    /// `batch`: the batch's claims, when the order is held in them.
     pub(super) async fn book_group(
         &self,
         ctx: &RunCtx,
         group: OrderGroup,
         inherited: OrderProgress,
+        batch: Option<&BatchClaims>,
     ) -> (Summary, OrderProgress) {
         let OrderGroup {
             order,
@@ -54,6 +61,8 @@ impl Engine {
         let mut run = GroupRun {
             summary: Summary::default(),
             progress: inherited,
+            batch: batch.filter(|_| pre_claimed && ctx.records()),
+            deferred: false,
         };
         run.progress.has_entry |= facts.order_has_entry;
         let mut gate = self.enter_gate(order.as_deref()).await;
@@ -72,7 +81,7 @@ impl Engine {
                     self.mark_settleable(&ctx.acc.name, &e.op.uid);
                 }
                 self.fail_group(ctx, &ops, &reason, &mut run).await;
-                gate.leave().await;
+                gate.leave(None).await;
                 return (run.summary, run.progress);
             }
             run.progress.has_entry |= facts.order_has_entry;
@@ -83,7 +92,7 @@ impl Engine {
             self.book_one(ctx, &gate, e, &facts, more_follow, &mut run)
                 .await;
         }
-        gate.leave().await;
+        gate.leave(run.batch.filter(|_| run.deferred)).await;
         (run.summary, run.progress)
     }
 
@@ -95,7 +104,7 @@ impl Engine {
         e: &Examined,
         facts: &GroupFacts,
         more_follow: bool,
-        run: &mut GroupRun,
+        run: &mut GroupRun<'_>,
     ) {
         let op = &e.op;
         let fresh = self
@@ -153,8 +162,19 @@ impl Engine {
             self.recheck_order(ctx, e, &mut run.progress).await;
         }
         let kind = v.kind;
-        self.finish(ctx, e, v, &mut run.summary).await;
-        run.progress.note(op, kind, ctx.records());
+        match run.batch {
+            Some(batch) => {
+                batch.defer(self.record_of(ctx, e, &v));
+                run.deferred = true;
+                announce(ctx, e, v, &mut run.summary);
+                // Not in the ledger yet: its word on this payment is stale until the batch ends.
+                run.progress.note(op, kind, false);
+            }
+            None => {
+                self.finish(ctx, e, v, &mut run.summary).await;
+                run.progress.note(op, kind, ctx.records());
+            }
+        }
     }
 
     /// The rules' word on one operation, with everything known right now.
@@ -223,7 +243,13 @@ impl Engine {
     }
 
     /// Record every operation of a group as `error` with `reason` (nothing was booked).
-    async fn fail_group(&self, ctx: &RunCtx, ops: &[Examined], reason: &str, run: &mut GroupRun) {
+    async fn fail_group(
+        &self,
+        ctx: &RunCtx,
+        ops: &[Examined],
+        reason: &str,
+        run: &mut GroupRun<'_>,
+    ) {
         for e in ops {
             self.finish(ctx, e, Verdict::error(reason), &mut run.summary)
                 .await;

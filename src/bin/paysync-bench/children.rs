@@ -43,14 +43,29 @@ pub fn write_config(
 }
 
 /// `paysync --config <config> <args>` (this executable in its paysync role), stderr to `log`.
+///
+/// For profiling, `PAYSYNC_BENCH_CHILD_WRAPPER` (words split on spaces, e.g.
+/// `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p`) runs each child under that
+/// program, and `PAYSYNC_BENCH_CHILD_LOG` replaces its `RUST_LOG` (`warn`).
 pub fn paysync_cmd(config: &Path, args: &[&str], log: &Path) -> anyhow::Result<Command> {
     let stderr = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
-    let mut c = Command::new(std::env::current_exe().context("own path")?);
+    let own = std::env::current_exe().context("own path")?;
+    let wrapper = std::env::var("PAYSYNC_BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut c = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(own);
+            c
+        }
+        None => Command::new(own),
+    };
+    let log_filter = std::env::var("PAYSYNC_BENCH_CHILD_LOG").unwrap_or_else(|_| "warn".into());
     c.arg("__paysync")
         .arg("--config")
         .arg(config)
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);

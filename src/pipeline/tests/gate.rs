@@ -5,15 +5,17 @@
 //! run on paused time (it waits on tokio timers while SQLite works on its own threads, so the
 //! clock would jump past them): those tests run on real time, with waits of a second or less.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
 use crate::claims::{ClaimTiming, order_key};
 use crate::domain::DecisionKind as K;
 use crate::pipeline::RunOptions;
-use crate::pipeline::fakes::{Harness, entry_for, op, paid};
+use crate::pipeline::fakes::{Answer, Harness, entry_for, op, paid};
 use crate::pipeline::write::Booking;
 
 const A: &str = "SAL-ORD-2026-00001";
@@ -46,7 +48,7 @@ async fn one_group_at_a_time_per_order_in_a_process() {
     );
     let other = timeout(Duration::from_secs(1), h.engine.enter_gate(Some(B))).await;
     assert!(other.is_ok(), "another order's gate is free");
-    first.leave().await;
+    first.leave(None).await;
     let entered = timeout(Duration::from_secs(1), second).await;
     assert!(entered.is_ok(), "the first group left");
 }
@@ -157,4 +159,60 @@ async fn a_takeover_waits_out_the_previous_holders_creates_then_asks_again() {
     assert_eq!(s.get(K::AlreadyLoaded), 1, "{s}");
     assert!(h.erp.created_uids().is_empty(), "not booked a second time");
     assert_eq!(h.erp.entry_count(), 1);
+}
+
+/// A batch's records are written with its release, and until then each order whose record waits
+/// stays locked in this process: a second trigger of the same payment — whose look at the ERP
+/// predates the create — waits for the batch, then finds the payment booked. One create.
+#[tokio::test]
+async fn a_batchs_records_wait_for_its_release_and_their_orders_stay_locked_until_then() {
+    let h = Harness::new().await;
+    h.erp.add_order(A, "1000");
+    h.erp.add_order(B, "1000");
+    let (pa, pb) = (
+        op("pa", A, paid(), "100", 10),
+        op("pb", B, paid(), "100", 11),
+    );
+    let hold = |uid: &str| {
+        let (reached, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let answer = Answer::Hold {
+            reached: reached.clone(),
+            release: release.clone(),
+        };
+        h.erp.answer(uid, answer);
+        (reached, release)
+    };
+    let (a_reached, a_release) = hold("pa");
+    let (b_reached, b_release) = hold("pb");
+
+    let first = h.run(vec![pa.clone(), pb.clone()]);
+    let second = async {
+        a_reached.notified().await;
+        b_reached.notified().await;
+        let again = h.run(vec![pa.clone()]);
+        tokio::pin!(again);
+        tokio::select! {
+            _ = h.erp.lookups_reach(2) => {}
+            s = &mut again => panic!("the second trigger ended before asking the ERP: {s}"),
+        }
+        // pa commits and its group ends; pb's create holds the batch open.
+        a_release.notify_one();
+        let early = timeout(Duration::from_secs(1), &mut again).await;
+        assert!(
+            early.is_err(),
+            "the second trigger went ahead while the first batch's records were unwritten"
+        );
+        let rows = h.ledger.rows("main", &["pa".to_string()]).await.unwrap();
+        assert!(rows.is_empty(), "written before the batch ended: {rows:?}");
+        b_release.notify_one();
+        again.await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.get(K::BookedInitial), 2, "{first}");
+    assert_eq!(second.get(K::AlreadyLoaded), 1, "{second}");
+    let mut created = h.erp.created_uids();
+    created.sort();
+    assert_eq!(created, ["pa", "pb"], "pa created once");
+    assert_eq!(h.row("pa").await.decision, K::BookedInitial);
+    assert_eq!(h.row("pb").await.decision, K::BookedInitial);
 }

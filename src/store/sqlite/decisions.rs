@@ -332,6 +332,11 @@ struct JsonRow<'a> {
 /// them in order, as separate statements would (a row naming an operation already in the array
 /// updates it). One statement text whatever the count, so it is prepared once per connection;
 /// each statement is a round trip to sqlx's worker thread (two thread switches).
+///
+/// `jsonb_each`, not `json_each`: `json_each` hands each element over as JSON text, which every
+/// one of the fifteen `->>` below parses again (a fifth of the whole `sync`'s instructions on
+/// 2,000 operations, callgrind 2026-12-03); `jsonb_each` hands over the element's binary form,
+/// which `->>` reads in place.
 fn upsert_all(
     recs: &[Record],
 ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>, StoreError> {
@@ -346,7 +351,7 @@ fn upsert_all(
                 j.value ->> 's', j.value ->> 's', \
                 CASE WHEN j.value ->> 'd' IN ('booked_initial', 'booked_additional') \
                      THEN j.value ->> 's' END \
-             FROM json_each($1) AS j WHERE true ORDER BY j.key {ON_CONFLICT}"
+             FROM jsonb_each($1) AS j WHERE true ORDER BY j.key {ON_CONFLICT}"
         )
     });
     let rows: Vec<JsonRow> = recs
