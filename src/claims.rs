@@ -304,6 +304,12 @@ impl Claims {
         false
     }
 
+    /// The claim of `key` was taken over from another holder (whether or not its wait is over).
+    pub fn taken_over(&self, key: &str) -> bool {
+        let held = self.held.lock().expect("poisoned");
+        held.get(key).is_some_and(|h| h.safe_at.is_some())
+    }
+
     /// How long to wait before creating anything for the order of `key` (a takeover).
     pub fn takeover_wait(&self, key: &str) -> Option<Duration> {
         let held = self.held.lock().expect("poisoned");

@@ -169,6 +169,9 @@ impl Engine {
         mut groups: Vec<OrderGroup>,
     ) {
         let batch = self.claim_batch(ctx, &mut groups).await;
+        if batch.is_some() {
+            self.read_claimed(ctx, &mut groups).await;
+        }
         for group in groups {
             let previous = group.order.as_ref().and_then(|o| state.chains.remove(o));
             let (done, done_rx) = oneshot::channel();
@@ -247,6 +250,7 @@ fn group_by_order(
                 ops,
                 facts,
                 pre_claimed: false,
+                pre_read: None,
             }
         })
         .collect()

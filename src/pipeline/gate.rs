@@ -33,13 +33,18 @@ use crate::erp::Erp;
 use crate::store::{Ledger, Record};
 
 /// A keyed async mutex: one booking at a time per ERP order in this process, whatever account.
+/// Each order's lock counts the times it was let go, so a batch can tell whether any group of
+/// this process held the order since the batch read the ledger ([`LockSnapshot`]).
 #[derive(Default)]
 pub(super) struct OrderLocks {
-    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    map: Mutex<HashMap<String, Weak<OrderLock>>>,
 }
 
+/// One order's lock; the value is how many times it was let go.
+type OrderLock = tokio::sync::Mutex<u64>;
+
 impl OrderLocks {
-    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn get(&self, key: &str) -> Arc<OrderLock> {
         let mut map = self.map.lock().expect("order lock map poisoned");
         if let Some(l) = map.get(key).and_then(Weak::upgrade) {
             return l;
@@ -47,9 +52,32 @@ impl OrderLocks {
         if map.len() > 4096 {
             map.retain(|_, w| w.strong_count() > 0);
         }
-        let l = Arc::new(tokio::sync::Mutex::new(()));
+        let l = Arc::new(tokio::sync::Mutex::new(0));
         map.insert(key.to_string(), Arc::downgrade(&l));
         l
+    }
+
+    /// Where the order's lock stands now (taken before the ledger is read).
+    pub fn snapshot(&self, order: &str) -> LockSnapshot {
+        let lock = self.get(order);
+        let released = lock.try_lock().ok().map(|count| *count);
+        LockSnapshot { lock, released }
+    }
+}
+
+/// An order's lock as a batch found it before reading the ledger: free and let go so many times,
+/// or held (`None`). Holding the lock's `Arc` keeps the count alive until the group compares.
+pub(super) struct LockSnapshot {
+    lock: Arc<OrderLock>,
+    released: Option<u64>,
+}
+
+/// An order's lock, held; letting it go counts.
+struct OrderGuard(OwnedMutexGuard<u64>);
+
+impl Drop for OrderGuard {
+    fn drop(&mut self) {
+        *self.0 += 1;
     }
 }
 
@@ -68,7 +96,7 @@ pub(super) struct BatchClaims {
 struct Waiting {
     records: Vec<Record>,
     /// The in-process locks of the orders whose records are among them.
-    locks: Vec<OwnedMutexGuard<()>>,
+    locks: Vec<OrderGuard>,
 }
 
 impl BatchClaims {
@@ -112,7 +140,9 @@ pub(super) struct Gate {
     claims: Option<Arc<Claims>>,
     /// Taken by the group itself (not the batch): released when the group leaves.
     own: bool,
-    lock: Option<OwnedMutexGuard<()>>,
+    lock: Option<OrderGuard>,
+    /// The order's lock itself (to compare with a [`LockSnapshot`]).
+    lock_of: Option<Arc<OrderLock>>,
 }
 
 impl Engine {
@@ -158,8 +188,9 @@ impl Engine {
     /// Enter the gate of `order` (`None`: an operation naming no order has no gate): the
     /// order's lock. The claim comes next ([`Gate::claim`]), under the lock.
     pub(super) async fn enter_gate(&self, order: Option<&str>) -> Gate {
-        let lock = match order {
-            Some(o) => Some(self.order_locks.get(o).lock_owned().await),
+        let lock_of = order.map(|o| self.order_locks.get(o));
+        let lock = match &lock_of {
+            Some(l) => Some(OrderGuard(l.clone().lock_owned().await)),
             None => None,
         };
         Gate {
@@ -167,6 +198,7 @@ impl Engine {
             claims: None,
             own: false,
             lock,
+            lock_of,
         }
     }
 }
@@ -185,6 +217,19 @@ impl Gate {
         }
         self.claims = Some(live.claims.clone());
         Ok(())
+    }
+
+    /// No group of this process held the order since `snap` was taken, and the claim was not
+    /// taken over from another holder: the ledger as read then is the ledger now.
+    pub fn unchanged_since(&self, snap: &LockSnapshot) -> bool {
+        let (Some(guard), Some(lock)) = (&self.lock, &self.lock_of) else {
+            return false;
+        };
+        let taken_over = match (&self.key, &self.claims) {
+            (Some(key), Some(claims)) => claims.taken_over(key),
+            _ => true,
+        };
+        Arc::ptr_eq(lock, &snap.lock) && snap.released == Some(*guard.0) && !taken_over
     }
 
     /// Right before a create: the key of the order's claim if it lapsed and another process took

@@ -12,23 +12,41 @@ use tracing::warn;
 
 use super::Engine;
 use super::facts::GroupFacts;
-use super::gate::{BatchClaims, Gate};
+use super::gate::{BatchClaims, Gate, LockSnapshot};
 use super::outcome::{Verdict, announce, finish_unrecorded};
 use super::rebook;
 use super::run::{Examined, OrderProgress, RunCtx};
 use super::write::Booking;
 use crate::domain::{Decision, DecisionInput, DecisionKind, EarlierPayment, decide};
-use crate::store::{LedgerRow, OrderView};
+use crate::store::{LedgerRow, OrderView, ViewQuery};
 use crate::summary::Summary;
 
 /// The bookable operations of one order (or of no order) in a batch, oldest first.
-#[derive(Debug)]
 pub(super) struct OrderGroup {
     pub order: Option<String>,
     pub ops: Vec<Examined>,
     pub facts: GroupFacts,
     /// The batch claimed the order already.
     pub pre_claimed: bool,
+    /// The ledger's views of `ops`, read by the batch once it held the claims
+    /// ([`Engine::read_claimed`]); `None`: each is read under the gate.
+    pub pre_read: Option<PreRead>,
+}
+
+/// The ledger's view of each operation of a group, read in one statement for the whole batch
+/// after its claims were taken, and the order's lock as it was just before.
+pub(super) struct PreRead {
+    lock: LockSnapshot,
+    views: Vec<OrderView>,
+}
+
+/// One operation of a group, as handed to [`Engine::book_one`].
+struct One<'a> {
+    e: &'a Examined,
+    /// Its view from the batch's read, still valid (else it is read under the gate).
+    pre_read: Option<OrderView>,
+    /// Later payments of the order follow in this group.
+    more_follow: bool,
 }
 
 /// What a group has decided so far.
@@ -43,6 +61,46 @@ struct GroupRun<'b> {
 }
 
 impl Engine {
+    /// Read the ledger's views of every operation of the groups whose order the batch claimed, in
+    /// one statement, instead of one statement per booking under each gate. Valid for a group
+    /// only while nothing else could have written its order's rows since: other processes wait
+    /// for the claim (taken before this read), and the group checks that no group of this
+    /// process held the order's lock since (the snapshots taken before this read) and that the
+    /// claim was not taken over; otherwise it reads under the gate as before. The rows a group
+    /// writes itself wait for the batch's end (`gate.rs`), so its later payments learn of its
+    /// earlier ones from `OrderProgress` either way.
+    pub(super) async fn read_claimed(&self, ctx: &RunCtx, groups: &mut [OrderGroup]) {
+        let mut snapshots = Vec::new();
+        let mut queries = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let Some(order) = g.order.as_deref().filter(|_| g.pre_claimed) else {
+                continue;
+            };
+            snapshots.push((i, self.order_locks.snapshot(order)));
+            queries.extend(g.ops.iter().map(|e| ViewQuery {
+                uid: e.op.uid.clone(),
+                created: e.op.created,
+                sales_order: e.order.clone(),
+                booked_since: g.facts.read_at,
+            }));
+        }
+        if queries.is_empty() {
+            return;
+        }
+        let mut views = match self.ledger.views(&ctx.acc.name, &queries).await {
+            Ok(v) => v.into_iter(),
+            Err(e) => {
+                warn!(account = %ctx.acc.name, error = %e, "batched ledger read failed; reading per booking");
+                return;
+            }
+        };
+        for (i, lock) in snapshots {
+            let g = &mut groups[i];
+            let views = views.by_ref().take(g.ops.len()).collect();
+            g.pre_read = Some(PreRead { lock, views });
+        }
+    }
+
     /// Decide and book one order's operations, one after another, inside the order's gate;
     /// `batch`: the batch's claims, when the order is held in them.
     pub(super) async fn book_group(
@@ -57,6 +115,7 @@ impl Engine {
             ops,
             mut facts,
             pre_claimed,
+            pre_read,
         } = group;
         let mut run = GroupRun {
             summary: Summary::default(),
@@ -70,11 +129,15 @@ impl Engine {
             self.fail_group(ctx, &ops, &reason, &mut run).await;
             return (run.summary, run.progress);
         }
+        // Taken while nothing had changed since the batch read: after a takeover or another
+        // group of the order, each operation is read under the gate.
+        let mut pre_read = pre_read.filter(|p| gate.unchanged_since(&p.lock));
         if let Some(o) = order.as_deref()
             && gate
                 .wait_out_previous_holder(self.erp.as_ref(), &ctx.acc.name, o)
                 .await
         {
+            pre_read = None;
             if let Err(e) = self.refresh_facts(Some(o), &ops, &mut facts).await {
                 let reason = format!("could not check the ERP after a takeover: {e}");
                 for e in &ops {
@@ -89,8 +152,12 @@ impl Engine {
         let count = ops.len();
         for (idx, e) in ops.iter().enumerate() {
             let more_follow = idx + 1 < count;
-            self.book_one(ctx, &gate, e, &facts, more_follow, &mut run)
-                .await;
+            let one = One {
+                e,
+                pre_read: pre_read.as_mut().map(|p| std::mem::take(&mut p.views[idx])),
+                more_follow,
+            };
+            self.book_one(ctx, &gate, one, &facts, &mut run).await;
         }
         gate.leave(run.batch.filter(|_| run.deferred)).await;
         (run.summary, run.progress)
@@ -101,22 +168,30 @@ impl Engine {
         &self,
         ctx: &RunCtx,
         gate: &Gate,
-        e: &Examined,
+        one: One<'_>,
         facts: &GroupFacts,
-        more_follow: bool,
         run: &mut GroupRun<'_>,
     ) {
+        let One {
+            e,
+            pre_read,
+            more_follow,
+        } = one;
         let op = &e.op;
-        let fresh = self
-            .ledger
-            .op_and_order(
-                &ctx.acc.name,
-                &op.uid,
-                op.created,
-                e.order.as_deref(),
-                facts.read_at,
-            )
-            .await;
+        let fresh = match pre_read {
+            Some(view) => Ok(view),
+            None => {
+                self.ledger
+                    .op_and_order(
+                        &ctx.acc.name,
+                        &op.uid,
+                        op.created,
+                        e.order.as_deref(),
+                        facts.read_at,
+                    )
+                    .await
+            }
+        };
         let view = match fresh {
             Ok(view) => view,
             Err(err) => {

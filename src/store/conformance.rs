@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 
 use super::postgres::scratch::ScratchDb;
-use super::{Ledger, Record};
+use super::{Ledger, Record, ViewQuery};
 use crate::domain::DecisionKind;
 
 mod coordination;
@@ -381,6 +381,51 @@ async fn the_booking_check_sees_the_row_a_recent_booking_and_the_oldest_earlier_
         .await
         .unwrap();
     assert_eq!(v, Default::default());
+
+    // All the questions at once (a batch's re-read): the same answers, in the same order,
+    // repeated questions included.
+    let q = |uid: &str, created: i64, order: Option<&str>, since: i64| ViewQuery {
+        uid: uid.into(),
+        created: at(created),
+        sales_order: order.map(str::to_string),
+        booked_since: at(since),
+    };
+    for (account, queries) in [
+        (
+            "main",
+            vec![
+                q("me", 200, Some(so), 150),
+                q("me", 200, Some(so), 151),
+                q("b", 100, Some(so), 0),
+                q("nobody", 200, None, 0),
+                q("nobody", 200, Some(so), 0),
+                q("z1", 300, Some(so), 0),
+                q("me", 200, Some(so), 150),
+            ],
+        ),
+        (
+            "other",
+            vec![q("c", 100, Some(so), 0), q("k", 90, Some(so), 0)],
+        ),
+        ("main", vec![]),
+    ] {
+        let mut one_by_one = Vec::new();
+        for x in &queries {
+            let v = l
+                .op_and_order(
+                    account,
+                    &x.uid,
+                    x.created,
+                    x.sales_order.as_deref(),
+                    x.booked_since,
+                )
+                .await
+                .unwrap();
+            one_by_one.push(v);
+        }
+        let all = l.views(account, &queries).await.unwrap();
+        assert_eq!(all, one_by_one, "{account}: {queries:?}");
+    }
 }
 
 async fn unresolved_payments_of_orders_come_oldest_first(l: Arc<dyn Ledger>) {

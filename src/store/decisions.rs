@@ -58,6 +58,15 @@ pub struct LedgerRow {
     pub times_seen: i64,
 }
 
+/// One question of [`Decisions::views`]: [`Decisions::op_and_order`]'s arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewQuery {
+    pub uid: String,
+    pub created: Timestamp,
+    pub sales_order: Option<String>,
+    pub booked_since: Timestamp,
+}
+
 /// See [`Decisions::op_and_order`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OrderView {
@@ -175,6 +184,29 @@ pub trait Decisions: Send + Sync {
         sales_order: Option<&str>,
         booked_since: Timestamp,
     ) -> Result<OrderView, StoreError>;
+    /// [`Decisions::op_and_order`] for many operations of `account` at once: `views[i]` answers
+    /// `queries[i]`. A backend that can answers them all in one statement (a batch re-reads its
+    /// claimed orders once, not once per booking); this default asks one by one.
+    async fn views(
+        &self,
+        account: &str,
+        queries: &[ViewQuery],
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut views = Vec::with_capacity(queries.len());
+        for q in queries {
+            let view = self
+                .op_and_order(
+                    account,
+                    &q.uid,
+                    q.created,
+                    q.sales_order.as_deref(),
+                    q.booked_since,
+                )
+                .await?;
+            views.push(view);
+        }
+        Ok(views)
+    }
     /// Operations of these orders whose decision holds later payments back (`error`, `waiting`,
     /// `order_missing`, `order_not_payable`), oldest first: `(uid, sales_order)`. A trigger that
     /// touches an order re-examines them with it, so the order's payments resolve in order.

@@ -21,7 +21,9 @@ use super::write_tx::WriteTx;
 use super::{SqliteLedger, json_array, ms};
 use crate::domain::DecisionKind;
 use crate::store::decisions::StoredRow;
-use crate::store::{Decisions, LedgerRow, OrderView, Record, StoreError, holding_decisions_sql};
+use crate::store::{
+    Decisions, LedgerRow, OrderView, Record, StoreError, ViewQuery, holding_decisions_sql,
+};
 use sqlx::FromRow;
 
 /// The columns [`row_to_ledger`] reads.
@@ -151,6 +153,44 @@ impl Decisions for SqliteLedger {
         Ok(view)
     }
 
+    async fn views(
+        &self,
+        account: &str,
+        queries: &[ViewQuery],
+    ) -> Result<Vec<OrderView>, StoreError> {
+        self.same_file()?;
+        let mut views = vec![OrderView::default(); queries.len()];
+        if queries.is_empty() {
+            return Ok(views);
+        }
+        let asked: Vec<JsonQuery> = queries
+            .iter()
+            .map(|q| JsonQuery {
+                u: &q.uid,
+                o: q.sales_order.as_deref(),
+                c: ms(q.created),
+                b: ms(q.booked_since),
+            })
+            .collect();
+        let json = serde_json::to_string(&asked)
+            .map_err(|e| StoreError::Corrupt(format!("ledger questions as JSON: {e}")))?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(views_sql()))
+            .bind(account)
+            .bind(json)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let k: i64 = r.try_get("k")?;
+            let which: i64 = r.try_get("which")?;
+            let view = usize::try_from(k)
+                .ok()
+                .and_then(|k| views.get_mut(k))
+                .ok_or_else(|| StoreError::Corrupt(format!("views: no question {k}")))?;
+            view.add(which, StoredRow::from_row(r)?)?;
+        }
+        Ok(views)
+    }
+
     async fn unresolved_in_orders(
         &self,
         account: &str,
@@ -259,6 +299,49 @@ fn op_and_order_sql() -> String {
                             ORDER BY op_created_ms, uid LIMIT 1)",
         holding = holding_decisions_sql()
     )
+}
+
+/// [`Decisions::views`]'s statement: [`op_and_order_sql`]'s three parts for every question of the
+/// JSON array `$2` (`k` its index), each part found as in the one-question statement (by the
+/// same index terms) and joined back by rowid. `CROSS JOIN`: SQLite's way of keeping the
+/// questions the outer loop (left to itself it looped over the account's rows and scanned the
+/// questions for each).
+fn views_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let cols: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+        let cols = cols.join(", ");
+        format!(
+            "WITH q AS (SELECT key AS k, value ->> 'u' AS u, value ->> 'o' AS so, \
+                        value ->> 'c' AS c, value ->> 'b' AS b FROM jsonb_each($2)) \
+             SELECT q.k AS k, 0 AS which, {cols} FROM q \
+               CROSS JOIN operations AS o ON o.account = $1 AND o.uid = q.u \
+             UNION ALL \
+             SELECT q.k AS k, 1 AS which, {cols} FROM q \
+               CROSS JOIN operations AS o ON o.rowid = ( \
+                 SELECT rowid FROM operations \
+                 WHERE sales_order = q.so AND booked_ms >= q.b \
+                   AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) \
+             UNION ALL \
+             SELECT q.k AS k, 2 AS which, {cols} FROM q \
+               CROSS JOIN operations AS o ON o.rowid = ( \
+                 SELECT rowid FROM operations \
+                 WHERE sales_order = q.so AND NOT (account = $1 AND uid = q.u) \
+                   AND decision IN ({holding}) \
+                   AND (op_created_ms < q.c OR (op_created_ms = q.c AND uid < q.u)) \
+                 ORDER BY op_created_ms, uid LIMIT 1)",
+            holding = holding_decisions_sql()
+        )
+    })
+}
+
+/// One question of [`views_sql`]'s JSON array.
+#[derive(serde::Serialize)]
+struct JsonQuery<'a> {
+    u: &'a str,
+    o: Option<&'a str>,
+    c: i64,
+    b: i64,
 }
 
 /// What an upsert does to a row already there. A booked row keeps its decision, reason and

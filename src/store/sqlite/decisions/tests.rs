@@ -42,3 +42,43 @@ async fn the_booking_check_uses_indexes_only() {
         "{plan:#?}"
     );
 }
+
+/// The batch's re-read searches the same indexes, for every question.
+#[tokio::test]
+async fn the_batched_booking_check_uses_indexes_only() {
+    let (_d, l) = ledger().await;
+    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        views_sql()
+    )))
+    .bind("main")
+    .bind(r#"[{"u":"u","o":"SAL-ORD-1","c":1,"b":2}]"#)
+    .fetch_all(l.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    let scans: Vec<&String> = plan
+        .iter()
+        .filter(|d| d.starts_with("SCAN operations") || d.starts_with("SCAN o "))
+        .collect();
+    assert!(scans.is_empty(), "{plan:#?}");
+    // The questions drive: each finds its row by the key, never the account's rows each
+    // question (the planner's own choice once looped over the whole account).
+    assert!(
+        plan.iter()
+            .any(|d| d.starts_with("SEARCH o USING INDEX") && d.contains("uid=?")),
+        "{plan:#?}"
+    );
+    assert!(
+        !plan.iter().any(|d| d.ends_with("(account=?)")),
+        "{plan:#?}"
+    );
+    for index in [
+        "operations_unresolved_by_order",
+        "operations_booked_by_order_any_account",
+    ] {
+        assert!(plan.iter().any(|d| d.contains(index)), "{index}: {plan:#?}");
+    }
+}
