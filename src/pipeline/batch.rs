@@ -48,7 +48,7 @@ impl Engine {
         }
         match self.batch_facts(ctx, &candidates, prefetched).await {
             Ok((facts, read_at)) => {
-                let groups = group_by_order(candidates, &facts, read_at);
+                let groups = group_by_order(candidates, &facts, read_at, state.chains_id);
                 self.spawn_groups(ctx, state, groups).await;
             }
             Err(e) => self.fail_lookups(ctx, &candidates, e, &mut summary).await,
@@ -206,7 +206,7 @@ impl Engine {
             None => OrderProgress::default(),
         };
         let (mut summary, progress) = self
-            .book_group(ctx, task.group, inherited, task.batch.as_deref())
+            .book_group(ctx, task.group, inherited, task.batch.as_ref())
             .await;
         let _ = task.done.send(progress);
         if let Some(batch) = task.batch {
@@ -233,6 +233,7 @@ fn group_by_order(
     candidates: Vec<Examined>,
     facts: &Facts,
     read_at: jiff::Timestamp,
+    chains_id: u64,
 ) -> Vec<OrderGroup> {
     let mut by_order: HashMap<Option<String>, Vec<Examined>> = HashMap::new();
     for e in candidates {
@@ -251,6 +252,7 @@ fn group_by_order(
                 facts,
                 pre_claimed: false,
                 pre_read: None,
+                chains_id,
             }
         })
         .collect()

@@ -18,84 +18,40 @@
 //! next run finds the entries by `reference_no`, and the claims' rows, never released, make the
 //! successor wait out the commit horizon first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::OwnedMutexGuard;
 use tracing::warn;
 
 use super::Engine;
 use super::group::OrderGroup;
+use super::order_lock::{LockSnapshot, OrderGuard, Parker};
 use super::run::RunCtx;
 use crate::claims::{Claims, order_key};
 use crate::erp::Erp;
 use crate::store::{Ledger, Record};
 
-/// A keyed async mutex: one booking at a time per ERP order in this process, whatever account.
-/// Each order's lock counts the times it was let go, so a batch can tell whether any group of
-/// this process held the order since the batch read the ledger ([`LockSnapshot`]).
-#[derive(Default)]
-pub(super) struct OrderLocks {
-    map: Mutex<HashMap<String, Weak<OrderLock>>>,
-}
-
-/// One order's lock; the value is how many times it was let go.
-type OrderLock = tokio::sync::Mutex<u64>;
-
-impl OrderLocks {
-    fn get(&self, key: &str) -> Arc<OrderLock> {
-        let mut map = self.map.lock().expect("order lock map poisoned");
-        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
-            return l;
-        }
-        if map.len() > 4096 {
-            map.retain(|_, w| w.strong_count() > 0);
-        }
-        let l = Arc::new(tokio::sync::Mutex::new(0));
-        map.insert(key.to_string(), Arc::downgrade(&l));
-        l
-    }
-
-    /// Where the order's lock stands now (taken before the ledger is read).
-    pub fn snapshot(&self, order: &str) -> LockSnapshot {
-        let lock = self.get(order);
-        let released = lock.try_lock().ok().map(|count| *count);
-        LockSnapshot { lock, released }
-    }
-}
-
-/// An order's lock as a batch found it before reading the ledger: free and let go so many times,
-/// or held (`None`). Holding the lock's `Arc` keeps the count alive until the group compares.
-pub(super) struct LockSnapshot {
-    lock: Arc<OrderLock>,
-    released: Option<u64>,
-}
-
-/// An order's lock, held; letting it go counts.
-struct OrderGuard(OwnedMutexGuard<u64>);
-
-impl Drop for OrderGuard {
-    fn drop(&mut self) {
-        *self.0 += 1;
-    }
-}
-
 /// The claims a batch took in one statement, released in one statement by its last group,
-/// after the booked records its groups left with it.
+/// after the records its groups left with it.
 pub(super) struct BatchClaims {
     claims: Arc<Claims>,
     ledger: Arc<dyn Ledger>,
     keys: Vec<String>,
     remaining: AtomicUsize,
     waiting: Mutex<Waiting>,
+    /// Held while waiting records are written: the claims are released only after every write
+    /// that started (another group's wanting a parked lock starts one, see `order_lock.rs`).
+    writing: tokio::sync::Mutex<()>,
+    /// The records the ledger could not take, one line each, for the summary.
+    failures: Mutex<Vec<String>>,
 }
 
 /// What the batch's groups left to be written with the release.
 #[derive(Default)]
 struct Waiting {
     records: Vec<Record>,
-    /// The in-process locks of the orders whose records are among them.
+    /// The in-process locks of the orders whose records are among them, parked here.
     locks: Vec<OrderGuard>,
 }
 
@@ -105,18 +61,16 @@ impl BatchClaims {
         self.waiting.lock().expect("poisoned").records.push(rec);
     }
 
-    /// One group of the batch whose order is claimed is done; the last writes the deferred
-    /// records, then lets go of the claims and the orders' locks. The records the ledger could
-    /// not take, one line each (they are examined again by the next run).
-    pub async fn group_done(&self) -> Vec<String> {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return Vec::new();
-        }
+    /// Write the records waiting so far, then drop the locks parked with them.
+    async fn write_waiting(&self) {
+        let _writing = self.writing.lock().await;
         let Waiting { records, locks } =
             std::mem::take(&mut *self.waiting.lock().expect("poisoned"));
-        let mut failures = Vec::new();
-        if let Err(err) = self.ledger.record_many(&records).await {
+        if !records.is_empty()
+            && let Err(err) = self.ledger.record_many(&records).await
+        {
             warn!(rows = records.len(), error = %err, "ledger write failed");
+            let mut failures = self.failures.lock().expect("poisoned");
             failures.extend(records.iter().map(|r| {
                 format!(
                     "{}: decided {}{} but the ledger could not record it ({err}); examined again by the next run",
@@ -126,9 +80,28 @@ impl BatchClaims {
                 )
             }));
         }
-        self.claims.release(&self.keys).await;
         drop(locks);
-        failures
+    }
+
+    /// One group of the batch whose order is claimed is done; the last writes the waiting
+    /// records, lets go of the orders' locks, then of the claims. The records the ledger could
+    /// not take, one line each (they are examined again by the next run).
+    pub async fn group_done(&self) -> Vec<String> {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return Vec::new();
+        }
+        self.write_waiting().await;
+        self.claims.release(&self.keys).await;
+        std::mem::take(&mut *self.failures.lock().expect("poisoned"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Parker for BatchClaims {
+    /// Another group wants one of the orders parked here: write what waits and let go now,
+    /// without waiting for the batch's other groups (the claims stay until the batch ends).
+    async fn let_go(&self) {
+        self.write_waiting().await;
     }
 }
 
@@ -141,8 +114,6 @@ pub(super) struct Gate {
     /// Taken by the group itself (not the batch): released when the group leaves.
     own: bool,
     lock: Option<OrderGuard>,
-    /// The order's lock itself (to compare with a [`LockSnapshot`]).
-    lock_of: Option<Arc<OrderLock>>,
 }
 
 impl Engine {
@@ -182,15 +153,17 @@ impl Engine {
             keys: claimed.into_iter().collect(),
             remaining: AtomicUsize::new(remaining),
             waiting: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+            failures: Mutex::default(),
         }))
     }
 
-    /// Enter the gate of `order` (`None`: an operation naming no order has no gate): the
-    /// order's lock. The claim comes next ([`Gate::claim`]), under the lock.
-    pub(super) async fn enter_gate(&self, order: Option<&str>) -> Gate {
-        let lock_of = order.map(|o| self.order_locks.get(o));
-        let lock = match &lock_of {
-            Some(l) => Some(OrderGuard(l.clone().lock_owned().await)),
+    /// Enter the gate of `order` (`None`: an operation naming no order has no gate) for a group
+    /// of the chains `chains_id` (`RunState::chains_id`): the order's lock. The claim comes next
+    /// ([`Gate::claim`]), under the lock.
+    pub(super) async fn enter_gate(&self, order: Option<&str>, chains_id: u64) -> Gate {
+        let lock = match order {
+            Some(o) => Some(self.order_locks.lock(o, chains_id).await),
             None => None,
         };
         Gate {
@@ -198,7 +171,6 @@ impl Engine {
             claims: None,
             own: false,
             lock,
-            lock_of,
         }
     }
 }
@@ -219,17 +191,19 @@ impl Gate {
         Ok(())
     }
 
-    /// No group of this process held the order since `snap` was taken, and the claim was not
-    /// taken over from another holder: the ledger as read then is the ledger now.
+    /// The ledger as read when `snap` was taken is the ledger now, as far as this group can
+    /// tell: every release of the order's lock since was by its own chains (the order's earlier
+    /// groups in this run, whose decisions it inherits), and the claim was not taken over from
+    /// another holder.
     pub fn unchanged_since(&self, snap: &LockSnapshot) -> bool {
-        let (Some(guard), Some(lock)) = (&self.lock, &self.lock_of) else {
+        let Some(guard) = &self.lock else {
             return false;
         };
         let taken_over = match (&self.key, &self.claims) {
             (Some(key), Some(claims)) => claims.taken_over(key),
             _ => true,
         };
-        Arc::ptr_eq(lock, &snap.lock) && snap.released == Some(*guard.0) && !taken_over
+        guard.only_chains_since(snap) && !taken_over
     }
 
     /// Right before a create: the key of the order's claim if it lapsed and another process took
@@ -272,13 +246,30 @@ impl Gate {
 
     /// Let go: the group's own claim is released (the batch's claims go with the batch's last
     /// group), then the lock — unless `keep_lock_in` holds records of this order: then the lock
-    /// goes with them.
-    pub async fn leave(self, keep_lock_in: Option<&BatchClaims>) {
+    /// is parked with them, or, if another group waits for it already, they are written now
+    /// and the lock let go.
+    pub async fn leave(self, keep_lock_in: Option<&Arc<BatchClaims>>) {
         if let (true, Some(key), Some(claims)) = (self.own, &self.key, &self.claims) {
             claims.release(std::slice::from_ref(key)).await;
         }
-        if let (Some(batch), Some(lock)) = (keep_lock_in, self.lock) {
-            batch.waiting.lock().expect("poisoned").locks.push(lock);
+        let (Some(batch), Some(lock)) = (keep_lock_in, self.lock) else {
+            return;
+        };
+        let parker: Arc<dyn Parker> = batch.clone();
+        let wanted = {
+            // Parked under the batch's own lock: a `let_go` asked for meanwhile finds it there.
+            let mut waiting = batch.waiting.lock().expect("poisoned");
+            match lock.park(Arc::downgrade(&parker)) {
+                Ok(parked) => {
+                    waiting.locks.push(parked);
+                    None
+                }
+                Err(wanted) => Some(wanted),
+            }
+        };
+        if let Some(lock) = wanted {
+            batch.write_waiting().await;
+            drop(lock);
         }
     }
 }

@@ -8,11 +8,14 @@
 //! under the gate before each booking (another trigger may have just booked this operation or
 //! this order).
 
+use std::sync::Arc;
+
 use tracing::warn;
 
 use super::Engine;
 use super::facts::GroupFacts;
-use super::gate::{BatchClaims, Gate, LockSnapshot};
+use super::gate::{BatchClaims, Gate};
+use super::order_lock::LockSnapshot;
 use super::outcome::{Verdict, announce, finish_unrecorded};
 use super::rebook;
 use super::run::{Examined, OrderProgress, RunCtx};
@@ -31,6 +34,8 @@ pub(super) struct OrderGroup {
     /// The ledger's views of `ops`, read by the batch once it held the claims
     /// ([`Engine::read_claimed`]); `None`: each is read under the gate.
     pub pre_read: Option<PreRead>,
+    /// The run's chains this group is one link of (`RunState::chains_id`).
+    pub chains_id: u64,
 }
 
 /// The ledger's view of each operation of a group, read in one statement for the whole batch
@@ -55,7 +60,7 @@ struct GroupRun<'b> {
     progress: OrderProgress,
     /// The batch whose claims the group's order is held in: the group's records are written
     /// with the batch's release (see `gate.rs`).
-    batch: Option<&'b BatchClaims>,
+    batch: Option<&'b Arc<BatchClaims>>,
     /// Some record of the group waits in `batch`.
     deferred: bool,
 }
@@ -63,12 +68,13 @@ struct GroupRun<'b> {
 impl Engine {
     /// Read the ledger's views of every operation of the groups whose order the batch claimed, in
     /// one statement, instead of one statement per booking under each gate. Valid for a group
-    /// only while nothing else could have written its order's rows since: other processes wait
-    /// for the claim (taken before this read), and the group checks that no group of this
-    /// process held the order's lock since (the snapshots taken before this read) and that the
-    /// claim was not taken over; otherwise it reads under the gate as before. The rows a group
-    /// writes itself wait for the batch's end (`gate.rs`), so its later payments learn of its
-    /// earlier ones from `OrderProgress` either way.
+    /// only while nothing it does not know of could have written its order's rows since: other
+    /// processes wait for the claim (taken before this read), and the group checks that every
+    /// release of the order's lock since the snapshot (taken before this read) was by its own
+    /// run's chains — the order's earlier groups, whose decisions it inherits — and that the
+    /// claim was not taken over (`order_lock.rs`); otherwise it reads under the gate as before.
+    /// The rows a group writes itself wait for the batch's end (`gate.rs`), so its later
+    /// payments learn of its earlier ones from `OrderProgress` either way.
     pub(super) async fn read_claimed(&self, ctx: &RunCtx, groups: &mut [OrderGroup]) {
         let mut snapshots = Vec::new();
         let mut queries = Vec::new();
@@ -108,7 +114,7 @@ impl Engine {
         ctx: &RunCtx,
         group: OrderGroup,
         inherited: OrderProgress,
-        batch: Option<&BatchClaims>,
+        batch: Option<&Arc<BatchClaims>>,
     ) -> (Summary, OrderProgress) {
         let OrderGroup {
             order,
@@ -116,6 +122,7 @@ impl Engine {
             mut facts,
             pre_claimed,
             pre_read,
+            chains_id,
         } = group;
         let mut run = GroupRun {
             summary: Summary::default(),
@@ -124,7 +131,7 @@ impl Engine {
             deferred: false,
         };
         run.progress.has_entry |= facts.order_has_entry;
-        let mut gate = self.enter_gate(order.as_deref()).await;
+        let mut gate = self.enter_gate(order.as_deref(), chains_id).await;
         if let Err(reason) = gate.claim(ctx, pre_claimed).await {
             self.fail_group(ctx, &ops, &reason, &mut run).await;
             return (run.summary, run.progress);

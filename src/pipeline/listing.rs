@@ -39,7 +39,7 @@ impl Engine {
         let (fetcher, mut slices) =
             spawn_listing(ctx.source.clone(), window, ctx.acc.source.api_name());
         let mut summary = Summary::default();
-        let mut state = RunState::default();
+        let mut state = self.run_state();
         let mut failure = None;
         let mut batcher = Batcher::default();
         while let Some(slice) = slices.recv().await {

@@ -24,6 +24,7 @@ mod gate;
 mod group;
 mod limit;
 mod listing;
+mod order_lock;
 mod outcome;
 mod pull_in;
 mod rebook;
@@ -56,7 +57,7 @@ use crate::summary::Summary;
 pub use facts::Prefetched;
 pub use rebook::{Rebook, RebookError, RebookPlan, next_guard_value};
 
-use run::{RunCtx, RunState};
+use run::RunCtx;
 
 /// Observes each decision as it is made (the CLI's progress bar).
 pub type Observer = Arc<dyn Fn(&Outcome) + Send + Sync>;
@@ -129,7 +130,9 @@ pub struct Engine {
     series: series::SeriesSpread,
     /// Order groups queued or running at once (see `batch`).
     group_slots: Arc<Semaphore>,
-    order_locks: gate::OrderLocks,
+    order_locks: order_lock::OrderLocks,
+    /// The last `RunState::chains_id` given.
+    chains_ids: std::sync::atomic::AtomicU64,
     erp_cache: facts::ErpCache,
     retry: RetryPolicy,
     /// This process's cross-process order claims.
@@ -155,7 +158,8 @@ impl Engine {
             writes: limit::WriteLimit::new(crate::config::InFlight::Fixed(max_in_flight)),
             series: series::SeriesSpread::default(),
             group_slots: Arc::new(Semaphore::new(batch::GROUP_SLOTS)),
-            order_locks: gate::OrderLocks::default(),
+            order_locks: order_lock::OrderLocks::default(),
+            chains_ids: std::sync::atomic::AtomicU64::new(0),
             erp_cache: facts::ErpCache::default(),
             retry: RetryPolicy::default(),
             claims: Arc::new(Claims::new(
@@ -291,7 +295,7 @@ impl Engine {
         prefetched: Option<Prefetched>,
     ) -> Result<Summary, SyncError> {
         let ctx = self.start_run(account, opts).await?;
-        let mut state = RunState::default();
+        let mut state = self.run_state();
         let items: Vec<_> = items.into_iter().map(|f| ctx.item(f)).collect();
         for item in &items {
             if let run::Item::Op(e) = item {

@@ -106,11 +106,24 @@ pub(super) enum Item {
 /// What one run carries from batch to batch.
 #[derive(Default)]
 pub(super) struct RunState {
+    /// These chains' id among the engine's (`Engine::run_state`; the order locks log which
+    /// chains let go, see `order_lock.rs`). 0 only in tests that build a state by hand.
+    pub chains_id: u64,
     /// Each order's latest group: the next group of the order waits for it.
     pub chains: HashMap<String, oneshot::Receiver<OrderProgress>>,
     pub tasks: JoinSet<Summary>,
     /// Every operation id this run has listed or pulled in: decided once per run.
     pub seen: HashSet<String>,
+}
+
+impl Engine {
+    /// A new run's state, with chains of its own.
+    pub(super) fn run_state(&self) -> RunState {
+        RunState {
+            chains_id: (self.chains_ids).fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            ..RunState::default()
+        }
+    }
 }
 
 impl RunState {

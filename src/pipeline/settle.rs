@@ -66,7 +66,7 @@ impl Engine {
         // decided in it is pulled in again.
         let mut pass = RunState {
             seen: state.seen,
-            ..RunState::default()
+            ..self.run_state()
         };
         let mut batcher = Batcher::default();
         let mut fresh = HashSet::new();

@@ -38,15 +38,15 @@ fn timing(ttl: Duration, wait: Duration) -> ClaimTiming {
 #[tokio::test]
 async fn one_group_at_a_time_per_order_in_a_process() {
     let h = Harness::paused(|e| e).await;
-    let first = h.engine.enter_gate(Some(A)).await;
-    let second = h.engine.enter_gate(Some(A));
+    let first = h.engine.enter_gate(Some(A), 0).await;
+    let second = h.engine.enter_gate(Some(A), 0);
     tokio::pin!(second);
     let second_waits = timeout(Duration::from_secs(60), &mut second).await;
     assert!(
         second_waits.is_err(),
         "entered while the first group held it"
     );
-    let other = timeout(Duration::from_secs(1), h.engine.enter_gate(Some(B))).await;
+    let other = timeout(Duration::from_secs(1), h.engine.enter_gate(Some(B), 0)).await;
     assert!(other.is_ok(), "another order's gate is free");
     first.leave(None).await;
     let entered = timeout(Duration::from_secs(1), second).await;
@@ -106,7 +106,7 @@ async fn a_claim_that_lapsed_before_the_create_aborts_it() {
     let ttl = ms(400);
     let h = Harness::with(|e| e.with_claim_timing(timing(ttl, ms(100)))).await;
     let ctx = h.ctx(&RunOptions::default()).await;
-    let mut gate = h.engine.enter_gate(Some(A)).await;
+    let mut gate = h.engine.enter_gate(Some(A), 0).await;
     gate.claim(&ctx, false).await.unwrap();
     let p1 = op("p1", A, paid(), "100", 10);
 
@@ -161,11 +161,13 @@ async fn a_takeover_waits_out_the_previous_holders_creates_then_asks_again() {
     assert_eq!(h.erp.entry_count(), 1);
 }
 
-/// A batch's records are written with its release, and until then each order whose record waits
-/// stays locked in this process: a second trigger of the same payment — whose look at the ERP
-/// predates the create — waits for the batch, then finds the payment booked. One create.
+/// A batch's records wait for its end, and until then each order whose record waits stays
+/// locked in this process (parked with the batch): a second trigger of the same payment — whose
+/// look at the ERP predates the create — gets the order only once the batch wrote its rows, on
+/// the second trigger's demand, without waiting for the batch's other orders, and finds the
+/// payment booked. One create.
 #[tokio::test]
-async fn a_batchs_records_wait_for_its_release_and_their_orders_stay_locked_until_then() {
+async fn a_batchs_records_are_written_before_anyone_else_gets_their_order() {
     let h = Harness::new().await;
     h.erp.add_order(A, "1000");
     h.erp.add_order(B, "1000");
@@ -197,15 +199,13 @@ async fn a_batchs_records_wait_for_its_release_and_their_orders_stay_locked_unti
         }
         // pa commits and its group ends; pb's create holds the batch open.
         a_release.notify_one();
-        let early = timeout(Duration::from_secs(1), &mut again).await;
-        assert!(
-            early.is_err(),
-            "the second trigger went ahead while the first batch's records were unwritten"
-        );
-        let rows = h.ledger.rows("main", &["pa".to_string()]).await.unwrap();
-        assert!(rows.is_empty(), "written before the batch ended: {rows:?}");
+        let second = timeout(Duration::from_secs(10), &mut again)
+            .await
+            .expect("the second trigger waited for the whole batch");
+        let rows = h.ledger.rows("main", &["pb".to_string()]).await.unwrap();
+        assert!(rows.is_empty(), "pb is still being booked: {rows:?}");
         b_release.notify_one();
-        again.await
+        second
     };
     let (first, second) = tokio::join!(first, second);
     assert_eq!(first.get(K::BookedInitial), 2, "{first}");
@@ -215,4 +215,67 @@ async fn a_batchs_records_wait_for_its_release_and_their_orders_stay_locked_unti
     assert_eq!(created, ["pa", "pb"], "pa created once");
     assert_eq!(h.row("pa").await.decision, K::BookedInitial);
     assert_eq!(h.row("pb").await.decision, K::BookedInitial);
+}
+
+/// A batch's read of the ledger is not trusted once another run held the order since: run 2
+/// reads the ERP and the ledger while run 1 has booked the order's first payment but not yet
+/// written it (its batch is still open); once run 1 writes it and lets go (asked for the order),
+/// run 2 reads its payment's view again under the lock, sees the first payment booked, and books
+/// the second as additional.
+#[tokio::test]
+async fn a_batchs_read_is_not_trusted_after_another_run_held_the_order() {
+    let h = Harness::new().await;
+    h.erp.add_order(A, "1000");
+    h.erp.add_order(B, "1000");
+    let (p1, pb) = (
+        op("p1", A, paid(), "100", 10),
+        op("pb", B, paid(), "100", 11),
+    );
+    let p2 = op("p2", A, paid(), "100", 20);
+    let hold = |uid: &str| {
+        let (reached, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let answer = Answer::Hold {
+            reached: reached.clone(),
+            release: release.clone(),
+        };
+        h.erp.answer(uid, answer);
+        (reached, release)
+    };
+    let (a_reached, a_release) = hold("p1");
+    let (b_reached, b_release) = hold("pb");
+
+    let first = h.run(vec![p1, pb]);
+    let second = async {
+        a_reached.notified().await;
+        b_reached.notified().await;
+        let again = h.run(vec![p2]);
+        tokio::pin!(again);
+        tokio::select! {
+            _ = h.erp.lookups_reach(2) => {}
+            s = &mut again => panic!("run 2 ended before asking the ERP: {s}"),
+        }
+        // p1 commits; run 1's batch stays open (pb), keeping p1's row and A's lock until run 2
+        // asks for A.
+        a_release.notify_one();
+        let second = timeout(Duration::from_secs(10), &mut again)
+            .await
+            .expect("run 2 waited for run 1's whole batch");
+        b_release.notify_one();
+        second
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.get(K::BookedInitial), 2, "{first}");
+    assert_eq!(second.get(K::BookedAdditional), 1, "{second}");
+    assert_eq!(h.row("p2").await.decision, K::BookedAdditional);
+    let initial_of_a = h.erp.with(|s| {
+        (s.entries.iter())
+            .filter(|e| {
+                e.entry
+                    .allocation
+                    .as_ref()
+                    .is_some_and(|a| a.sales_order == A)
+            })
+            .count()
+    });
+    assert_eq!(initial_of_a, 1, "one entry allocated to {A}");
 }

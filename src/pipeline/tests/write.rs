@@ -27,7 +27,7 @@ async fn write(h: &Harness, op: &Operation) -> Verdict {
 
 async fn write_as(h: &Harness, op: &Operation, kind: K, opts: &RunOptions) -> Verdict {
     let ctx = h.ctx(opts).await;
-    let gate = h.engine.enter_gate(Some(A)).await;
+    let gate = h.engine.enter_gate(Some(A), 0).await;
     let booking = Booking::new(kind, entry_for(op, A));
     h.engine.write(&ctx, &gate, op, booking).await
 }

@@ -19,7 +19,9 @@ use sqlx::postgres::{PgArguments, PgRow};
 use super::{PgLedger, ms};
 use crate::domain::DecisionKind;
 use crate::store::decisions::StoredRow;
-use crate::store::{Decisions, LedgerRow, OrderView, Record, StoreError, holding_decisions_sql};
+use crate::store::{
+    Decisions, LedgerRow, OrderView, Record, StoreError, ViewQuery, holding_decisions_sql,
+};
 use sqlx::FromRow;
 
 /// The columns [`row_to_ledger`] reads (the amount as its exact text).
@@ -141,6 +143,43 @@ impl Decisions for PgLedger {
         Ok(view)
     }
 
+    async fn views(
+        &self,
+        account: &str,
+        queries: &[ViewQuery],
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut views = vec![OrderView::default(); queries.len()];
+        if queries.is_empty() {
+            return Ok(views);
+        }
+        let asked: Vec<serde_json::Value> = queries
+            .iter()
+            .map(|q| {
+                serde_json::json!({
+                    "u": q.uid,
+                    "o": q.sales_order,
+                    "c": ms(q.created),
+                    "b": ms(q.booked_since),
+                })
+            })
+            .collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(views_sql()))
+            .bind(account)
+            .bind(serde_json::Value::Array(asked).to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let k: i64 = r.try_get("k")?;
+            let which: i32 = r.try_get("which")?;
+            let view = usize::try_from(k)
+                .ok()
+                .and_then(|k| views.get_mut(k))
+                .ok_or_else(|| StoreError::Corrupt(format!("views: no question {k}")))?;
+            view.add(which.into(), StoredRow::from_row(r)?)?;
+        }
+        Ok(views)
+    }
+
     async fn unresolved_in_orders(
         &self,
         account: &str,
@@ -248,6 +287,34 @@ fn op_and_order_sql() -> String {
           ORDER BY op_created_ms, uid LIMIT 1)",
         holding = holding_decisions_sql()
     )
+}
+
+/// [`Decisions::views`]'s statement: [`op_and_order_sql`]'s three parts, each a `LATERAL`
+/// query per question of the JSON array `$2` (`k` its index from 0).
+fn views_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH q AS (SELECT (t.n - 1)::bigint AS k, t.v ->> 'u' AS u, t.v ->> 'o' AS so, \
+                        (t.v ->> 'c')::bigint AS c, (t.v ->> 'b')::bigint AS b \
+                        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(v, n)) \
+             SELECT q.k, 0 AS which, x.* FROM q CROSS JOIN LATERAL \
+               (SELECT {COLUMNS} FROM operations WHERE account = $1 AND uid = q.u) AS x \
+             UNION ALL \
+             SELECT q.k, 1 AS which, x.* FROM q CROSS JOIN LATERAL \
+               (SELECT {COLUMNS} FROM operations \
+                WHERE sales_order = q.so AND booked_ms >= q.b \
+                  AND decision IN ('booked_initial', 'booked_additional') LIMIT 1) AS x \
+             UNION ALL \
+             SELECT q.k, 2 AS which, x.* FROM q CROSS JOIN LATERAL \
+               (SELECT {COLUMNS} FROM operations \
+                WHERE sales_order = q.so AND NOT (account = $1 AND uid = q.u) \
+                  AND decision IN ({holding}) \
+                  AND (op_created_ms < q.c OR (op_created_ms = q.c AND uid < q.u)) \
+                ORDER BY op_created_ms, uid LIMIT 1) AS x",
+            holding = holding_decisions_sql()
+        )
+    })
 }
 
 /// The upsert of one ledger row. A booked row keeps its decision, reason and entry: a later
