@@ -13,9 +13,11 @@
 //! keeps, and the ledger must be read again under the lock.
 //!
 //! A lock can also be *parked* with a [`Parker`] (a batch whose rows wait for its end keeps its
-//! orders locked, `gate.rs`): whoever then wants it asks the parker to let go (write its rows and
-//! drop its locks) before waiting, and a lock someone already waits for is not parked at all.
-//! Without this, two batches each parking an order the other's group waits for never end.
+//! orders locked, `gate.rs`). A group of another run that wants it asks the parker to let go
+//! (write its rows and drop its locks) before waiting, and a lock a group of another run already
+//! waits for is not parked at all: without this, two batches each parking an order the other's
+//! group waits for never end. A later group of the same run's chain just waits for the batch's
+//! end: within a run a group only ever waits for an earlier batch, which cannot close a circle.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -49,18 +51,24 @@ struct ReleaseLog {
     releases: u64,
     /// The chains that let go last, oldest first (at most [`REMEMBERED`]).
     recent: VecDeque<u64>,
-    /// Tasks waiting for the lock now.
-    waiters: usize,
-    /// Who holds the lock parked, if anyone.
-    parked: Option<Weak<dyn Parker>>,
+    /// The chains of the tasks waiting for the lock now.
+    waiters: Vec<u64>,
+    /// Who holds the lock parked (with its chains), if anyone.
+    parked: Option<(u64, Weak<dyn Parker>)>,
 }
 
 /// One waiter counted while it waits (also when its future is dropped).
-struct Waiter<'a>(&'a Slot);
+struct Waiter<'a> {
+    slot: &'a Slot,
+    chains: u64,
+}
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.0.log.lock().expect("poisoned").waiters -= 1;
+        let mut log = self.slot.log.lock().expect("poisoned");
+        if let Some(i) = log.waiters.iter().position(|c| *c == self.chains) {
+            log.waiters.swap_remove(i);
+        }
     }
 }
 
@@ -81,16 +89,21 @@ impl OrderLocks {
         s
     }
 
-    /// Wait for the order's lock and hold it for the chains `chains`; a parked lock is asked
-    /// for first.
+    /// Wait for the order's lock and hold it for the chains `chains`; a lock parked by other
+    /// chains is asked for first.
     pub async fn lock(&self, key: &str, chains: u64) -> OrderGuard {
         let slot = self.slot(key);
         let parker = {
             let mut log = slot.log.lock().expect("poisoned");
-            log.waiters += 1;
-            log.parked.as_ref().and_then(Weak::upgrade)
+            log.waiters.push(chains);
+            (log.parked.as_ref())
+                .filter(|(by, _)| *by != chains)
+                .and_then(|(_, p)| p.upgrade())
         };
-        let waiter = Waiter(&slot);
+        let waiter = Waiter {
+            slot: &slot,
+            chains,
+        };
         if let Some(p) = parker {
             p.let_go().await;
         }
@@ -148,15 +161,16 @@ impl OrderGuard {
 }
 
 impl OrderGuard {
-    /// Hand the lock to `parker` to hold until it lets go; `Err(self)` when someone waits for
-    /// the lock already (then the caller does what letting go requires, and drops it).
+    /// Hand the lock to `parker` to hold until it lets go; `Err(self)` when a task of other
+    /// chains waits for the lock already (then the caller does what letting go requires, and
+    /// drops it).
     pub fn park(self, parker: Weak<dyn Parker>) -> Result<OrderGuard, OrderGuard> {
         let mut log = self.slot.log.lock().expect("poisoned");
-        if log.waiters > 0 {
+        if log.waiters.iter().any(|c| *c != self.chains) {
             drop(log);
             return Err(self);
         }
-        log.parked = Some(parker);
+        log.parked = Some((self.chains, parker));
         drop(log);
         Ok(self)
     }
@@ -228,35 +242,61 @@ mod tests {
         Arc::downgrade(&b)
     }
 
-    /// A parked lock is let go when someone wants it; one someone waits for is not parked.
+    fn waiting(locks: &OrderLocks) -> usize {
+        locks.slot("A").log.lock().unwrap().waiters.len()
+    }
+
+    /// A parked lock is let go when another run wants it, and one another run waits for is not
+    /// parked; a waiter of the same chains neither asks nor stops the parking.
     #[tokio::test]
-    async fn a_parked_lock_is_let_go_on_demand_and_a_wanted_one_is_not_parked() {
+    async fn a_parked_lock_is_let_go_for_other_chains_only() {
         let locks = Arc::new(OrderLocks::default());
         let batch = Arc::new(Batch::default());
+        let lets_go = || batch.let_go.load(std::sync::atomic::Ordering::SeqCst);
         let parked = locks.lock("A", RUN).await.park(parker(&batch));
-        batch
-            .parked
-            .lock()
-            .unwrap()
-            .push(parked.ok().expect("nobody waits"));
-        // Wanting it asks the batch to let go, then gets it.
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), locks.lock("A", OTHER))
-            .await
-            .expect("a parked lock is let go");
-        assert_eq!(batch.let_go.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // Someone waits while it is held: parking refuses.
-        let waiting = tokio::spawn({
-            let locks = locks.clone();
-            async move { drop(locks.lock("A", RUN).await) }
+        let parked = parked.ok().expect("nobody waits");
+        batch.parked.lock().unwrap().push(parked);
+
+        let same = tokio::spawn({
+            let l = locks.clone();
+            async move { l.lock("A", RUN).await }
         });
-        while locks.slot("A").log.lock().unwrap().waiters == 0 {
+        while waiting(&locks) < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            lets_go(),
+            0,
+            "the same chains' waiter asked the batch to let go"
+        );
+
+        let other = tokio::spawn({
+            let l = locks.clone();
+            async move { l.lock("A", OTHER).await }
+        });
+        // The batch lets go for `other`; `same` was first in line.
+        let got = same.await.unwrap();
+        assert_eq!(lets_go(), 1);
+        while waiting(&locks) < 1 {
             tokio::task::yield_now().await;
         }
         let refused = got.park(parker(&batch));
-        assert!(refused.is_err(), "parked although someone waits");
+        assert!(refused.is_err(), "parked although another run waits");
         drop(refused);
-        waiting.await.unwrap();
-        assert_eq!(locks.slot("A").log.lock().unwrap().waiters, 0);
+
+        let got = other.await.unwrap();
+        let own = tokio::spawn({
+            let l = locks.clone();
+            async move { drop(l.lock("A", OTHER).await) }
+        });
+        while waiting(&locks) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let parked = got.park(parker(&batch));
+        assert!(parked.is_ok(), "refused with only its own chains waiting");
+        drop(parked);
+        own.await.unwrap();
+        assert_eq!(waiting(&locks), 0);
     }
 
     #[tokio::test]
