@@ -27,6 +27,7 @@ use tracing::warn;
 use super::Engine;
 use super::group::OrderGroup;
 use super::order_lock::{LockSnapshot, OrderGuard, Parker};
+use super::outcome::unrecorded_line;
 use super::run::RunCtx;
 use crate::claims::{Claims, order_key};
 use crate::erp::Erp;
@@ -71,14 +72,7 @@ impl BatchClaims {
         {
             warn!(rows = records.len(), error = %err, "ledger write failed");
             let mut failures = self.failures.lock().expect("poisoned");
-            failures.extend(records.iter().map(|r| {
-                format!(
-                    "{}: decided {}{} but the ledger could not record it ({err}); examined again by the next run",
-                    r.uid,
-                    r.decision,
-                    r.erp_entry.as_deref().map(|n| format!(" (Payment Entry {n})")).unwrap_or_default(),
-                )
-            }));
+            failures.extend(records.iter().map(|r| unrecorded_line(r, &err)));
         }
         drop(locks);
     }

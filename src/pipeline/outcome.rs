@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use super::run::{Examined, RunCtx};
 use super::{Engine, Outcome};
 use crate::domain::{DecisionKind, Operation, PaymentEntry};
-use crate::store::Record;
+use crate::store::{Record, StoreError};
 use crate::summary::{BookedLine, Summary};
 
 /// What was decided for one operation, before it is made known.
@@ -69,15 +69,7 @@ impl Engine {
             let rec = self.record_of(ctx, e, &v);
             if let Err(err) = live.ledger.record(&rec).await {
                 warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, decision = %v.kind, "ledger write failed");
-                unrecorded = Some(format!(
-                    "{}: decided {}{} but the ledger could not record it ({err}); examined again by the next run",
-                    e.op.uid,
-                    v.kind,
-                    v.entry_name
-                        .as_deref()
-                        .map(|n| format!(" (Payment Entry {n})"))
-                        .unwrap_or_default(),
-                ));
+                unrecorded = Some(unrecorded_line(&rec, &err));
             }
         }
         announce(ctx, e, v, summary);
@@ -148,6 +140,19 @@ impl Engine {
         report(ctx, &out);
         summary.count(DecisionKind::Error);
     }
+}
+
+/// The summary's line for a decision the ledger could not take (a failed run: examined again).
+pub(super) fn unrecorded_line(rec: &Record, err: &StoreError) -> String {
+    format!(
+        "{}: decided {}{} but the ledger could not record it ({err}); examined again by the next run",
+        rec.uid,
+        rec.decision,
+        rec.erp_entry
+            .as_deref()
+            .map(|n| format!(" (Payment Entry {n})"))
+            .unwrap_or_default(),
+    )
 }
 
 /// An `error` the ledger could not take (it is unavailable): logged, reported and counted, not

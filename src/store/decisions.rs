@@ -78,6 +78,24 @@ pub struct OrderView {
 }
 
 impl OrderView {
+    /// Spread the rows of a backend's `views` statement — each tagged with its question's index
+    /// `k` and its part `which` (see [`OrderView::add`]) — over one view per question.
+    pub(crate) fn spread(
+        questions: usize,
+        rows: impl IntoIterator<Item = Result<(i64, i64, StoredRow), StoreError>>,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut views = vec![OrderView::default(); questions];
+        for row in rows {
+            let (k, which, stored) = row?;
+            let view = usize::try_from(k)
+                .ok()
+                .and_then(|k| views.get_mut(k))
+                .ok_or_else(|| StoreError::Corrupt(format!("views: no question {k}")))?;
+            view.add(which, stored)?;
+        }
+        Ok(views)
+    }
+
     /// Add one row of a backend's `op_and_order` statement, tagged by the part it came from
     /// (`which`): 0 the operation's own row, 1 a booked row of the order, 2 the oldest earlier
     /// unresolved row of the order.

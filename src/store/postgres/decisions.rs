@@ -148,9 +148,8 @@ impl Decisions for PgLedger {
         account: &str,
         queries: &[ViewQuery],
     ) -> Result<Vec<OrderView>, StoreError> {
-        let mut views = vec![OrderView::default(); queries.len()];
         if queries.is_empty() {
-            return Ok(views);
+            return Ok(Vec::new());
         }
         let asked: Vec<serde_json::Value> = queries
             .iter()
@@ -168,16 +167,13 @@ impl Decisions for PgLedger {
             .bind(serde_json::Value::Array(asked).to_string())
             .fetch_all(&self.pool)
             .await?;
-        for r in &rows {
-            let k: i64 = r.try_get("k")?;
-            let which: i32 = r.try_get("which")?;
-            let view = usize::try_from(k)
-                .ok()
-                .and_then(|k| views.get_mut(k))
-                .ok_or_else(|| StoreError::Corrupt(format!("views: no question {k}")))?;
-            view.add(which.into(), StoredRow::from_row(r)?)?;
-        }
-        Ok(views)
+        OrderView::spread(
+            queries.len(),
+            rows.iter().map(|r| {
+                let which: i32 = r.try_get("which")?;
+                Ok((r.try_get("k")?, which.into(), StoredRow::from_row(r)?))
+            }),
+        )
     }
 
     async fn unresolved_in_orders(

@@ -159,9 +159,8 @@ impl Decisions for SqliteLedger {
         queries: &[ViewQuery],
     ) -> Result<Vec<OrderView>, StoreError> {
         self.same_file()?;
-        let mut views = vec![OrderView::default(); queries.len()];
         if queries.is_empty() {
-            return Ok(views);
+            return Ok(Vec::new());
         }
         let asked: Vec<JsonQuery> = queries
             .iter()
@@ -179,16 +178,17 @@ impl Decisions for SqliteLedger {
             .bind(json)
             .fetch_all(&self.pool)
             .await?;
-        for r in &rows {
-            let k: i64 = r.try_get("k")?;
-            let which: i64 = r.try_get("which")?;
-            let view = usize::try_from(k)
-                .ok()
-                .and_then(|k| views.get_mut(k))
-                .ok_or_else(|| StoreError::Corrupt(format!("views: no question {k}")))?;
-            view.add(which, StoredRow::from_row(r)?)?;
-        }
-        Ok(views)
+        OrderView::spread(
+            queries.len(),
+            rows.iter().map(|r| {
+                let tagged = (
+                    r.try_get("k")?,
+                    r.try_get("which")?,
+                    StoredRow::from_row(r)?,
+                );
+                Ok(tagged)
+            }),
+        )
     }
 
     async fn unresolved_in_orders(
