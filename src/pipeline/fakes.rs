@@ -106,6 +106,18 @@ impl FakeErp {
         self.with(|s| s.script.entry(uid.into()).or_default().push_back(a));
     }
 
+    /// Hold the next create of `uid` at the server ([`Answer::Hold`]): notified when it arrives,
+    /// it commits once the second is notified.
+    pub fn hold(&self, uid: &str) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+        let (reached, release) = (Arc::default(), Arc::default());
+        let answer = Answer::Hold {
+            reached: Arc::clone(&reached),
+            release: Arc::clone(&release),
+        };
+        self.answer(uid, answer);
+        (reached, release)
+    }
+
     /// Commit an entry as another process would.
     pub fn commit(&self, entry: PaymentEntry) -> String {
         self.with(|s| commit(s, entry))

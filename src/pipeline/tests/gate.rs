@@ -5,17 +5,15 @@
 //! run on paused time (it waits on tokio timers while SQLite works on its own threads, so the
 //! clock would jump past them): those tests run on real time, with waits of a second or less.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
 use crate::claims::{ClaimTiming, order_key};
 use crate::domain::DecisionKind as K;
 use crate::pipeline::RunOptions;
-use crate::pipeline::fakes::{Answer, Harness, entry_for, op, paid};
+use crate::pipeline::fakes::{Harness, entry_for, op, paid};
 use crate::pipeline::write::Booking;
 
 const A: &str = "SAL-ORD-2026-00001";
@@ -175,17 +173,8 @@ async fn a_batchs_records_are_written_before_anyone_else_gets_their_order() {
         op("pa", A, paid(), "100", 10),
         op("pb", B, paid(), "100", 11),
     );
-    let hold = |uid: &str| {
-        let (reached, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let answer = Answer::Hold {
-            reached: reached.clone(),
-            release: release.clone(),
-        };
-        h.erp.answer(uid, answer);
-        (reached, release)
-    };
-    let (a_reached, a_release) = hold("pa");
-    let (b_reached, b_release) = hold("pb");
+    let (a_reached, a_release) = h.erp.hold("pa");
+    let (b_reached, b_release) = h.erp.hold("pb");
 
     let first = h.run(vec![pa.clone(), pb.clone()]);
     let second = async {
@@ -232,17 +221,8 @@ async fn a_batchs_read_is_not_trusted_after_another_run_held_the_order() {
         op("pb", B, paid(), "100", 11),
     );
     let p2 = op("p2", A, paid(), "100", 20);
-    let hold = |uid: &str| {
-        let (reached, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let answer = Answer::Hold {
-            reached: reached.clone(),
-            release: release.clone(),
-        };
-        h.erp.answer(uid, answer);
-        (reached, release)
-    };
-    let (a_reached, a_release) = hold("p1");
-    let (b_reached, b_release) = hold("pb");
+    let (a_reached, a_release) = h.erp.hold("p1");
+    let (b_reached, b_release) = h.erp.hold("pb");
 
     let first = h.run(vec![p1, pb]);
     let second = async {

@@ -10,13 +10,23 @@ async fn ledger() -> (tempfile::TempDir, SqliteLedger) {
     (dir, l)
 }
 
+/// The lines of `query`'s `EXPLAIN QUERY PLAN`.
+async fn plan_of(
+    l: &SqliteLedger,
+    query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Vec<String> {
+    (query.fetch_all(l.pool()).await.unwrap().iter())
+        .map(|r| r.get::<String, _>("detail"))
+        .collect()
+}
+
 /// The statement run before every booking must search indexes, never scan the table (a
 /// partial index is used only when the query repeats its WHERE terms exactly: a reordered
 /// `decision IN (...)` list once made every booking scan the whole ledger).
 #[tokio::test]
 async fn the_booking_check_uses_indexes_only() {
     let (_d, l) = ledger().await;
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "EXPLAIN QUERY PLAN {}",
         op_and_order_sql()
     )))
@@ -24,13 +34,8 @@ async fn the_booking_check_uses_indexes_only() {
     .bind("u")
     .bind("SAL-ORD-1")
     .bind(1i64)
-    .bind(2i64)
-    .fetch_all(l.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
+    .bind(2i64);
+    let plan = plan_of(&l, query).await;
     let scans: Vec<&String> = plan
         .iter()
         .filter(|d| d.starts_with("SCAN operations"))
@@ -47,18 +52,13 @@ async fn the_booking_check_uses_indexes_only() {
 #[tokio::test]
 async fn the_batched_booking_check_uses_indexes_only() {
     let (_d, l) = ledger().await;
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "EXPLAIN QUERY PLAN {}",
         views_sql()
     )))
     .bind("main")
-    .bind(r#"[{"u":"u","o":"SAL-ORD-1","c":1,"b":2}]"#)
-    .fetch_all(l.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
+    .bind(r#"[{"u":"u","o":"SAL-ORD-1","c":1,"b":2}]"#);
+    let plan = plan_of(&l, query).await;
     let scans: Vec<&String> = plan
         .iter()
         .filter(|d| d.starts_with("SCAN operations") || d.starts_with("SCAN o "))
