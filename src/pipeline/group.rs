@@ -5,8 +5,9 @@
 //! unknown create outcome, a claim another process holds, a missing order), every later payment of
 //! the order is `waiting` until it resolves — known from the previous group of the order in this
 //! run ([`OrderProgress`]), or from the ledger (earlier runs, other processes), which is re-read
-//! under the gate before each booking (another trigger may have just booked this operation or
-//! this order).
+//! after the order is claimed and locked (another trigger may have just booked this operation or
+//! this order): once for the whole batch when nothing else can have touched the order since
+//! ([`Engine::read_claimed`]), else under the gate before each booking.
 
 use std::sync::Arc;
 
@@ -136,8 +137,8 @@ impl Engine {
             self.fail_group(ctx, &ops, &reason, &mut run).await;
             return (run.summary, run.progress);
         }
-        // Taken while nothing had changed since the batch read: after a takeover or another
-        // group of the order, each operation is read under the gate.
+        // The batch's read, if nothing this group does not know of held the order since: after
+        // a takeover or another run's group, each operation is read under the gate.
         let mut pre_read = pre_read.filter(|p| gate.unchanged_since(&p.lock));
         if let Some(o) = order.as_deref()
             && gate
