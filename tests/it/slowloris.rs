@@ -395,9 +395,14 @@ async fn slow_connections_do_not_delay_real_webhooks_or_healthz() {
         &hook_failures[..hook_failures.len().min(5)]
     );
     assert!(hook_took.len() >= 100, "{} webhooks sent", hook_took.len());
+    // What the listener must prevent is a real request waiting behind the slow ones — for a
+    // slot, or for the accept loop — which costs it on the order of the header timeout (2 s).
+    // An eighth of it: well clear of that failure, and of this 2-core machine's scheduling when
+    // the test's own 2,000 connections load it too (p99 10–40 ms usually, 100–142 ms seen on
+    // loaded days, the unchanged code included).
     let p99 = p99.unwrap();
     assert!(
-        p99 <= Duration::from_millis(100),
+        p99 <= HEADER_TIMEOUT / 8,
         "real webhooks p99 {p99:?} (max {max:?})"
     );
     assert!(
