@@ -164,6 +164,83 @@ fn one_bad_doc_does_not_spoil_the_page() {
     assert!(matches!(&p.items[4], Fetched::Bad { uid: None, .. }));
 }
 
+/// Every shape a document can take inside a well-formed page is one item of that page: an array,
+/// `null`, a string, a field of the wrong type (the id still found, from `uid` or else `id`).
+#[test]
+fn every_odd_document_is_its_own_bad_item() {
+    let uid_number = GOOD.replace("\"uid\":\"u1\"", "\"uid\":5,\"id\":\"i5\"");
+    let reference_object = GOOD
+        .replace("\"SAL-ORD-2026-00001\"", "{\"a\":1}")
+        .replace("u1", "u6");
+    let escaped_key = GOOD.replace("\"uid\"", "\"u\\u0069d\"");
+    let p = page_of(&[
+        "[1,{\"uid\":\"x\"}]",
+        "null",
+        "\"u7\"",
+        &uid_number,
+        &reference_object,
+        &escaped_key,
+        GOOD,
+    ]);
+    assert_eq!(p.items.len(), 7);
+    for item in &p.items[..3] {
+        assert!(
+            matches!(item, Fetched::Bad { uid: None, reason } if reason.contains("not an object")),
+            "{item:?}"
+        );
+    }
+    assert!(
+        matches!(&p.items[3], Fetched::Bad { uid: Some(u), reason } if u == "i5" && reason.contains("uid 5")),
+        "{:?}",
+        p.items[3]
+    );
+    assert!(
+        matches!(&p.items[4], Fetched::Bad { uid: Some(u), reason } if u == "u6" && reason.contains("reference")),
+        "{:?}",
+        p.items[4]
+    );
+    // A key written with an escape is still that key.
+    assert!(
+        matches!(&p.items[5], Fetched::Op(op) if op.uid == "u1"),
+        "{:?}",
+        p.items[5]
+    );
+    assert!(matches!(&p.items[6], Fetched::Op(_)));
+}
+
+/// The one-pass read of a listing answer agrees with the table of answers for every shape:
+/// a good page, a business refusal at 200, a 200 without a list, a 5xx with an envelope.
+#[test]
+fn a_listing_answer_is_read_as_the_table_says() {
+    let good = format!("{{\"result\":true,\"data\":{{\"docs\":[{GOOD}],\"page\":0}}}}");
+    let page = read_list(200, None, good.as_bytes()).unwrap();
+    assert!(matches!(&page.items[..], [Fetched::Op(op)] if op.uid == "u1") && page.is_last);
+    let refused = r#"{"result":false,"code":"INVALID_ENTITY","error":"no such entity"}"#;
+    assert!(matches!(
+        read_list(200, None, refused.as_bytes()),
+        Err(SourceError::Api { code, .. }) if code == "INVALID_ENTITY"
+    ));
+    let no_list = r#"{"result":true,"data":{"page":0}}"#;
+    assert!(matches!(
+        read_list(200, None, no_list.as_bytes()),
+        Err(SourceError::Malformed { message, .. }) if message.contains("docs")
+    ));
+    let broken = format!("{{\"result\":true,\"data\":{{\"docs\":[{GOOD}");
+    assert!(matches!(
+        read_list(200, None, broken.as_bytes()),
+        Err(SourceError::Malformed { .. })
+    ));
+    let busy = r#"{"result":false,"code":"SERVER_ERROR","error":"try later"}"#;
+    assert!(matches!(
+        read_list(503, None, busy.as_bytes()),
+        Err(SourceError::Http { status: 503, message, .. }) if message == "try later"
+    ));
+    assert!(matches!(
+        read_list(429, Some(Duration::from_secs(3)), good.as_bytes()),
+        Err(SourceError::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_secs(3)
+    ));
+}
+
 #[test]
 fn full_page_is_not_last() {
     let docs: Vec<String> = (0..PAGE_SIZE)

@@ -67,15 +67,16 @@ impl Decisions for SqliteLedger {
             return Ok(());
         }
         self.same_file()?;
-        let query = upsert_all(recs)?;
-        // In a transaction of its own although it is one statement: abandoned (its future
-        // dropped) it is rolled back, never left to land later (see `write_tx.rs`).
+        // In one transaction: all rows or none, and abandoned (its future dropped) it is
+        // rolled back, never left to land later (see `write_tx.rs`).
         let mut tx = WriteTx::begin(&self.pool).await?;
-        let work = query
-            .execute(tx.conn())
-            .await
-            .map(|_| ())
-            .map_err(Into::into);
+        let mut work = Ok(());
+        for query in upsert_all(recs) {
+            if let Err(e) = query.execute(tx.conn()).await {
+                work = Err(e.into());
+                break;
+            }
+        }
         tx.finish(work).await
     }
 
@@ -379,8 +380,16 @@ fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::Sq
              CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) {ON_CONFLICT}"
         )
     });
-    sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-        .bind(&rec.account)
+    bind_record(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), rec)
+}
+
+/// A ledger row's twelve parameters, in the order of [`INSERT_COLUMNS`] (`first_seen_ms`,
+/// `last_seen_ms` and `booked_ms` all come from the twelfth, the time it was seen).
+fn bind_record<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    rec: &'q Record,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    q.bind(&rec.account)
         .bind(&rec.uid)
         .bind(&rec.reference)
         .bind(&rec.sales_order)
@@ -394,69 +403,54 @@ fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::Sq
         .bind(ms(rec.seen_at))
 }
 
-/// One row of [`upsert_all`]'s JSON array (short keys: the array is parsed by SQLite).
-#[derive(serde::Serialize)]
-struct JsonRow<'a> {
-    a: &'a str,
-    u: &'a str,
-    r: &'a str,
-    so: Option<&'a str>,
-    sc: Option<u16>,
-    am: Option<String>,
-    cu: Option<&'a str>,
-    d: &'a str,
-    re: &'a str,
-    e: Option<&'a str>,
-    oc: Option<i64>,
-    s: i64,
-}
+/// Rows per statement of [`upsert_all`], largest first: a batch is cut into statements of
+/// these sizes so that only four statement texts exist (each prepared once per connection), and
+/// a batch of 500 rows takes 11 statements (15 parameters a row; SQLite allows 32,766).
+const UPSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
-/// The upsert of many rows in one statement: the rows travel as one JSON array and SQLite applies
-/// them in order, as separate statements would (a row naming an operation already in the array
-/// updates it). One statement text whatever the count, so it is prepared once per connection;
-/// each statement is a round trip to sqlx's worker thread (two thread switches).
+/// The upsert of many rows: statements of many `VALUES` rows, bound parameter by parameter, in
+/// the order given, which SQLite applies row by row as separate statements would (a row naming
+/// an operation already written by an earlier row updates it, see [`ON_CONFLICT`]).
 ///
-/// `jsonb_each`, not `json_each`: `json_each` hands each element over as JSON text, which every
-/// one of the fifteen `->>` below parses again (a fifth of the whole `sync`'s instructions on
-/// 2,000 operations, callgrind 2026-12-03); `jsonb_each` hands over the element's binary form,
-/// which `->>` reads in place.
+/// Bound parameters, not one JSON array: building the array, SQLite's parse of it and the
+/// fifteen `->>` per row cost about 50,000 instructions a row, a quarter of a whole `sync`'s
+/// instructions on 2,000 operations (callgrind, 2026-12-04). The parameters are anonymous
+/// (`?`, a value bound twice where it is used twice): sqlx looks each parameter's name up, and
+/// SQLite finds a name by walking the statement's list of names, which for numbered ones made
+/// binding a statement of 768 quadratic.
 fn upsert_all(
     recs: &[Record],
-) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>, StoreError> {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    // `WHERE true`: what SQLite's upsert documentation asks of an INSERT ... SELECT, so that
-    // `ON CONFLICT` is not parsed as a join's constraint.
-    let sql = SQL.get_or_init(|| {
-        format!(
-            "{INSERT_COLUMNS} SELECT j.value ->> 'a', j.value ->> 'u', j.value ->> 'r', \
-                j.value ->> 'so', j.value ->> 'sc', j.value ->> 'am', j.value ->> 'cu', \
-                j.value ->> 'd', j.value ->> 're', j.value ->> 'e', j.value ->> 'oc', \
-                j.value ->> 's', j.value ->> 's', \
-                CASE WHEN j.value ->> 'd' IN ('booked_initial', 'booked_additional') \
-                     THEN j.value ->> 's' END \
-             FROM jsonb_each($1) AS j WHERE true ORDER BY j.key {ON_CONFLICT}"
-        )
-    });
-    let rows: Vec<JsonRow> = recs
-        .iter()
-        .map(|r| JsonRow {
-            a: &r.account,
-            u: &r.uid,
-            r: &r.reference,
-            so: r.sales_order.as_deref(),
-            sc: r.status_code,
-            am: r.amount.map(|a| a.to_string()),
-            cu: r.currency.as_deref(),
-            d: r.decision.as_str(),
-            re: &r.reason,
-            e: r.erp_entry.as_deref(),
-            oc: r.op_created.map(ms),
-            s: ms(r.seen_at),
-        })
-        .collect();
-    let json = serde_json::to_string(&rows)
-        .map_err(|e| StoreError::Corrupt(format!("ledger rows as JSON: {e}")))?;
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(json))
+) -> Vec<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    static SQL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
+    let mut queries = Vec::new();
+    let mut rest = recs;
+    for (size, sql) in UPSERT_CHUNKS.iter().zip(&SQL) {
+        while rest.len() >= *size {
+            let (chunk, tail) = rest.split_at(*size);
+            rest = tail;
+            let sql = sql.get_or_init(|| upsert_rows_sql(*size));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for rec in chunk {
+                let seen = ms(rec.seen_at);
+                q = bind_record(q, rec)
+                    .bind(seen)
+                    .bind(rec.decision.as_str())
+                    .bind(seen);
+            }
+            queries.push(q);
+        }
+    }
+    queries
+}
+
+/// `INSERT ... VALUES (row 1), (row 2), ... ON CONFLICT ...` for `rows` rows of fifteen
+/// parameters each: [`bind_record`]'s twelve, then the time seen again (`last_seen_ms`), the
+/// decision and the time seen once more (`booked_ms` when the row books).
+fn upsert_rows_sql(rows: usize) -> String {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+        CASE WHEN ? IN ('booked_initial', 'booked_additional') THEN ? END)";
+    let values = vec![ROW; rows].join(", ");
+    format!("{INSERT_COLUMNS} VALUES {values} {ON_CONFLICT}")
 }
 
 #[cfg(test)]
