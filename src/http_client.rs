@@ -13,7 +13,11 @@
 /// redirect to `https://` (it fails with an unknown-issuer error naming no certificate) — a
 /// server that redirects should be configured by its `https://` URL in the first place.
 pub fn client_builder_for(base: &url::Url) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder();
+    // reqwest's own retries (of HTTP/2 refusals, by default) are off: every retry is ours
+    // (`retry.rs` for reads, `pipeline/write.rs` for creates, which must never be sent twice
+    // behind our back), and with them off a request is not copied before it is sent.
+    let builder =
+        reqwest::Client::builder().retry(reqwest::retry::never().max_retries_per_request(0));
     if base.scheme() == "http" {
         builder.tls_certs_only(std::iter::empty())
     } else {

@@ -11,7 +11,7 @@ use crate::children::{run_ok, write_config};
 use crate::ledger::{LedgerKind, Scratch};
 use crate::{Args, check, faults, spec};
 
-const SYNC: &[&str] = &["sync", "--since", "2026-10-01", "--until", "2026-10-31"];
+pub const SYNC: &[&str] = &["sync", "--since", "2026-10-01", "--until", "2026-10-31"];
 
 /// What a rerun measured, printed under the table.
 struct Rerun {
@@ -40,6 +40,15 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     println!();
+    let floor = crate::floor::measure(args, top).await?;
+    let floor_cpu = floor.usage.cpu.as_micros() as f64;
+    println!(
+        "HTTP floor (`floor.rs`): the same {} creates sent {top} at a time by a bare client built as paysync's, nothing else: CPU **{:.0} µs per examined operation** ({:.0} per create), wall {:.2} s.",
+        floor.creates,
+        floor_cpu / floor.examined as f64,
+        floor_cpu / floor.creates as f64,
+        floor.usage.wall.as_secs_f64()
+    );
     for r in reruns {
         println!(
             "Rerun ({}) over the same {} operations (all decided): ERPNext calls {} ({} writes) = **{:.4} per operation** (1 per {:.0}); wall {:.2} s; CPU {:.0} µs per op.",

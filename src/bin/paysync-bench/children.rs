@@ -49,17 +49,7 @@ pub fn write_config(
 /// program, and `PAYSYNC_BENCH_CHILD_LOG` replaces its `RUST_LOG` (`warn`).
 pub fn paysync_cmd(config: &Path, args: &[&str], log: &Path) -> anyhow::Result<Command> {
     let stderr = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
-    let own = std::env::current_exe().context("own path")?;
-    let wrapper = std::env::var("PAYSYNC_BENCH_CHILD_WRAPPER").unwrap_or_default();
-    let mut words = wrapper.split_whitespace();
-    let mut c = match words.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(words).arg(own);
-            c
-        }
-        None => Command::new(own),
-    };
+    let mut c = own_child()?;
     let log_filter = std::env::var("PAYSYNC_BENCH_CHILD_LOG").unwrap_or_else(|_| "warn".into());
     c.arg("__paysync")
         .arg("--config")
@@ -70,6 +60,21 @@ pub fn paysync_cmd(config: &Path, args: &[&str], log: &Path) -> anyhow::Result<C
         .stdout(Stdio::null())
         .stderr(stderr);
     Ok(c)
+}
+
+/// This executable as a child, under `PAYSYNC_BENCH_CHILD_WRAPPER` when it is set.
+pub fn own_child() -> anyhow::Result<Command> {
+    let own = std::env::current_exe().context("own path")?;
+    let wrapper = std::env::var("PAYSYNC_BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    Ok(match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(own);
+            c
+        }
+        None => Command::new(own),
+    })
 }
 
 /// The last lines of a child's log, for an error message.

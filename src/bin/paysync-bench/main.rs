@@ -4,7 +4,8 @@
 //! report of tables. See BENCHMARKS.md for how to read it.
 //!
 //! The child is this same executable re-run with the hidden first argument `__paysync`, which
-//! hands the rest of the arguments to `paysync::cli` exactly as the `paysync` binary does.
+//! hands the rest of the arguments to `paysync::cli` exactly as the `paysync` binary does
+//! (and, with `__http_floor`, the bare HTTP client of `floor.rs`).
 //!
 //! This file: the arguments, what they default to, and the dispatch to the sections
 //! (`backfill.rs`, `webhooks.rs`, `resident.rs`); `ledger.rs` sets up each row's ledger,
@@ -20,6 +21,7 @@ use paysync_sim::sample::SampleSpec;
 mod backfill;
 mod check;
 mod children;
+mod floor;
 mod ledger;
 mod process;
 mod real_erp;
@@ -144,6 +146,9 @@ fn main() -> std::process::ExitCode {
             std::iter::once("paysync".to_string()).chain(argv[2..].iter().cloned()),
         );
         return paysync::cli::run(cli);
+    }
+    if argv.get(1).map(String::as_str) == Some("__http_floor") {
+        return floor::child(&argv[2..]);
     }
     let (args, skipped) = match resolve(Args::parse()) {
         Ok(r) => r,
