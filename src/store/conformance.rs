@@ -80,6 +80,7 @@ on_every_backend!(
     a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value,
     amounts_stay_exact,
     a_batch_of_records_lands_as_the_records_one_by_one,
+    a_short_batch_after_a_longer_one_writes_only_its_own_rows,
     the_booking_check_sees_the_row_a_recent_booking_and_the_oldest_earlier_unresolved,
     unresolved_payments_of_orders_come_oldest_first,
     retries_back_off_with_how_often_an_operation_was_seen,
@@ -238,12 +239,14 @@ async fn a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value(l: Arc<dyn L
     assert_eq!(rows["u2"].guard_value, None);
 }
 
-/// `record_many` (statements of many rows on SQLite) leaves exactly the rows `record` one at a
-/// time leaves: across statement boundaries (150 rows), and for an operation named twice in one
-/// batch — booked, then seen again as already loaded — which stays booked, seen twice.
+/// `record_many` (statements of up to 512 rows on SQLite) leaves exactly the rows `record` one
+/// at a time leaves: across a statement boundary (600 rows), and for an operation named three
+/// times in one batch — booked, then seen again as already loaded in the same statement and in
+/// the next one — which stays booked, seen three times.
 async fn a_batch_of_records_lands_as_the_records_one_by_one(l: Arc<dyn Ledger>) {
+    const N: i64 = 600;
     let batch = |account: &str| -> Vec<Record> {
-        let mut recs: Vec<Record> = (0..150)
+        let mut recs: Vec<Record> = (0..N)
             .map(|i| {
                 let kind = match i % 3 {
                     0 => DecisionKind::Pending,
@@ -262,6 +265,7 @@ async fn a_batch_of_records_lands_as_the_records_one_by_one(l: Arc<dyn Ledger>) 
         again.decision = DecisionKind::AlreadyLoaded;
         again.erp_entry = None;
         again.reason = "seen again".into();
+        recs.insert(2, again.clone());
         recs.push(again);
         recs
     };
@@ -269,10 +273,10 @@ async fn a_batch_of_records_lands_as_the_records_one_by_one(l: Arc<dyn Ledger>) 
         l.record(&r).await.unwrap();
     }
     l.record_many(&batch("many")).await.unwrap();
-    let ids: Vec<String> = (0..150).map(|i| format!("b{i}")).collect();
+    let ids: Vec<String> = (0..N).map(|i| format!("b{i}")).collect();
     let one = l.rows("one", &ids).await.unwrap();
     let many = l.rows("many", &ids).await.unwrap();
-    assert_eq!(many.len(), 150);
+    assert_eq!(many.len(), N as usize);
     for id in &ids {
         let (a, b) = (&one[id], &many[id]);
         assert_eq!(
@@ -284,7 +288,32 @@ async fn a_batch_of_records_lands_as_the_records_one_by_one(l: Arc<dyn Ledger>) 
     let twice = &many["b1"];
     assert_eq!(twice.decision, DecisionKind::BookedInitial);
     assert_eq!(twice.erp_entry.as_deref(), Some("ACC-PAY-2026-00001"));
-    assert_eq!(twice.times_seen, 2);
+    assert_eq!(twice.times_seen, 3);
+}
+
+/// A batch shorter than the one before it writes its own rows and nothing of the earlier one's
+/// (on SQLite both go through the same prepared statement, the shorter one leaving rows spare).
+async fn a_short_batch_after_a_longer_one_writes_only_its_own_rows(l: Arc<dyn Ledger>) {
+    let long: Vec<Record> = (0..7)
+        .map(|i| rec(&format!("long{i}"), DecisionKind::Pending, None))
+        .collect();
+    l.record_many(&long).await.unwrap();
+    l.record_many(&[rec("short", DecisionKind::OrderMissing, None)])
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = (0..7).map(|i| format!("long{i}")).collect();
+    ids.push("short".into());
+    let rows = l.rows("main", &ids).await.unwrap();
+    assert_eq!(rows.len(), 8);
+    for id in &ids[..7] {
+        assert_eq!(
+            (rows[id].decision, rows[id].times_seen),
+            (DecisionKind::Pending, 1),
+            "{id}"
+        );
+    }
+    assert_eq!(rows["short"].decision, DecisionKind::OrderMissing);
+    assert_eq!(rows["short"].times_seen, 1);
 }
 
 /// Amounts come back as the exact decimals written, scale included; a row recorded without an

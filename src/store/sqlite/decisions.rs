@@ -403,54 +403,57 @@ fn bind_record<'q>(
         .bind(ms(rec.seen_at))
 }
 
-/// Rows per statement of [`upsert_all`], largest first: a batch is cut into statements of
-/// these sizes so that only four statement texts exist (each prepared once per connection), and
-/// a batch of 500 rows takes 11 statements (15 parameters a row; SQLite allows 32,766).
-const UPSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+/// The row counts [`upsert_all`]'s statements are prepared for: a batch of up to 512 rows
+/// goes in one statement, the smallest that holds it, its spare rows left unbound (SQL NULL,
+/// skipped). Four statement texts in all, each prepared once per connection.
+const UPSERT_SIZES: [usize; 4] = [8, 32, 128, 512];
 
-/// The upsert of many rows: statements of many `VALUES` rows, bound parameter by parameter, in
-/// the order given, which SQLite applies row by row as separate statements would (a row naming
-/// an operation already written by an earlier row updates it, see [`ON_CONFLICT`]).
+/// The upsert of many rows, one statement per 512: the rows bound parameter by parameter into a
+/// `VALUES` list, applied in the order given — as separate statements would be (a row naming an
+/// operation an earlier row wrote updates it, see [`ON_CONFLICT`]).
 ///
 /// Bound parameters, not one JSON array: building the array, SQLite's parse of it and the
 /// fifteen `->>` per row cost about 50,000 instructions a row, a quarter of a whole `sync`'s
 /// instructions on 2,000 operations (callgrind, 2026-12-04). The parameters are anonymous
-/// (`?`, a value bound twice where it is used twice): sqlx looks each parameter's name up, and
-/// SQLite finds a name by walking the statement's list of names, which for numbered ones made
-/// binding a statement of 768 quadratic.
+/// (`?`): sqlx looks each parameter's name up, and SQLite finds a name by walking the
+/// statement's list of names, which made binding a statement of numbered ones quadratic. One
+/// statement, not one per size that adds up to the count: each statement is a round trip to
+/// sqlx's worker thread.
 fn upsert_all(
     recs: &[Record],
 ) -> Vec<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
     static SQL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
-    let mut queries = Vec::new();
-    let mut rest = recs;
-    for (size, sql) in UPSERT_CHUNKS.iter().zip(&SQL) {
-        while rest.len() >= *size {
-            let (chunk, tail) = rest.split_at(*size);
-            rest = tail;
-            let sql = sql.get_or_init(|| upsert_rows_sql(*size));
+    let largest = UPSERT_SIZES[UPSERT_SIZES.len() - 1];
+    recs.chunks(largest)
+        .map(|chunk| {
+            let at = UPSERT_SIZES
+                .iter()
+                .position(|&size| size >= chunk.len())
+                .expect("a chunk is at most the largest size");
+            let sql = SQL[at].get_or_init(|| upsert_rows_sql(UPSERT_SIZES[at]));
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for rec in chunk {
-                let seen = ms(rec.seen_at);
-                q = bind_record(q, rec)
-                    .bind(seen)
-                    .bind(rec.decision.as_str())
-                    .bind(seen);
+            for (i, rec) in chunk.iter().enumerate() {
+                q = bind_record(q, rec).bind(i as i64);
             }
-            queries.push(q);
-        }
-    }
-    queries
+            // The spare rows stay unbound: NULL in every column (sqlx clears a statement's
+            // bindings before binding it again, so nothing of an earlier batch is left there).
+            q
+        })
+        .collect()
 }
 
-/// `INSERT ... VALUES (row 1), (row 2), ... ON CONFLICT ...` for `rows` rows of fifteen
-/// parameters each: [`bind_record`]'s twelve, then the time seen again (`last_seen_ms`), the
-/// decision and the time seen once more (`booked_ms` when the row books).
+/// `INSERT ... SELECT ... FROM (VALUES (row 1), ...) ... ON CONFLICT ...` for `rows` rows of
+/// thirteen parameters each: [`bind_record`]'s twelve, then the row's index (the order they are
+/// applied in). A row whose account is NULL is a spare one and is skipped.
 fn upsert_rows_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-        CASE WHEN ? IN ('booked_initial', 'booked_additional') THEN ? END)";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let values = vec![ROW; rows].join(", ");
-    format!("{INSERT_COLUMNS} VALUES {values} {ON_CONFLICT}")
+    format!(
+        "{INSERT_COLUMNS} SELECT column1, column2, column3, column4, column5, column6, column7, \
+            column8, column9, column10, column11, column12, column12, \
+            CASE WHEN column8 IN ('booked_initial', 'booked_additional') THEN column12 END \
+         FROM (VALUES {values}) WHERE column1 IS NOT NULL ORDER BY column13 {ON_CONFLICT}"
+    )
 }
 
 #[cfg(test)]
