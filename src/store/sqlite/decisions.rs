@@ -404,9 +404,10 @@ fn bind_record<'q>(
 }
 
 /// The row counts [`upsert_all`]'s statements are prepared for: a batch of up to 512 rows
-/// goes in one statement, the smallest that holds it, its spare rows left unbound (SQL NULL,
-/// skipped). Four statement texts in all, each prepared once per connection.
-const UPSERT_SIZES: [usize; 4] = [8, 32, 128, 512];
+/// goes in one statement, the smallest that holds it, its spare rows (fewer than its own)
+/// left unbound (SQL NULL, skipped). Seven statement texts in all, each prepared once per
+/// connection.
+const UPSERT_SIZES: [usize; 7] = [8, 16, 32, 64, 128, 256, 512];
 
 /// The upsert of many rows, one statement per 512: the rows bound parameter by parameter into a
 /// `VALUES` list, applied in the order given — as separate statements would be (a row naming an
@@ -422,7 +423,8 @@ const UPSERT_SIZES: [usize; 4] = [8, 32, 128, 512];
 fn upsert_all(
     recs: &[Record],
 ) -> Vec<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    static SQL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
+    static SQL: [std::sync::OnceLock<String>; UPSERT_SIZES.len()] =
+        [const { std::sync::OnceLock::new() }; UPSERT_SIZES.len()];
     let largest = UPSERT_SIZES[UPSERT_SIZES.len() - 1];
     recs.chunks(largest)
         .map(|chunk| {
