@@ -1,4 +1,5 @@
 use super::*;
+use crate::source::Fetched;
 
 fn page_of(docs: &[&str]) -> Page {
     parse_list(&format!("{{\"docs\":[{}],\"page\":0}}", docs.join(","))).unwrap()
