@@ -239,7 +239,7 @@ async fn a_rebooking_reopens_a_booked_row_and_keeps_its_guard_value(l: Arc<dyn L
     assert_eq!(rows["u2"].guard_value, None);
 }
 
-/// `record_many` (statements of up to 512 rows on SQLite) leaves exactly the rows `record` one
+/// `record_many` (statements of up to 128 rows on SQLite) leaves exactly the rows `record` one
 /// at a time leaves: across a statement boundary (600 rows), and for an operation named three
 /// times in one batch — booked, then seen again as already loaded in the same statement and in
 /// the next one — which stays booked, seen three times.

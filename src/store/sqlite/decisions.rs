@@ -403,13 +403,14 @@ fn bind_record<'q>(
         .bind(ms(rec.seen_at))
 }
 
-/// The row counts [`upsert_all`]'s statements are prepared for: a batch of up to 512 rows
-/// goes in one statement, the smallest that holds it, its spare rows (fewer than its own)
-/// left unbound (SQL NULL, skipped). Seven statement texts in all, each prepared once per
-/// connection.
-const UPSERT_SIZES: [usize; 7] = [8, 16, 32, 64, 128, 256, 512];
+/// The row counts [`upsert_all`]'s statements are prepared for: a batch goes in statements of
+/// 128 rows, the last one the smallest that holds what is left, its spare rows (fewer than its
+/// own) left unbound (SQL NULL, skipped). Five statement texts in all, each prepared once per
+/// connection — preparing costs in proportion to the rows of the text (about 20,000
+/// instructions a row: a 512-row text took 10 M).
+const UPSERT_SIZES: [usize; 5] = [8, 16, 32, 64, 128];
 
-/// The upsert of many rows, one statement per 512: the rows bound parameter by parameter into a
+/// The upsert of many rows, one statement per 128: the rows bound parameter by parameter into a
 /// `VALUES` list, applied in the order given — as separate statements would be (a row naming an
 /// operation an earlier row wrote updates it, see [`ON_CONFLICT`]).
 ///
@@ -417,9 +418,9 @@ const UPSERT_SIZES: [usize; 7] = [8, 16, 32, 64, 128, 256, 512];
 /// fifteen `->>` per row cost about 50,000 instructions a row, a quarter of a whole `sync`'s
 /// instructions on 2,000 operations (callgrind, 2026-12-04). The parameters are anonymous
 /// (`?`): sqlx looks each parameter's name up, and SQLite finds a name by walking the
-/// statement's list of names, which made binding a statement of numbered ones quadratic. One
-/// statement, not one per size that adds up to the count: each statement is a round trip to
-/// sqlx's worker thread.
+/// statement's list of names, which made binding a statement of numbered ones quadratic. Full
+/// statements and one for the rest, not one per size that adds up to the rest: each statement
+/// is a round trip to sqlx's worker thread.
 fn upsert_all(
     recs: &[Record],
 ) -> Vec<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
