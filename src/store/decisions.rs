@@ -116,9 +116,10 @@ impl OrderView {
 }
 
 /// A ledger row as every backend stores it — decision as text, the amount as its exact decimal
-/// text, times as epoch milliseconds — read by name from any backend's row (`sqlx::FromRow`), then
+/// text, times as epoch milliseconds — read by name from any backend's row (`sqlx::FromRow`) or
+/// from a JSON object of the same names (a statement that hands many rows over as one), then
 /// checked into a [`LedgerRow`] in one place.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct StoredRow {
     account: String,
     uid: String,

@@ -41,16 +41,28 @@ impl Decisions for SqliteLedger {
         if uids.is_empty() {
             return Ok(out);
         }
-        // One statement for the whole batch: the ids travel as one JSON array parameter.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM operations WHERE account = $1 AND uid IN (SELECT value FROM json_each($2))"
-        )))
-        .bind(account)
-        .bind(json_array(uids))
-        .fetch_all(&self.pool)
-        .await?;
-        for r in &rows {
-            let row = row_to_ledger(r)?;
+        // One statement for the whole batch: the ids travel as one JSON array parameter, and
+        // the rows come back as one JSON array in one row — sqlx's worker hands rows over one
+        // at a time, and a runtime waiting for them is woken for each (two thread switches a
+        // row; a rerun or a poll over decided operations reads a row for every one of them).
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let fields: Vec<String> = COLUMNS.split(", ").map(|c| format!("'{c}', {c}")).collect();
+            format!(
+                "SELECT json_group_array(json_object({})) FROM operations \
+                 WHERE account = $1 AND uid IN (SELECT value FROM json_each($2))",
+                fields.join(", ")
+            )
+        });
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(account)
+            .bind(json_array(uids))
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<StoredRow> = serde_json::from_str(&rows)
+            .map_err(|e| StoreError::Corrupt(format!("ledger rows as JSON: {e}")))?;
+        for r in rows {
+            let row = r.into_row()?;
             out.insert(row.uid.clone(), row);
         }
         Ok(out)
