@@ -11,7 +11,25 @@ use crate::children::{run_ok, write_config};
 use crate::ledger::{LedgerKind, Scratch};
 use crate::{Args, check, faults, spec};
 
-pub const SYNC: &[&str] = &["sync", "--since", "2026-10-01", "--until", "2026-10-31"];
+pub(crate) const SYNC: &[&str] = &["sync", "--since", "2026-10-01", "--until", "2026-10-31"];
+
+/// The backfill's `sync.toml` in `dir`: against `sim`, ledger at `store_url`, `mif` writes at once.
+pub fn sync_config(
+    dir: &std::path::Path,
+    sim: &Simulator,
+    store_url: &str,
+    mif: usize,
+) -> anyhow::Result<std::path::PathBuf> {
+    write_config(
+        dir,
+        "sync.toml",
+        sim,
+        store_url,
+        mif,
+        "127.0.0.1:0",
+        "*/5 * * * *",
+    )
+}
 
 /// What a rerun measured, printed under the table.
 struct Rerun {
@@ -87,15 +105,7 @@ async fn row(
     let before = check::entries_before(&sim);
     let dir = tempfile::tempdir()?;
     let scratch = Scratch::create(ledger, dir.path(), args.postgres_admin()).await?;
-    let cfg = write_config(
-        dir.path(),
-        "sync.toml",
-        &sim,
-        &scratch.url,
-        mif,
-        "127.0.0.1:0",
-        "*/5 * * * *",
-    )?;
+    let cfg = sync_config(dir.path(), &sim, &scratch.url, mif)?;
     sim.reset_stats();
     let u = run_ok(&cfg, SYNC, &dir.path().join("sync.log")).await?;
     let st = sim.stats();

@@ -19,7 +19,7 @@ use anyhow::Context;
 use paysync_sim::sample::populate;
 use paysync_sim::{SimOptions, Simulator};
 
-use crate::children::{log_tail, own_child, paysync_cmd, write_config};
+use crate::children::{log_tail, own_child, paysync_cmd};
 use crate::ledger::{LedgerKind, Scratch};
 use crate::process::{Usage, run_blocking};
 use crate::{Args, faults, spec};
@@ -43,15 +43,7 @@ pub async fn measure(args: &Args, mif: usize) -> anyhow::Result<Floor> {
     let examined = populate(&sim, &spec(args, args.ops, 10)).len();
     let dir = tempfile::tempdir()?;
     let scratch = Scratch::create(LedgerKind::Sqlite, dir.path(), "").await?;
-    let cfg = write_config(
-        dir.path(),
-        "sync.toml",
-        &sim,
-        &scratch.url,
-        mif,
-        "127.0.0.1:0",
-        "*/5 * * * *",
-    )?;
+    let cfg = crate::backfill::sync_config(dir.path(), &sim, &scratch.url, mif)?;
     let bodies = dir.path().join("bodies.jsonl");
     plan(&cfg, dir.path(), &bodies)?;
     let creates = std::fs::read_to_string(&bodies)?.lines().count();

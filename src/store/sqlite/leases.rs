@@ -127,17 +127,14 @@ async fn claim_then_read(
     .await?;
     // Every key of the list the statement did not take is held by another: the keys now
     // `holder`'s are exactly the ones it took or renewed.
-    let taken: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(key, prev_expires_ms)) FROM claims \
-         WHERE account = $1 AND holder = $3 AND key IN (SELECT value FROM json_each($2))",
+    held_as_one_row(
+        conn,
+        "json_array(key, prev_expires_ms)",
+        account,
+        keys,
+        holder,
     )
-    .bind(account)
-    .bind(keys)
-    .bind(holder)
-    .fetch_one(&mut *conn)
-    .await?;
-    serde_json::from_str(&taken)
-        .map_err(|e| StoreError::Corrupt(format!("claims taken, as JSON: {e}")))
+    .await
 }
 
 /// Extend `holder`'s claims on `keys` (a JSON array), then read which it still holds, as one
@@ -160,15 +157,28 @@ async fn renew_then_read(
     .bind(ms(now) + ttl.as_millis() as i64)
     .execute(&mut *conn)
     .await?;
-    let held: String = sqlx::query_scalar(
-        "SELECT json_group_array(key) FROM claims \
-         WHERE account = $1 AND holder = $3 AND key IN (SELECT value FROM json_each($2))",
-    )
-    .bind(account)
-    .bind(keys)
-    .bind(holder)
-    .fetch_one(&mut *conn)
-    .await?;
+    held_as_one_row(conn, "key", account, keys, holder).await
+}
+
+/// `holder`'s claims among `keys` (a JSON array), each as `item` (an SQL expression over the
+/// claim's columns), in one row: a JSON array read into `T`.
+async fn held_as_one_row<T: serde::de::DeserializeOwned>(
+    conn: &mut sqlx::SqliteConnection,
+    item: &'static str,
+    account: &str,
+    keys: &str,
+    holder: &str,
+) -> Result<T, StoreError> {
+    let sql = format!(
+        "SELECT json_group_array({item}) FROM claims \
+         WHERE account = $1 AND holder = $3 AND key IN (SELECT value FROM json_each($2))"
+    );
+    let held: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .bind(keys)
+        .bind(holder)
+        .fetch_one(&mut *conn)
+        .await?;
     serde_json::from_str(&held)
-        .map_err(|e| StoreError::Corrupt(format!("claims renewed, as JSON: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("claims held, as JSON: {e}")))
 }
