@@ -242,6 +242,8 @@ mod tests {
             updated: None,
             is_child: false,
             is_test: false,
+            marketplace_order: None,
+            fees: Vec::new(),
         }
     }
 

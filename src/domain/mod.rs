@@ -51,6 +51,23 @@ pub struct Operation {
     pub is_child: bool,
     /// Made in the gateway's test mode: booked only where the account says `include_test`.
     pub is_test: bool,
+    /// The marketplace order this payment pays, where the gateway names one (Mercado Pago:
+    /// `order.id` of an order of type `mercadolibre`): what `order_source = "order_id"` looks
+    /// the sales order up by.
+    pub marketplace_order: Option<String>,
+    /// What the gateway kept of `total` (its fees and charges to the merchant), one item per
+    /// charge; deducted on the entry only where the account sets `fees_account`.
+    pub fees: Vec<Fee>,
+}
+
+/// One charge the gateway kept of a payment (Mercado Pago: a `fee_details` row paid by the
+/// collector; Mobbex: an `entity_charges` item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fee {
+    /// The gateway's name for it (`mercadopago_fee`, `service`): the deduction's description.
+    pub kind: String,
+    /// Positive, in the operation's currency, exact as the gateway wrote it.
+    pub amount: Decimal,
 }
 
 impl Operation {

@@ -352,6 +352,8 @@ pub fn op(
         updated: None,
         is_child: false,
         is_test: false,
+        marketplace_order: None,
+        fees: Vec::new(),
     }
 }
 

@@ -17,6 +17,8 @@ fn op(status: PaymentStatus, total: &str) -> Operation {
         updated: None,
         is_child: false,
         is_test: false,
+        marketplace_order: None,
+        fees: Vec::new(),
     }
 }
 

@@ -376,6 +376,8 @@ fn build(
         // part's id starts with `CHD-`; test-mode operations carry the pseudo-currency `TEST`.
         is_child: uid.starts_with("CHD-"),
         is_test: currency.eq_ignore_ascii_case("TEST"),
+        marketplace_order: None,
+        fees: Vec::new(),
         uid,
         reference: reference.unwrap_or_default(),
         status: status::status_of(status),
