@@ -13,13 +13,13 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, SourceCredentials};
 use crate::erp::Erp;
 use crate::erp::erpnext::ErpNextClient;
 use crate::pipeline::{AccountCtx, Engine};
 use crate::retry::RetryPolicy;
 use crate::source::mobbex::MobbexClient;
-use crate::source::{Window, WindowField};
+use crate::source::{PaymentSource, Window, WindowField};
 use crate::store;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,16 +70,29 @@ impl App {
         let engine = engine(&settings, &erp, &ledger, None, &clock);
         let mut accounts = Vec::new();
         for a in &settings.accounts {
-            let source = MobbexClient::new(
-                a.api_url.clone(),
-                &a.api_key,
-                &a.access_token,
-                Duration::from_secs(30),
-            )?
-            .with_retry(retry);
+            let source: Arc<dyn PaymentSource> = match &a.credentials {
+                SourceCredentials::Mobbex {
+                    api_key,
+                    access_token,
+                } => Arc::new(
+                    MobbexClient::new(
+                        a.api_url.clone(),
+                        api_key,
+                        access_token,
+                        Duration::from_secs(30),
+                    )?
+                    .with_retry(retry),
+                ),
+                SourceCredentials::MercadoPago(_) => {
+                    return Err(AppError::Source(crate::source::SourceError::Malformed {
+                        api: a.source.api_name(),
+                        message: "Mercado Pago accounts are not wired yet".into(),
+                    }));
+                }
+            };
             accounts.push(AccountCtx {
                 settings: a.clone(),
-                source: Arc::new(source),
+                source,
             });
         }
         Ok(App {

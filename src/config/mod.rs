@@ -119,22 +119,87 @@ pub struct ErpSettings {
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
     pub name: String,
-    /// The gateway (`source = "mobbex"`).
+    /// The gateway (`source = "mobbex"` or `"mercadopago"`).
     pub source: crate::source::SourceKind,
     pub api_url: Url,
-    pub api_key: SecretString,
-    pub access_token: SecretString,
+    /// How paysync proves who it is to the gateway; its shape follows `source`.
+    pub credentials: SourceCredentials,
+    /// The token a webhook URL must carry (`?token=`); for Mercado Pago a second check besides
+    /// the signature, and the only one MercadoLibre's unsigned notifications can have.
     pub webhook_token: Option<SecretString>,
     pub company: String,
     pub mode_of_payment: String,
     pub paid_to: Option<String>,
     pub order_pattern: Option<Regex>,
+    /// Which of the payment's fields names its sales order.
+    pub order_source: OrderSource,
+    /// The Sales Order field that holds that value (`name`, `po_no`, a custom field).
+    pub order_field: String,
     pub include_test: bool,
     pub schedule: Option<String>,
     /// Naming series the account's entries are spread over (empty: ERPNext's default). Frappe
     /// names every Payment Entry under a lock on its series' counter held until commit, so one
     /// series takes one write at a time; each series has its own counter and lock.
     pub naming_series: Vec<String>,
+    /// Book the gateway's fees as deductions (`fees_account`); `None`: the gross amount is booked.
+    pub fees: Option<FeeDeduction>,
+}
+
+/// An account's credentials, per gateway.
+#[derive(Debug, Clone)]
+pub enum SourceCredentials {
+    /// Headers `x-api-key` and `x-access-token`.
+    Mobbex {
+        api_key: SecretString,
+        access_token: SecretString,
+    },
+    MercadoPago(MercadoPagoCredentials),
+}
+
+#[derive(Debug, Clone)]
+pub struct MercadoPagoCredentials {
+    pub token: MercadoPagoToken,
+    /// The application's signature secret: webhooks whose `x-signature` does not verify are
+    /// refused. `None`: Mercado Pago webhooks are refused (401), MercadoLibre's still taken.
+    pub webhook_secret: Option<SecretString>,
+    /// Where MercadoLibre orders are read (`/orders/{id}`).
+    pub meli_api_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub enum MercadoPagoToken {
+    /// The seller's own access token, sent as it is.
+    Static(SecretString),
+    /// An application's OAuth keys: access tokens are obtained and refreshed, and every refresh
+    /// token the server rotates to is kept in the ledger (`refresh_token` here is the first one,
+    /// or a new one after the seller authorized again).
+    OAuth(OAuthKeys),
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthKeys {
+    /// The application id (also the `application_id` of MercadoLibre notifications).
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+    pub token_url: Url,
+}
+
+/// `order_source`: which of a payment's fields names its sales order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSource {
+    /// The reference the shop gave the gateway (Mobbex `reference`, Mercado Pago
+    /// `external_reference`).
+    ExternalReference,
+    /// The marketplace order id (Mercado Pago `order.id` of a `mercadolibre` order).
+    OrderId,
+}
+
+/// `fees_account` and `fees_cost_center`: where the gateway's fees are booked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeDeduction {
+    pub account: String,
+    pub cost_center: String,
 }
 
 /// `[erp] max_in_flight`: how many creates go to ERPNext at once.
@@ -151,8 +216,31 @@ pub enum InFlight {
 pub const AUTO_MAX_IN_FLIGHT: usize = 32;
 
 impl AccountSettings {
-    /// The sales order named by an operation's reference: the whole reference, or the `order`
-    /// group of `order_pattern`. `None` when the pattern does not match.
+    /// A Mobbex account's `api_key` and `access_token`.
+    pub fn mobbex_keys(&self) -> Option<(&SecretString, &SecretString)> {
+        match &self.credentials {
+            SourceCredentials::Mobbex {
+                api_key,
+                access_token,
+            } => Some((api_key, access_token)),
+            SourceCredentials::MercadoPago(_) => None,
+        }
+    }
+
+    /// The value that finds an operation's sales order (in [`Self::order_field`]): the field
+    /// `order_source` names, then [`Self::order_name`] on it. `None`: the payment names none.
+    pub fn order_key<'o>(&self, op: &'o crate::domain::Operation) -> Option<&'o str> {
+        match self.order_source {
+            OrderSource::ExternalReference => self.order_name(&op.reference),
+            OrderSource::OrderId => op
+                .marketplace_order
+                .as_deref()
+                .and_then(|o| self.order_name(o)),
+        }
+    }
+
+    /// The sales order named by a reference: the whole reference, or the `order` group of
+    /// `order_pattern`. `None` when the pattern does not match.
     pub fn order_name<'r>(&self, reference: &'r str) -> Option<&'r str> {
         match &self.order_pattern {
             None => {

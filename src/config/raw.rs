@@ -7,7 +7,15 @@
 use serde::Deserialize;
 
 /// The keys whose values are secrets: never shown in a message, wherever they come from.
-pub(super) const SECRET_KEYS: &[&str] = &["api_key", "api_secret", "access_token", "webhook_token"];
+pub(super) const SECRET_KEYS: &[&str] = &[
+    "api_key",
+    "api_secret",
+    "access_token",
+    "webhook_token",
+    "client_secret",
+    "refresh_token",
+    "webhook_secret",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,13 +157,26 @@ pub(super) const ACCOUNT_KEYS: &[&str] = &[
     "access_token_file",
     "webhook_token",
     "webhook_token_file",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "refresh_token",
+    "refresh_token_file",
+    "token_url",
+    "webhook_secret",
+    "webhook_secret_file",
+    "meli_api_url",
     "company",
     "mode_of_payment",
     "paid_to",
     "order_pattern",
+    "order_source",
+    "order_field",
     "include_test",
     "schedule",
     "naming_series",
+    "fees_account",
+    "fees_cost_center",
 ];
 
 #[derive(Deserialize)]
@@ -163,23 +184,36 @@ pub(super) const ACCOUNT_KEYS: &[&str] = &[
 pub(super) struct RawAccount {
     pub name: String,
     pub source: String,
-    #[serde(default = "default_mobbex_url")]
-    pub api_url: String,
+    /// `None`: the source's own API (`SourceKind::default_api_url`).
+    pub api_url: Option<String>,
     pub api_key: Option<String>,
     pub api_key_file: Option<String>,
     pub access_token: Option<String>,
     pub access_token_file: Option<String>,
     pub webhook_token: Option<String>,
     pub webhook_token_file: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub refresh_token: Option<String>,
+    pub refresh_token_file: Option<String>,
+    pub token_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub webhook_secret_file: Option<String>,
+    pub meli_api_url: Option<String>,
     pub company: String,
     pub mode_of_payment: String,
     pub paid_to: Option<String>,
     pub order_pattern: Option<String>,
+    pub order_source: Option<String>,
+    pub order_field: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub include_test: Option<bool>,
     pub schedule: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_list")]
     pub naming_series: Option<Vec<String>>,
+    pub fees_account: Option<String>,
+    pub fees_cost_center: Option<String>,
 }
 
 /// `[erp] max_in_flight` as written: a number (range-checked later) or `"auto"`.
@@ -187,10 +221,6 @@ pub(super) struct RawAccount {
 pub(super) enum RawInFlight {
     Number(i64),
     Auto,
-}
-
-fn default_mobbex_url() -> String {
-    "https://api.mobbex.com".into()
 }
 
 /// Environment variables arrive as strings; accept them where the file would have a number or

@@ -57,7 +57,7 @@ fn the_documented_example_loads() {
         Some("SAL-ORD-2026-00042")
     );
     assert_eq!(a.order_name("shop_id:42"), None);
-    assert_eq!(a.api_key.expose_secret(), "mk");
+    assert_eq!(a.mobbex_keys().unwrap().0.expose_secret(), "mk");
 }
 
 #[test]
@@ -74,7 +74,10 @@ fn env_overrides_sections_and_accounts() {
     .unwrap();
     assert_eq!(s.erp.max_in_flight, InFlight::Fixed(9));
     assert_eq!(s.erp.url.as_str(), "http://127.0.0.1:9/");
-    assert_eq!(s.accounts[0].access_token.expose_secret(), "from-env");
+    assert_eq!(
+        s.accounts[0].mobbex_keys().unwrap().1.expose_secret(),
+        "from-env"
+    );
     assert!(s.accounts[0].include_test);
 }
 
@@ -757,3 +760,5 @@ fn naming_series_are_a_checked_list() {
         }
     }
 }
+
+mod accounts;

@@ -401,16 +401,21 @@ pub fn settings() -> AccountSettings {
         name: "main".into(),
         source: SourceKind::Mobbex,
         api_url: "http://127.0.0.1:9/".parse().unwrap(),
-        api_key: SecretString::from("k"),
-        access_token: SecretString::from("t"),
+        credentials: crate::config::SourceCredentials::Mobbex {
+            api_key: SecretString::from("k"),
+            access_token: SecretString::from("t"),
+        },
         webhook_token: None,
         company: COMPANY.into(),
         mode_of_payment: "Mobbex".into(),
         paid_to: Some("Mobbex - MESA".into()),
         order_pattern: Some(regex::Regex::new(r"^(?P<order>SAL-ORD-\d{4}-\d+)").unwrap()),
+        order_source: crate::config::OrderSource::ExternalReference,
+        order_field: "name".into(),
         include_test: false,
         schedule: None,
         naming_series: Vec::new(),
+        fees: None,
     }
 }
 

@@ -34,7 +34,7 @@ mod settle;
 mod write;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;
 

@@ -68,10 +68,10 @@ impl RunCtx {
         self.live.is_some()
     }
 
-    /// An operation entering the run: its order resolved from its reference, once.
+    /// An operation entering the run: its order key resolved from it, once.
     pub fn examine(&self, op: Operation) -> Examined {
         Examined {
-            order: self.acc.order_name(&op.reference).map(str::to_string),
+            order: self.acc.order_key(&op).map(str::to_string),
             op,
         }
     }

@@ -18,14 +18,18 @@ use crate::domain::Operation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     Mobbex,
+    /// Mercado Pago payments, MercadoLibre's included (every MercadoLibre sale is paid through
+    /// Mercado Pago).
+    MercadoPago,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 1] = [SourceKind::Mobbex];
+    pub const ALL: [SourceKind; 2] = [SourceKind::Mobbex, SourceKind::MercadoPago];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Mobbex => "mobbex",
+            SourceKind::MercadoPago => "mercadopago",
         }
     }
 
@@ -33,6 +37,15 @@ impl SourceKind {
     pub fn api_name(self) -> &'static str {
         match self {
             SourceKind::Mobbex => mobbex::API,
+            SourceKind::MercadoPago => "Mercado Pago",
+        }
+    }
+
+    /// The API an account of this source talks to when `api_url` is not given.
+    pub fn default_api_url(self) -> &'static str {
+        match self {
+            SourceKind::Mobbex => "https://api.mobbex.com",
+            SourceKind::MercadoPago => "https://api.mercadopago.com",
         }
     }
 
@@ -48,6 +61,9 @@ impl SourceKind {
     ) -> Result<Trigger, WebhookError> {
         match self {
             SourceKind::Mobbex => mobbex::webhook::parse(content_type, body),
+            SourceKind::MercadoPago => Err(WebhookError::Unparseable(
+                "Mercado Pago webhooks are not wired yet".into(),
+            )),
         }
     }
 }

@@ -68,8 +68,11 @@ fn the_shared_config_builder_renders_what_paysync_reads_as_meant() {
     };
     assert_eq!(main.name, "main");
     assert_eq!(main.api_url.as_str(), "http://127.0.0.1:9/mbx");
-    assert_eq!(main.api_key.expose_secret(), "mk");
-    assert_eq!(main.access_token.expose_secret(), "a \"quoted\" \\ token");
+    assert_eq!(main.mobbex_keys().unwrap().0.expose_secret(), "mk");
+    assert_eq!(
+        main.mobbex_keys().unwrap().1.expose_secret(),
+        "a \"quoted\" \\ token"
+    );
     assert_eq!(
         main.webhook_token.as_ref().map(|t| t.expose_secret()),
         Some("hook")

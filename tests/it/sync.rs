@@ -581,8 +581,8 @@ async fn secrets_never_reach_logs_or_ledger() {
         vec![
             settings.erp.api_key.expose_secret().to_string(),
             settings.erp.api_secret.expose_secret().to_string(),
-            a.api_key.expose_secret().to_string(),
-            a.access_token.expose_secret().to_string(),
+            a.mobbex_keys().unwrap().0.expose_secret().to_string(),
+            a.mobbex_keys().unwrap().1.expose_secret().to_string(),
             a.webhook_token
                 .as_ref()
                 .unwrap()
