@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::DaemonCtx;
+use crate::config::OrderSource;
 use crate::pipeline::RunOptions;
 use crate::retry::{Backoff, Jitter};
 use crate::source::{Fetched, SourceError};
@@ -286,11 +287,13 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
     let guess = item
         .hint
         .as_deref()
+        .filter(|_| acc.settings.order_source == OrderSource::ExternalReference)
         .and_then(|r| acc.settings.order_name(r))
         .map(str::to_string);
     let (fetched, prefetched) = tokio::join!(
         acc.source.get_operation(&item.uid),
-        ctx.engine.prefetch(&item.uid, guess.as_deref())
+        ctx.engine
+            .prefetch(&acc.settings.order_field, &item.uid, guess.as_deref())
     );
     let outcome: Result<(), (bool, String)> = match fetched {
         Ok(op) => {

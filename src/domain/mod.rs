@@ -11,7 +11,7 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 
 pub use rules::{
-    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, Skip, decide,
+    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, Skip, decide, pick_order,
 };
 
 /// What a payment's status means for booking, whatever the gateway. Each source maps its own

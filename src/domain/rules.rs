@@ -128,6 +128,8 @@ pub struct AccountPolicy {
     /// The bank/cash account money goes to (configured, or the mode of payment's default account).
     pub paid_to: String,
     pub include_test: bool,
+    /// The Sales Order field the operation's order key is looked up in (`name`, `po_no`, ...).
+    pub order_field: String,
 }
 
 /// Everything [`decide`] needs to know about one operation. The caller gathers it (batched
@@ -136,11 +138,15 @@ pub struct AccountPolicy {
 pub struct DecisionInput<'a> {
     pub op: &'a Operation,
     pub policy: &'a AccountPolicy,
-    /// The order name taken from the reference; `None` when the reference does not match
-    /// the account's `order_pattern`.
+    /// The order key taken from the operation (`order_source`, `order_pattern`): the value of
+    /// the account's `order_field` (the order's name by default); `None` when the operation
+    /// names no order.
     pub order_name: Option<&'a str>,
     /// The order as the ERP has it, `None` if it does not exist (yet).
     pub order: Option<&'a SalesOrder>,
+    /// More than one live Sales Order holds the key in `order_field` (ERPNext allows one
+    /// `po_no` for several customers: recording 30e): their names. Nothing is booked.
+    pub order_ambiguous: Option<&'a [String]>,
     /// A submitted entry already references the order (in the ERP, or booked by us).
     pub order_has_entry: bool,
     /// The name of an entry already carrying this operation id (ERP, docstatus 0/1, or ledger).
@@ -225,9 +231,9 @@ fn check_and_book(input: &DecisionInput<'_>) -> Result<Decision, Skip> {
     skip_by_status(input)?;
     skip_already_loaded(input)?;
     skip_by_amount(input.op)?;
-    let (order_name, order) = check_order(input)?;
-    wait_for_earlier_payment(input, order_name)?;
-    Ok(book(input, order_name, order))
+    let order = check_order(input)?;
+    wait_for_earlier_payment(input, &order.name)?;
+    Ok(book(input, order))
 }
 
 /// Child operations (booked through their parent) and test-mode ones unless included.
@@ -301,25 +307,46 @@ fn skip_by_amount(op: &Operation) -> Result<(), Skip> {
     Ok(())
 }
 
-/// The order must be named, exist, be submitted and open, belong to the account's company and
-/// be in the operation's currency. Returns its name and the order.
-fn check_order<'a>(input: &DecisionInput<'a>) -> Result<(&'a str, &'a SalesOrder), Skip> {
+/// The order must be named, exist (once), be submitted and open, belong to the account's company
+/// and be in the operation's currency. Returns the order.
+fn check_order<'a>(input: &DecisionInput<'a>) -> Result<&'a SalesOrder, Skip> {
     let op = input.op;
-    let Some(order_name) = input.order_name else {
+    let field = input.policy.order_field.as_str();
+    let Some(key) = input.order_name else {
         return Err(skip(
             DecisionKind::OrderMissing,
-            format!(
-                "reference {:?} does not name a sales order (order_pattern)",
-                op.reference
-            ),
+            match field {
+                "name" => format!(
+                    "reference {:?} does not name a sales order (order_pattern)",
+                    op.reference
+                ),
+                _ => format!(
+                    "the payment names no order to look up in {field} (order_source, order_pattern; reference {:?})",
+                    op.reference
+                ),
+            },
         ));
     };
+    if let Some(names) = input.order_ambiguous {
+        return Err(skip(
+            DecisionKind::OrderNotPayable,
+            format!(
+                "{} Sales Orders hold {field} {key:?} ({}): which one this payment pays is not known; leave the value on one order only",
+                names.len(),
+                names.join(", ")
+            ),
+        ));
+    }
     let Some(order) = input.order else {
         return Err(skip(
             DecisionKind::OrderMissing,
-            format!("Sales Order {order_name} not found in the ERP"),
+            match field {
+                "name" => format!("Sales Order {key} not found in the ERP"),
+                _ => format!("no Sales Order with {field} {key:?} in the ERP"),
+            },
         ));
     };
+    let order_name = order_label(field, key, order);
     let not_payable = |reason: String| Err(skip(DecisionKind::OrderNotPayable, reason));
 
     match order.docstatus {
@@ -349,7 +376,29 @@ fn check_order<'a>(input: &DecisionInput<'a>) -> Result<(&'a str, &'a SalesOrder
             ),
         ));
     }
-    Ok((order_name, order))
+    Ok(order)
+}
+
+/// Of the Sales Orders holding one order key, the one a payment pays. Cancelled orders are left
+/// out when a live one holds the key too (an amendment keeps its original's `po_no`); when only
+/// cancelled ones do, the last by name (the newest amendment) answers, and is refused as
+/// cancelled. `Err`: several live orders hold it, their names.
+pub fn pick_order(mut holders: Vec<SalesOrder>) -> Result<Option<SalesOrder>, Vec<String>> {
+    holders.sort_by(|a, b| a.name.cmp(&b.name));
+    let live: Vec<&SalesOrder> = holders.iter().filter(|o| o.docstatus != 2).collect();
+    match live.as_slice() {
+        [] => Ok(holders.pop()),
+        [one] => Ok(Some((*one).clone())),
+        several => Err(several.iter().map(|o| o.name.clone()).collect()),
+    }
+}
+
+/// How reasons name an order: its name, and the key it was found by when that is another field.
+fn order_label(field: &str, key: &str, order: &SalesOrder) -> String {
+    match field {
+        "name" => order.name.clone(),
+        _ => format!("{} ({field} {key})", order.name),
+    }
 }
 
 /// Everything says "book", but the order's payments are booked oldest first: while an earlier
@@ -369,7 +418,7 @@ fn wait_for_earlier_payment(input: &DecisionInput<'_>, order_name: &str) -> Resu
 
 /// The entry to create: additional (unallocated) when the order already has one, else initial,
 /// allocated to the order as far as [`initial_allocation`] allows.
-fn book(input: &DecisionInput<'_>, order_name: &str, order: &SalesOrder) -> Decision {
+fn book(input: &DecisionInput<'_>, order: &SalesOrder) -> Decision {
     let op = input.op;
     let mut entry = PaymentEntry {
         company: input.policy.company.clone(),
@@ -389,7 +438,7 @@ fn book(input: &DecisionInput<'_>, order_name: &str, order: &SalesOrder) -> Deci
     if input.order_has_entry {
         return Decision::BookAdditional(entry);
     }
-    entry.allocation = initial_allocation(op, order_name, order);
+    entry.allocation = initial_allocation(op, order);
     Decision::BookInitial(entry)
 }
 
@@ -406,14 +455,14 @@ fn book(input: &DecisionInput<'_>, order_name: &str, order: &SalesOrder) -> Deci
 /// So the allocation is the outstanding rounded *down* to 2 decimals at most: an outstanding of
 /// 999.995 takes 999.99 (1000.00 would be refused for ever), one of 0.005 takes nothing.
 /// An order is "to be billed" only while `abs(100 - per_billed) > 0.01` (get_orders_to_be_billed).
-fn initial_allocation(op: &Operation, order_name: &str, order: &SalesOrder) -> Option<Allocation> {
+fn initial_allocation(op: &Operation, order: &SalesOrder) -> Option<Allocation> {
     let allocatable = order
         .outstanding()
         .round_dp_with_strategy(MAX_SCALE, RoundingStrategy::ToZero);
     let billed_tolerance = Decimal::new(1, 2);
     let to_be_billed = Decimal::ONE_HUNDRED - order.per_billed > billed_tolerance;
     (to_be_billed && allocatable > Decimal::ZERO).then(|| Allocation {
-        sales_order: order_name.to_string(),
+        sales_order: order.name.clone(),
         allocated_amount: op.total.min(allocatable),
     })
 }

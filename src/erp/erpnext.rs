@@ -238,6 +238,19 @@ struct WireSalesOrder {
     advance_paid: Decimal,
     #[serde(default, with = "dec")]
     per_billed: Decimal,
+    /// The order-key field when it is not `name` (`po_no`, a custom field).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A field's value as the text an order key is compared with: a Data field's string, an Int
+/// field's number; empty and null hold no key.
+fn field_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -352,45 +365,65 @@ impl Erp for ErpNextClient {
 
     async fn sales_orders(
         &self,
-        names: &[String],
-    ) -> Result<HashMap<String, SalesOrder>, ErpError> {
-        let mut out = HashMap::new();
-        for chunk in names.chunks(BATCH) {
+        field: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<SalesOrder>>, ErpError> {
+        // MariaDB compares with the column's collation: case and trailing spaces do not count,
+        // so a row is matched back to every key asked that is equal that way.
+        let fold = |s: &str| s.trim_end().to_lowercase();
+        let mut asked: HashMap<String, Vec<&String>> = HashMap::new();
+        for k in keys {
+            asked.entry(fold(k)).or_default().push(k);
+        }
+        let mut fields = vec![
+            "name",
+            "customer",
+            "company",
+            "currency",
+            "docstatus",
+            "status",
+            "grand_total",
+            "rounded_total",
+            "advance_paid",
+            "per_billed",
+        ];
+        if field != "name" {
+            fields.push(field);
+        }
+        let mut out: HashMap<String, Vec<SalesOrder>> = HashMap::new();
+        for chunk in keys.chunks(BATCH) {
             let rows: Vec<WireSalesOrder> = self
                 .list(
                     "list_sales_orders",
                     "Sales Order",
-                    json!([["name", "in", chunk]]),
-                    &[
-                        "name",
-                        "customer",
-                        "company",
-                        "currency",
-                        "docstatus",
-                        "status",
-                        "grand_total",
-                        "rounded_total",
-                        "advance_paid",
-                        "per_billed",
-                    ],
+                    json!([[field, "in", chunk]]),
+                    &fields,
                 )
                 .await?;
             for r in rows {
-                out.insert(
-                    r.name.clone(),
-                    SalesOrder {
-                        name: r.name,
-                        customer: r.customer.unwrap_or_default(),
-                        company: r.company.unwrap_or_default(),
-                        currency: r.currency.unwrap_or_default(),
-                        docstatus: r.docstatus.unwrap_or(0),
-                        status: r.status.unwrap_or_default(),
-                        grand_total: r.grand_total,
-                        rounded_total: r.rounded_total,
-                        advance_paid: r.advance_paid,
-                        per_billed: r.per_billed,
-                    },
-                );
+                let held = match field {
+                    "name" => Some(r.name.clone()),
+                    _ => r.other.get(field).and_then(field_text),
+                };
+                let Some(held) = held else { continue };
+                let order = SalesOrder {
+                    name: r.name,
+                    customer: r.customer.unwrap_or_default(),
+                    company: r.company.unwrap_or_default(),
+                    currency: r.currency.unwrap_or_default(),
+                    docstatus: r.docstatus.unwrap_or(0),
+                    status: r.status.unwrap_or_default(),
+                    grand_total: r.grand_total,
+                    rounded_total: r.rounded_total,
+                    advance_paid: r.advance_paid,
+                    per_billed: r.per_billed,
+                };
+                for key in asked.get(&fold(&held)).into_iter().flatten() {
+                    let holders = out.entry((*key).clone()).or_default();
+                    if !holders.iter().any(|o| o.name == order.name) {
+                        holders.push(order.clone());
+                    }
+                }
             }
         }
         Ok(out)

@@ -145,9 +145,14 @@ pub struct CreatedEntry {
 pub trait Erp: Send + Sync {
     /// The ERP's name as metrics label it (`api` = "erpnext").
     fn api_name(&self) -> &'static str;
-    /// The named sales orders that exist (names that do not exist are simply absent).
-    async fn sales_orders(&self, names: &[String])
-    -> Result<HashMap<String, SalesOrder>, ErpError>;
+    /// The sales orders whose `field` (`name`, `po_no`, a custom field) holds one of `keys`, by
+    /// key: usually one, several where the ERP let two orders hold one value (ERPNext does for
+    /// `po_no` across customers), none (absent) where no order does.
+    async fn sales_orders(
+        &self,
+        field: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<SalesOrder>>, ErpError>;
     /// Of these orders, the ones a *submitted* payment entry already references.
     async fn orders_with_entries(&self, names: &[String]) -> Result<HashSet<String>, ErpError>;
     /// Entries (draft or submitted, not cancelled) whose `reference_no` is one of `refs`.

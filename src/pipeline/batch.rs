@@ -133,6 +133,7 @@ impl Engine {
             policy: &ctx.policy,
             order_name: e.order.as_deref(),
             order: None,
+            order_ambiguous: None,
             order_has_entry: false,
             already_loaded: loaded,
             earlier_unresolved: None,

@@ -1,6 +1,12 @@
 //! What the ERP says about a batch, asked in batched calls: entries already carrying the
-//! operations' ids as `reference_no`, the named orders, which of them already have an entry; and
-//! the account's ERP settings (its bank account), cached.
+//! operations' ids as `reference_no`, the orders their keys name (looked up in the account's
+//! `order_field`), which of them already have an entry; and the account's ERP settings (its bank
+//! account), cached.
+//!
+//! An operation's order key is the value of `order_field` (the order's name by default, or a
+//! `po_no`, or a custom field holding a MercadoLibre order id); everything keyed by order in the
+//! engine (groups, claims, the ledger) uses the key, while what is asked of the ERP about entries
+//! uses the order's name, known once the order is found.
 //!
 //! A single operation (a webhook) asks all three at once: one round trip of latency — and the
 //! daemon reads them *while* the operation is re-read from the source ([`Engine::prefetch`]). A
@@ -15,7 +21,9 @@ use jiff::Timestamp;
 use super::Engine;
 use super::run::{Examined, RunCtx};
 use crate::config::AccountSettings;
-use crate::domain::{AccountPolicy, Decision, DecisionInput, ExistingEntry, SalesOrder, decide};
+use crate::domain::{
+    AccountPolicy, Decision, DecisionInput, ExistingEntry, SalesOrder, decide, pick_order,
+};
 use crate::erp::ErpError;
 
 /// What the ERP says about a batch.
@@ -23,10 +31,29 @@ use crate::erp::ErpError;
 pub(super) struct Facts {
     /// Entries by operation id (draft or submitted).
     pub existing: HashMap<String, ExistingEntry>,
-    /// Orders by name (those that exist).
+    /// Orders by order key (the keys one order holds).
     pub orders: HashMap<String, SalesOrder>,
-    /// Orders a submitted entry references.
+    /// Keys several live orders hold: their names (nothing is booked for them).
+    pub ambiguous: HashMap<String, Vec<String>>,
+    /// Orders, by name, a submitted entry references.
     pub with_entries: HashSet<String>,
+}
+
+/// What the order lookup found: the keys held by one order, and those held by several.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FoundOrders {
+    pub orders: HashMap<String, SalesOrder>,
+    pub ambiguous: HashMap<String, Vec<String>>,
+}
+
+impl FoundOrders {
+    /// The names of the orders these keys found.
+    fn names_of<'k>(&self, keys: impl IntoIterator<Item = &'k String>) -> Vec<String> {
+        sorted(
+            keys.into_iter()
+                .filter_map(|k| self.orders.get(k).map(|o| o.name.clone())),
+        )
+    }
 }
 
 impl Facts {
@@ -37,9 +64,11 @@ impl Facts {
         ops: &[Examined],
         read_at: Timestamp,
     ) -> GroupFacts {
+        let found = order.and_then(|o| self.orders.get(o));
         GroupFacts {
-            order: order.and_then(|o| self.orders.get(o).cloned()),
-            order_has_entry: order.is_some_and(|o| self.with_entries.contains(o)),
+            order: found.cloned(),
+            ambiguous: order.and_then(|o| self.ambiguous.get(o).cloned()),
+            order_has_entry: found.is_some_and(|o| self.with_entries.contains(&o.name)),
             existing: ops
                 .iter()
                 .filter_map(|e| {
@@ -56,6 +85,8 @@ impl Facts {
 #[derive(Debug, Clone)]
 pub(super) struct GroupFacts {
     pub order: Option<SalesOrder>,
+    /// Several live orders hold the group's key: their names.
+    pub ambiguous: Option<Vec<String>>,
     /// A *submitted* entry references the order now (ERPNext's word: a cancelled one does not).
     pub order_has_entry: bool,
     pub existing: HashMap<String, ExistingEntry>,
@@ -82,11 +113,11 @@ impl Engine {
     /// The ERP facts about one operation, read *while* the operation itself is being re-read from
     /// the source (a webhook's `reference` is used only as a guess of the order; the guess is used
     /// only if the source confirms it). Saves one ERP round trip on the webhook path.
-    pub async fn prefetch(&self, uid: &str, order_guess: Option<&str>) -> Prefetched {
+    pub async fn prefetch(&self, field: &str, uid: &str, order_guess: Option<&str>) -> Prefetched {
         let uids = [uid.to_string()];
-        let names: Vec<String> = order_guess.map(|o| vec![o.to_string()]).unwrap_or_default();
+        let keys: Vec<String> = order_guess.map(|o| vec![o.to_string()]).unwrap_or_default();
         let read_at = self.clock.now();
-        let facts = self.all_facts(&uids, &names).await.ok();
+        let facts = self.all_facts(field, &uids, &keys).await.ok();
         Prefetched {
             uid: uid.to_string(),
             order: order_guess.map(str::to_string),
@@ -113,18 +144,21 @@ impl Engine {
                 return Ok((facts, read_at));
             }
         }
+        let field = ctx.policy.order_field.as_str();
         let uids: Vec<String> = candidates.iter().map(|e| e.op.uid.clone()).collect();
-        let names = sorted(candidates.iter().filter_map(|e| e.order.clone()));
+        let keys = sorted(candidates.iter().filter_map(|e| e.order.clone()));
         if candidates.len() == 1 {
-            return Ok((self.all_facts(&uids, &names).await?, read_at));
+            return Ok((self.all_facts(field, &uids, &keys).await?, read_at));
         }
-        let orders = self.orders_of(&names).await?;
-        let (uids, names) = self.bookable(ctx, candidates, &orders);
+        let found = self.orders_of(field, &keys).await?;
+        let (uids, keys) = self.bookable(ctx, candidates, &found.orders);
+        let names = found.names_of(&keys);
         let (existing, with_entries) =
             tokio::try_join!(self.entries_of(&uids), self.orders_with_entries_of(&names))?;
         let facts = Facts {
             existing,
-            orders,
+            orders: found.orders,
+            ambiguous: found.ambiguous,
             with_entries,
         };
         Ok((facts, read_at))
@@ -148,6 +182,7 @@ impl Engine {
                     policy: &ctx.policy,
                     order_name: e.order.as_deref(),
                     order,
+                    order_ambiguous: None,
                     order_has_entry: false,
                     already_loaded: None,
                     earlier_unresolved: None,
@@ -166,41 +201,68 @@ impl Engine {
     /// Ask the ERP again about one order group (after waiting out a previous holder's creates).
     pub(super) async fn refresh_facts(
         &self,
-        order: Option<&str>,
         ops: &[Examined],
         facts: &mut GroupFacts,
     ) -> Result<(), ErpError> {
         let uids: Vec<String> = ops.iter().map(|e| e.op.uid.clone()).collect();
-        let names: Vec<String> = order.map(|o| vec![o.to_string()]).unwrap_or_default();
+        let names: Vec<String> = facts.order.iter().map(|o| o.name.clone()).collect();
         let read_at = self.clock.now();
         let (existing, with_entries) =
             tokio::try_join!(self.entries_of(&uids), self.orders_with_entries_of(&names))?;
         facts.existing = existing;
-        facts.order_has_entry = order.is_some_and(|o| with_entries.contains(o));
+        facts.order_has_entry = names.iter().any(|o| with_entries.contains(o));
         facts.read_at = read_at;
         Ok(())
     }
 
-    /// All three lookups at once: one round trip of latency.
-    async fn all_facts(&self, uids: &[String], names: &[String]) -> Result<Facts, ErpError> {
-        let (existing, orders, with_entries) = tokio::try_join!(
-            self.entries_of(uids),
-            self.orders_of(names),
-            self.orders_with_entries_of(names)
-        )?;
+    /// All three lookups at once, one round trip of latency, when the keys are the orders'
+    /// names; by another field the entries are asked once the orders' names are known.
+    async fn all_facts(
+        &self,
+        field: &str,
+        uids: &[String],
+        keys: &[String],
+    ) -> Result<Facts, ErpError> {
+        let (existing, found, with_entries) = if field == "name" {
+            tokio::try_join!(
+                self.entries_of(uids),
+                self.orders_of(field, keys),
+                self.orders_with_entries_of(keys)
+            )?
+        } else {
+            let (existing, found) =
+                tokio::try_join!(self.entries_of(uids), self.orders_of(field, keys))?;
+            let names = found.names_of(keys);
+            let with_entries = self.orders_with_entries_of(&names).await?;
+            (existing, found, with_entries)
+        };
         Ok(Facts {
             existing,
-            orders,
+            orders: found.orders,
+            ambiguous: found.ambiguous,
             with_entries,
         })
     }
 
-    /// The named orders (none asked, no call).
-    async fn orders_of(&self, names: &[String]) -> Result<HashMap<String, SalesOrder>, ErpError> {
-        if names.is_empty() {
-            return Ok(HashMap::new());
+    /// The orders whose `field` holds these keys (none asked, no call), each key resolved to
+    /// one order by [`pick_order`].
+    async fn orders_of(&self, field: &str, keys: &[String]) -> Result<FoundOrders, ErpError> {
+        let mut found = FoundOrders::default();
+        if keys.is_empty() {
+            return Ok(found);
         }
-        self.erp.sales_orders(names).await
+        for (key, holders) in self.erp.sales_orders(field, keys).await? {
+            match pick_order(holders) {
+                Ok(Some(order)) => {
+                    found.orders.insert(key, order);
+                }
+                Ok(None) => {}
+                Err(names) => {
+                    found.ambiguous.insert(key, names);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Entries carrying these operation ids (none asked, no call).
@@ -257,6 +319,7 @@ impl Engine {
             mode_of_payment: acc.mode_of_payment.clone(),
             paid_to,
             include_test: acc.include_test,
+            order_field: acc.order_field.clone(),
         })
     }
 }

@@ -156,13 +156,16 @@ impl Erp for FakeErp {
         "fake-erp"
     }
 
+    /// By name only: the engine's own tests keep the default `order_field`.
     async fn sales_orders(
         &self,
+        field: &str,
         names: &[String],
-    ) -> Result<HashMap<String, SalesOrder>, ErpError> {
+    ) -> Result<HashMap<String, Vec<SalesOrder>>, ErpError> {
+        assert_eq!(field, "name", "the fake ERP looks orders up by name only");
         Ok(self.with(|s| {
             (names.iter())
-                .filter_map(|n| s.orders.get(n).map(|o| (n.clone(), o.clone())))
+                .filter_map(|n| s.orders.get(n).map(|o| (n.clone(), vec![o.clone()])))
                 .collect()
         }))
     }

@@ -146,7 +146,7 @@ impl Engine {
                 .await
         {
             pre_read = None;
-            if let Err(e) = self.refresh_facts(Some(o), &ops, &mut facts).await {
+            if let Err(e) = self.refresh_facts(&ops, &mut facts).await {
                 let reason = format!("could not check the ERP after a takeover: {e}");
                 for e in &ops {
                     self.mark_settleable(&ctx.acc.name, &e.op.uid);
@@ -242,7 +242,7 @@ impl Engine {
             && !run.progress.has_entry
             && (planned_kind.is_booked() || more_follow)
         {
-            self.recheck_order(ctx, e, &mut run.progress).await;
+            self.recheck_order(ctx, e, facts, &mut run.progress).await;
         }
         let kind = v.kind;
         match run.batch {
@@ -296,6 +296,7 @@ impl Engine {
             policy: &ctx.policy,
             order_name: e.order.as_deref(),
             order: facts.order.as_ref(),
+            order_ambiguous: facts.ambiguous.as_deref(),
             order_has_entry: progress.has_entry,
             already_loaded: loaded.as_deref(),
             earlier_unresolved: earlier.as_ref(),
@@ -309,8 +310,14 @@ impl Engine {
     /// an entry references the order now, before a later payment decides. (Only when it matters:
     /// the create itself found it, or a later payment of the order follows in this group — one
     /// extra call, not one per already-loaded operation.)
-    async fn recheck_order(&self, ctx: &RunCtx, e: &Examined, progress: &mut OrderProgress) {
-        let Some(o) = e.order.as_deref() else {
+    async fn recheck_order(
+        &self,
+        ctx: &RunCtx,
+        e: &Examined,
+        facts: &GroupFacts,
+        progress: &mut OrderProgress,
+    ) {
+        let Some(o) = facts.order.as_ref().map(|o| o.name.as_str()) else {
             return;
         };
         match self.orders_with_entries_of(&[o.to_string()]).await {

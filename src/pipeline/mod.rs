@@ -34,7 +34,7 @@ mod settle;
 mod write;
 
 #[cfg(test)]
-pub(crate) mod fakes;
+mod fakes;
 #[cfg(test)]
 mod tests;
 

@@ -26,7 +26,7 @@ mod payment_entry;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -268,8 +268,10 @@ fn parse_json_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Val
 
 // ---- documents as JSON ------------------------------------------------------------------
 
-fn so_json(so: &SimSalesOrder) -> Value {
-    json!({
+/// An order's document: its own fields, `po_no` (null when empty, as Frappe gives it) and the
+/// other fields set on it (`Simulator::set_sales_order_field`).
+fn so_json(so: &SimSalesOrder, fields: Option<&BTreeMap<String, String>>) -> Value {
+    let mut doc = json!({
         "name": so.name,
         "doctype": "Sales Order",
         "customer": so.customer,
@@ -289,7 +291,12 @@ fn so_json(so: &SimSalesOrder) -> Value {
         "per_delivered": 0.0,
         "billing_status": "Not Billed",
         "party_account_currency": so.currency,
-    })
+        "po_no": null,
+    });
+    for (k, v) in fields.into_iter().flatten() {
+        doc[k.as_str()] = Value::String(v.clone());
+    }
+    doc
 }
 
 async fn get_doc(
@@ -311,7 +318,10 @@ async fn get_doc(
     let mut s = state.lock().expect("poisoned");
     s.stats.erp_reads += 1;
     let found = match doctype.as_str() {
-        "Sales Order" => s.orders.get(&name).map(so_json),
+        "Sales Order" => s
+            .orders
+            .get(&name)
+            .map(|so| so_json(so, s.order_fields.get(&so.name))),
         "Custom Field" => super::guard::custom_field(&s, &name),
         "Payment Entry" => s
             .entries

@@ -223,6 +223,8 @@ pub(crate) struct State {
     pub customer_receivables: BTreeMap<(String, String), String>,
     pub modes: HashMap<String, ModeOfPayment>,
     pub orders: BTreeMap<String, SimSalesOrder>,
+    /// Other fields of the orders (`po_no`, custom fields), by order name then field.
+    pub order_fields: HashMap<String, BTreeMap<String, String>>,
     pub entries: Vec<SimPaymentEntry>,
     /// `tabSeries`: the last number given per naming-series prefix (`ACC-PAY-2026-` → 7).
     pub series_counters: HashMap<String, u64>,
@@ -319,6 +321,7 @@ impl Simulator {
             customer_receivables: BTreeMap::new(),
             modes: HashMap::new(),
             orders: BTreeMap::new(),
+            order_fields: HashMap::new(),
             entries: Vec::new(),
             series_counters: HashMap::new(),
             contention: faults::Contention::default(),
@@ -479,6 +482,17 @@ impl Simulator {
     pub fn add_sales_order(&self, so: SimSalesOrder) {
         self.with(|s| {
             s.orders.insert(so.name.clone(), so);
+        });
+    }
+
+    /// Set another field of an order (`po_no`, or a custom field such as one holding a
+    /// MercadoLibre order id): served in its document and its listings, and filtered on.
+    pub fn set_sales_order_field(&self, name: &str, field: &str, value: &str) {
+        self.with(|s| {
+            s.order_fields
+                .entry(name.to_string())
+                .or_default()
+                .insert(field.to_string(), value.to_string());
         });
     }
 

@@ -225,13 +225,20 @@ fn one_seller_configured_twice_is_refused() {
 fn an_order_key_comes_from_the_field_order_source_names() {
     let s = load_text(&mp("access_token = \"t\"\norder_source = \"order_id\"\norder_pattern = '^(?P<order>\\d+)$'"), &[]).unwrap();
     let a = &s.accounts[0];
-    let mut op = crate::pipeline::fakes::op(
-        "1",
-        "SAL-ORD-2026-00001",
-        crate::domain::PaymentStatus::Paid,
-        "100",
-        0,
-    );
+    let mut op = crate::domain::Operation {
+        uid: "1".into(),
+        reference: "SAL-ORD-2026-00001".into(),
+        status: crate::domain::PaymentStatus::Paid,
+        source_status: "approved".into(),
+        total: rust_decimal::Decimal::ONE_HUNDRED,
+        currency: "ARS".into(),
+        created: jiff::Timestamp::UNIX_EPOCH,
+        updated: None,
+        is_child: false,
+        is_test: false,
+        marketplace_order: None,
+        fees: Vec::new(),
+    };
     assert_eq!(a.order_key(&op), None, "no marketplace order");
     op.marketplace_order = Some("2000000123".into());
     assert_eq!(a.order_key(&op), Some("2000000123"));

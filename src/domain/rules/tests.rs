@@ -43,6 +43,7 @@ fn policy() -> AccountPolicy {
         mode_of_payment: "Mobbex".into(),
         paid_to: "Mobbex - MESA".into(),
         include_test: false,
+        order_field: "name".into(),
     }
 }
 
@@ -54,6 +55,7 @@ struct Case {
     loaded: Option<&'static str>,
     earlier: Option<EarlierPayment>,
     policy: AccountPolicy,
+    ambiguous: Option<Vec<String>>,
 }
 
 impl Case {
@@ -66,6 +68,7 @@ impl Case {
             loaded: None,
             earlier: None,
             policy: policy(),
+            ambiguous: None,
         }
     }
     fn decide(&self) -> Decision {
@@ -74,6 +77,7 @@ impl Case {
             policy: &self.policy,
             order_name: self.order_name,
             order: self.order.as_ref(),
+            order_ambiguous: self.ambiguous.as_deref(),
             order_has_entry: self.has_entry,
             already_loaded: self.loaded,
             earlier_unresolved: self.earlier.as_ref(),
@@ -418,4 +422,91 @@ fn decision_names_round_trip() {
     for k in DecisionKind::ALL {
         assert_eq!(DecisionKind::parse(k.as_str()), Some(k));
     }
+}
+
+// ---- orders found by another field (order_field) -------------------------------------------
+
+#[test]
+fn by_another_field_the_allocation_names_the_order_found_not_the_key() {
+    let mut c = Case::new(op(PaymentStatus::Paid, "1000"));
+    c.policy.order_field = "po_no".into();
+    c.order_name = Some("2000000123");
+    let Decision::BookInitial(e) = c.decide() else {
+        panic!("{:?}", c.decide())
+    };
+    assert_eq!(e.allocation.unwrap().sales_order, "SAL-ORD-2026-00001");
+}
+
+#[test]
+fn by_another_field_reasons_say_which_field_and_value() {
+    let mut c = Case::new(op(PaymentStatus::Paid, "1000"));
+    c.policy.order_field = "po_no".into();
+    c.order_name = Some("2000000123");
+    c.order = None;
+    assert_skip(
+        &c,
+        DecisionKind::OrderMissing,
+        "no Sales Order with po_no \"2000000123\"",
+    );
+    c.order = Some(order());
+    c.order.as_mut().unwrap().docstatus = 2;
+    assert_skip(
+        &c,
+        DecisionKind::OrderNotPayable,
+        "Sales Order SAL-ORD-2026-00001 (po_no 2000000123) is cancelled",
+    );
+    c.order_name = None;
+    assert_skip(
+        &c,
+        DecisionKind::OrderMissing,
+        "names no order to look up in po_no",
+    );
+}
+
+#[test]
+fn a_key_two_live_orders_hold_is_not_booked() {
+    let mut c = Case::new(op(PaymentStatus::Paid, "1000"));
+    c.policy.order_field = "po_no".into();
+    c.order_name = Some("2000000123");
+    c.order = None;
+    c.ambiguous = Some(vec![
+        "SAL-ORD-2026-00001".into(),
+        "SAL-ORD-2026-00007".into(),
+    ]);
+    assert_skip(
+        &c,
+        DecisionKind::OrderNotPayable,
+        "2 Sales Orders hold po_no \"2000000123\" (SAL-ORD-2026-00001, SAL-ORD-2026-00007)",
+    );
+}
+
+#[test]
+fn pick_order_prefers_the_live_holder_of_a_key() {
+    let named = |n: &str, docstatus: i32| SalesOrder {
+        name: n.into(),
+        docstatus,
+        ..order()
+    };
+    assert_eq!(pick_order(vec![]), Ok(None));
+    let amended = pick_order(vec![named("SO-1-1", 1), named("SO-1", 2)]).unwrap();
+    assert_eq!(
+        amended.unwrap().name,
+        "SO-1-1",
+        "the amendment, not the cancelled original"
+    );
+    let only_cancelled = pick_order(vec![named("SO-1-1", 2), named("SO-1", 2)]).unwrap();
+    assert_eq!(only_cancelled.unwrap().name, "SO-1-1");
+    assert_eq!(
+        pick_order(vec![named("SO-2", 1), named("SO-1", 0), named("SO-3", 2)]),
+        Err(vec!["SO-1".to_string(), "SO-2".to_string()])
+    );
+}
+
+/// `c` is skipped as `kind` with a reason containing `words`.
+fn assert_skip(c: &Case, kind: DecisionKind, words: &str) {
+    let Decision::Skip(s) = c.decide() else {
+        panic!("{:?}", c.decide())
+    };
+    assert_eq!(s.kind, kind, "{}", s.reason);
+    assert!(s.reason.contains(words), "{}", s.reason);
 }

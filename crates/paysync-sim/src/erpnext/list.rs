@@ -219,7 +219,7 @@ pub(super) fn query(
                 {
                     continue;
                 }
-                let d = so_json(so);
+                let d = so_json(so, s.order_fields.get(&so.name));
                 if parent_f.iter().all(|f| matches(&d, f)) {
                     rows.push(project(&d, None, fields));
                 }
