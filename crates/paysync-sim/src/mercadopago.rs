@@ -34,9 +34,9 @@ mod hmac;
 mod json;
 mod oauth;
 mod search;
-mod webhook;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 pub use webhook::{MpWebhook, ml_notification, mp_signature};
 
@@ -128,6 +128,8 @@ pub struct SimMlOrder {
 
 /// A payment as stored: well-formed, or a raw document served verbatim (malformed input).
 #[derive(Debug, Clone)]
+// Typed payments are the common case: boxing them would cost every one an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum StoredMp {
     Typed(SimMpPayment),
     Raw {
@@ -228,7 +230,7 @@ pub(crate) const DROP_PREFIX: &str = r#"{"paging":{"total":"#;
 /// 401 for a wrong, expired, revoked or missing token, alternating the two real body shapes.
 fn unauthorized(s: &mut State) -> Response {
     s.mp.unauthorized += 1;
-    if s.mp.unauthorized % 2 == 0 {
+    if s.mp.unauthorized.is_multiple_of(2) {
         return body(
             StatusCode::UNAUTHORIZED,
             json!({"code": "unauthorized", "message": "invalid access token"}).to_string(),
@@ -244,7 +246,11 @@ fn unauthorized(s: &mut State) -> Response {
 
 /// Auth, latency and faults shared by every endpoint but the token one. `Err` is the response
 /// to send. Order as Mobbex's gate: latency, auth, a queued answer, 429, garbage, 5xx, drop.
-pub(crate) async fn gate(state: &Shared, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
+pub(crate) async fn gate(
+    state: &Shared,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<(), Response> {
     let latency = {
         let mut s = state.lock().expect("poisoned");
         s.count(endpoint);
@@ -306,11 +312,10 @@ impl Simulator {
     /// Change a payment in place (set `updated` yourself to make it show in updated-windows).
     pub fn update_mp_payment(&self, id: u64, f: impl FnOnce(&mut SimMpPayment)) {
         self.with(|s| {
-            if let Some(StoredMp::Typed(p)) = s
-                .mp
-                .payments
-                .iter_mut()
-                .find(|p| matches!(p, StoredMp::Typed(t) if t.id == id))
+            if let Some(StoredMp::Typed(p)) =
+                s.mp.payments
+                    .iter_mut()
+                    .find(|p| matches!(p, StoredMp::Typed(t) if t.id == id))
             {
                 f(p);
             }
@@ -320,7 +325,12 @@ impl Simulator {
     /// A document served verbatim by search and by get (malformed input for tests); `created`
     /// and `updated` place it in `date_created` / `date_last_updated` ranges and sorts, its own
     /// `id` (number or string of digits) finds it by id.
-    pub fn add_raw_mp_payment(&self, doc: serde_json::Value, created: Timestamp, updated: Timestamp) {
+    pub fn add_raw_mp_payment(
+        &self,
+        doc: serde_json::Value,
+        created: Timestamp,
+        updated: Timestamp,
+    ) {
         self.with(|s| {
             s.mp.payments.push(StoredMp::Raw {
                 doc,
@@ -357,15 +367,14 @@ impl Simulator {
 
 /// The payments with these ids, in that order (unknown ids left out): an order's `payments[]`.
 pub(crate) fn payments_by_id(s: &State, ids: &[u64]) -> Vec<SimMpPayment> {
-    let by_id: HashMap<u64, &SimMpPayment> = s
-        .mp
-        .payments
-        .iter()
-        .filter_map(|p| match p {
-            StoredMp::Typed(t) => Some((t.id, t)),
-            StoredMp::Raw { .. } => None,
-        })
-        .collect();
+    let by_id: HashMap<u64, &SimMpPayment> =
+        s.mp.payments
+            .iter()
+            .filter_map(|p| match p {
+                StoredMp::Typed(t) => Some((t.id, t)),
+                StoredMp::Raw { .. } => None,
+            })
+            .collect();
     ids.iter()
         .filter_map(|id| by_id.get(id).map(|p| (*p).clone()))
         .collect()

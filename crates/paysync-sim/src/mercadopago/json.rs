@@ -84,13 +84,15 @@ fn opt_time(t: Option<Timestamp>) -> Value {
 
 /// Fees the seller pays (deducted) and fees the buyer pays on top.
 fn fee_sums(p: &SimMpPayment) -> (Decimal, Decimal) {
-    p.fees.iter().fold((Decimal::ZERO, Decimal::ZERO), |(c, b), f| {
-        if f.payer == "payer" {
-            (c, b + f.amount)
-        } else {
-            (c + f.amount, b)
-        }
-    })
+    p.fees
+        .iter()
+        .fold((Decimal::ZERO, Decimal::ZERO), |(c, b), f| {
+            if f.payer == "payer" {
+                (c, b + f.amount)
+            } else {
+                (c + f.amount, b)
+            }
+        })
 }
 
 /// One payment as `GET /v1/payments/{id}` and the search's `results[]` serve it.

@@ -55,8 +55,7 @@ pub(crate) fn access_token_valid(s: &State, token: &str) -> bool {
     if token == s.opts.mp_access_token {
         return !s.mp.tokens.static_revoked;
     }
-    s.mp
-        .tokens
+    s.mp.tokens
         .access
         .get(token)
         .is_some_and(|expiry| Instant::now() < *expiry)
@@ -148,15 +147,17 @@ pub(crate) async fn token(
         s.opts.faults.mp_token_latency
     };
     let Ok(p) = params(&headers, &raw) else {
-        return oauth_error("invalid_request", "the body must be a JSON object or a form");
+        return oauth_error(
+            "invalid_request",
+            "the body must be a JSON object or a form",
+        );
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let mut s = state.lock().expect("poisoned");
-    if get("client_id") != s.opts.mp_client_id || get("client_secret") != s.opts.mp_client_secret
-    {
+    if get("client_id") != s.opts.mp_client_id || get("client_secret") != s.opts.mp_client_secret {
         return oauth_error("invalid_client", "invalid client_id or client_secret");
     }
     match get("grant_type") {
@@ -232,14 +233,13 @@ impl Simulator {
     pub fn mp_valid_access_tokens(&self) -> Vec<String> {
         self.with(|s| {
             let now = Instant::now();
-            let mut v: Vec<(Instant, String)> = s
-                .mp
-                .tokens
-                .access
-                .iter()
-                .filter(|(_, e)| now < **e)
-                .map(|(t, e)| (*e, t.clone()))
-                .collect();
+            let mut v: Vec<(Instant, String)> =
+                s.mp.tokens
+                    .access
+                    .iter()
+                    .filter(|(_, e)| now < **e)
+                    .map(|(t, e)| (*e, t.clone()))
+                    .collect();
             v.sort();
             v.into_iter().map(|(_, t)| t).collect()
         })

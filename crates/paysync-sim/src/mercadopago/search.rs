@@ -154,7 +154,9 @@ pub(crate) fn parse_date(v: &str, now: Timestamp) -> Option<Timestamp> {
         }
     };
     let local = dt.to_zoned(TimeZone::UTC).ok()?.timestamp();
-    local.checked_sub(SignedDuration::from_secs(offset_secs)).ok()
+    local
+        .checked_sub(SignedDuration::from_secs(offset_secs))
+        .ok()
 }
 
 /// A search's parameters, checked.
@@ -274,12 +276,11 @@ pub(crate) async fn search(
         let mut s = state.lock().expect("poisoned");
         s.stats.mp_search_calls += 1;
         let seller = s.opts.mp_seller_id;
-        let mut found: Vec<&StoredMp> = s
-            .mp
-            .payments
-            .iter()
-            .filter(|p| req.matches(p, seller))
-            .collect();
+        let mut found: Vec<&StoredMp> =
+            s.mp.payments
+                .iter()
+                .filter(|p| req.matches(p, seller))
+                .collect();
         found.sort_by(|a, b| {
             let by_field = if req.sort == Field::Id {
                 a.id().cmp(&b.id())

@@ -1,17 +1,17 @@
 //! The Mercado Pago side seen from a real HTTP client: search (paging, sorts, bounds, filters,
-//! errors), get, the payment JSON's exact text, MercadoLibre orders and `users/me`, auth and
-//! faults. OAuth is in `tests/oauth.rs`.
+//! errors), get, the payment JSON's exact text, MercadoLibre orders and `users/me`,
+//! auth. Faults are in `tests/faults.rs`, OAuth in `tests/oauth.rs`.
 
-use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::super::{ErrorBody, Faults, NextAnswer, SimApi, SimOptions, Simulator};
+use super::super::{SimOptions, Simulator};
 use super::{SimMlOrder, SimMpFee, SimMpPayment};
 
+mod faults;
 mod oauth;
 
 /// A simulator and one HTTP client (building a client per request is slow).
@@ -134,7 +134,10 @@ async fn search_pages_in_sort_order_with_id_as_tie_break() {
     // Defaults: date_created desc, 30 a page.
     let (_, body) = mp.search(&[]).await;
     assert_eq!(ids(&body), desc);
-    assert_eq!(body["paging"], json!({"total": 7, "limit": 30, "offset": 0}));
+    assert_eq!(
+        body["paging"],
+        json!({"total": 7, "limit": 30, "offset": 0})
+    );
     let by_update = mp
         .ids(&[("sort", "date_last_updated"), ("criteria", "asc")])
         .await;
@@ -157,8 +160,14 @@ async fn bounds_are_inclusive_in_every_offset_format() {
     // 10:01Z..10:03Z, written three ways.
     for (begin, end) in [
         ("2026-11-05T10:01:00.000Z", "2026-11-05T10:03:00.000Z"),
-        ("2026-11-05T07:01:00.000-03:00", "2026-11-05T07:03:00.000-0300"),
-        ("2026-11-05T10:01:00.000-00:00", "2026-11-05T11:03:00.000+01:00"),
+        (
+            "2026-11-05T07:01:00.000-03:00",
+            "2026-11-05T07:03:00.000-0300",
+        ),
+        (
+            "2026-11-05T10:01:00.000-00:00",
+            "2026-11-05T11:03:00.000+01:00",
+        ),
     ] {
         let got = mp
             .ids(&[
@@ -243,13 +252,17 @@ async fn filters_and_the_sellers_own_payments() {
     other.collector_id = 42;
     mp.add_mp_payment(other);
     assert_eq!(
-        mp.ids(&[("external_reference", "SAL-ORD-2026-00003")]).await,
+        mp.ids(&[("external_reference", "SAL-ORD-2026-00003")])
+            .await,
         [3]
     );
     assert_eq!(mp.ids(&[("status", "pending")]).await, [6]);
     assert_eq!(mp.ids(&[("status", "rejected")]).await, Vec::<u64>::new());
     let (_, body) = mp.search(&[("limit", "100")]).await;
-    assert_eq!(body["paging"]["total"], 7, "another seller's payment is not listed");
+    assert_eq!(
+        body["paging"]["total"], 7,
+        "another seller's payment is not listed"
+    );
     let r = mp.get("/v1/payments/50").send().await.unwrap();
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
@@ -352,7 +365,10 @@ async fn a_payment_is_served_with_exact_amounts_and_local_times() {
         .unwrap();
     assert_eq!(v["date_approved"], Value::Null, "pending: no approval date");
     assert_eq!(v["money_release_date"], Value::Null);
-    assert_eq!(v["order"]["id"], "2000000124", "odd ids serve the order id as text");
+    assert_eq!(
+        v["order"]["id"], "2000000124",
+        "odd ids serve the order id as text"
+    );
     assert_eq!(v["transaction_amount"].to_string(), "0.1");
 
     let mut plain = SimMpPayment::approved(8, d("1000000000.00"), at("2026-11-05T14:00:00Z"));
@@ -366,7 +382,10 @@ async fn a_payment_is_served_with_exact_amounts_and_local_times() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains(r#""transaction_amount":1000000000,"#), "{text}");
+    assert!(
+        text.contains(r#""transaction_amount":1000000000,"#),
+        "{text}"
+    );
     assert!(!text.contains(r#""order""#), "no order key: {text}");
     assert!(text.contains(r#""external_reference":null"#), "{text}");
 
@@ -377,7 +396,11 @@ async fn a_payment_is_served_with_exact_amounts_and_local_times() {
         assert_eq!(v["cause"][0]["code"], 2000, "{v}");
         assert_eq!(v["error"], "not_found");
     }
-    assert_eq!(mp.stats().mp_get_calls, 4, "the non-numeric id never looked up");
+    assert_eq!(
+        mp.stats().mp_get_calls,
+        4,
+        "the non-numeric id never looked up"
+    );
 }
 
 #[tokio::test]
@@ -389,9 +412,16 @@ async fn raw_payments_are_served_verbatim() {
         at("2026-11-05T10:00:00Z"),
         at("2026-11-05T11:00:00Z"),
     );
-    mp.add_mp_payment(SimMpPayment::approved(1, d("5"), at("2026-11-05T09:00:00Z")));
+    mp.add_mp_payment(SimMpPayment::approved(
+        1,
+        d("5"),
+        at("2026-11-05T09:00:00Z"),
+    ));
     let (_, body) = mp
-        .search(&[("range", "date_last_updated"), ("begin_date", "2026-11-05T10:30:00.000Z")])
+        .search(&[
+            ("range", "date_last_updated"),
+            ("begin_date", "2026-11-05T10:30:00.000Z"),
+        ])
         .await;
     assert_eq!(body["results"], json!([raw]));
     let v: Value = mp
@@ -409,7 +439,11 @@ async fn raw_payments_are_served_verbatim() {
 #[tokio::test]
 async fn ml_orders_list_their_payments_and_users_me_names_the_seller() {
     let mp = start(SimOptions::default()).await;
-    mp.add_mp_payment(SimMpPayment::approved(10, d("600.5"), at("2026-11-05T10:00:00Z")));
+    mp.add_mp_payment(SimMpPayment::approved(
+        10,
+        d("600.5"),
+        at("2026-11-05T10:00:00Z"),
+    ));
     let mut rejected = SimMpPayment::approved(11, d("600.5"), at("2026-11-05T09:58:00Z"));
     rejected.status = "rejected".into();
     rejected.status_detail = "cc_rejected_other_reason".into();
@@ -438,22 +472,44 @@ async fn ml_orders_list_their_payments_and_users_me_names_the_seller() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["seller"]["id"], 123456789);
     let pays = v["payments"].as_array().unwrap();
-    let listed: Vec<_> = pays.iter().map(|p| (p["id"].clone(), p["status"].clone())).collect();
+    let listed: Vec<_> = pays
+        .iter()
+        .map(|p| (p["id"].clone(), p["status"].clone()))
+        .collect();
     assert_eq!(
         listed,
-        [(json!(11), json!("rejected")), (json!(10), json!("approved"))],
+        [
+            (json!(11), json!("rejected")),
+            (json!(10), json!("approved"))
+        ],
         "unknown ids left out"
     );
     assert_eq!(pays[1]["order_id"], 2000000123);
     assert_eq!(pays[0]["date_approved"], Value::Null);
-    assert_eq!(mp.get("/orders/2000000200").send().await.unwrap().status(), 403);
+    assert_eq!(
+        mp.get("/orders/2000000200").send().await.unwrap().status(),
+        403
+    );
     let r = mp.get("/orders/1").send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["message"], "Order not found");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "Order not found"
+    );
     assert_eq!(mp.stats().ml_order_calls, 3);
 
-    let me: Value = mp.get("/users/me").send().await.unwrap().json().await.unwrap();
-    assert_eq!(me, json!({"id": 123456789, "nickname": "SELLER", "site_id": "MLA"}));
+    let me: Value = mp
+        .get("/users/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({"id": 123456789, "nickname": "SELLER", "site_id": "MLA"})
+    );
 }
 
 #[tokio::test]
@@ -481,109 +537,12 @@ async fn bad_tokens_get_401_in_both_shapes() {
     );
     assert_eq!(bodies[2], bodies[0]);
     assert_eq!(mp.stats().mp_search_calls, 0);
-    assert!(mp.stats().faults_injected.is_empty(), "a 401 is not a fault");
+    assert!(
+        mp.stats().faults_injected.is_empty(),
+        "a 401 is not a fault"
+    );
 
     assert_eq!(mp.get("/users/me").send().await.unwrap().status(), 200);
     mp.revoke_mp_static_token();
     assert_eq!(mp.get("/users/me").send().await.unwrap().status(), 401);
-}
-
-#[tokio::test]
-async fn faults_are_drawn_counted_and_queued() {
-    let mp = start(SimOptions {
-        faults: Faults {
-            mp_429_rate: 1.0,
-            mp_429_no_retry_after_rate: 0.5,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let (mut with, mut without) = (0, 0);
-    for _ in 0..20 {
-        let r = mp.get("/v1/payments/1").send().await.unwrap();
-        assert_eq!(r.status(), 429);
-        match r.headers().get("retry-after") {
-            Some(v) => {
-                assert_eq!(v, "1");
-                with += 1;
-            }
-            None => without += 1,
-        }
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["error"], "local_rate_limited");
-    }
-    let f = mp.stats().faults_injected;
-    assert!(with > 0 && without > 0);
-    assert_eq!((f["mp 429"], f["mp 429 no retry-after"]), (with, without));
-
-    mp.set_faults(Faults {
-        mp_5xx_rate: 1.0,
-        ..Default::default()
-    });
-    let (mut statuses, mut shapes) = (BTreeSet::new(), BTreeSet::new());
-    for _ in 0..60 {
-        let r = mp.get("/v1/payments/search").send().await.unwrap();
-        statuses.insert(r.status().as_u16());
-        let ct = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let text = r.text().await.unwrap();
-        let shape = if text.is_empty() {
-            "empty"
-        } else if ct.starts_with("application/json") {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            assert!(v["error"].is_string() && v["cause"] == json!([]), "{text}");
-            "json"
-        } else if ct.starts_with("text/html") {
-            "html"
-        } else {
-            "text"
-        };
-        shapes.insert(shape);
-    }
-    assert_eq!(statuses, [500, 502, 503, 504].into_iter().collect());
-    assert_eq!(shapes.len(), 4, "{shapes:?}");
-    assert_eq!(mp.stats().mp_search_calls, 0, "answered before doing anything");
-
-    mp.set_faults(Faults {
-        mp_garbage_rate: 1.0,
-        ..Default::default()
-    });
-    let r = mp.get("/users/me").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.json::<Value>().await.is_err());
-    mp.set_faults(Faults {
-        mp_drop_connection_rate: 1.0,
-        ..Default::default()
-    });
-    let r = mp.get("/orders/1").send().await.expect("the head arrives");
-    assert!(r.bytes().await.is_err(), "the body is incomplete");
-
-    mp.set_faults(Faults::default());
-    mp.fail_next(
-        SimApi::MercadoPago,
-        vec![
-            NextAnswer::Status(503, ErrorBody::Json),
-            NextAnswer::TooManyRequests(None),
-            NextAnswer::Drop,
-        ],
-    );
-    let r = mp.get("/users/me").send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], 503);
-    let r = mp.get("/users/me").send().await.unwrap();
-    assert_eq!(r.status(), 429);
-    assert!(r.headers().get("retry-after").is_none());
-    let r = mp.get("/users/me").send().await.unwrap();
-    assert!(r.bytes().await.is_err());
-    assert_eq!(mp.get("/users/me").send().await.unwrap().status(), 200);
-    let f = mp.stats().faults_injected;
-    assert_eq!(f["mp 200 garbage"], 1);
-    assert_eq!(f["mp drop mid-answer"], 1);
-    assert_eq!(f["next mp 503 json"], 1);
-    assert_eq!(f["next mp 429"], 1);
-    assert_eq!(f["next mp drop"], 1);
 }

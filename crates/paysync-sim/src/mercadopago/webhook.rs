@@ -12,9 +12,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::super::Simulator;
+use super::StoredMp;
 use super::hmac::{hex, hmac_sha256};
 use super::json::{time, utc_time};
-use super::StoredMp;
 
 /// A Mercado Pago webhook as it would be posted to `<notification_url>?<query>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,5 +185,57 @@ mod tests {
         assert_ne!(u, v);
         let parts: Vec<usize> = u.split('-').map(str::len).collect();
         assert_eq!(parts, [8, 4, 4, 4, 12], "{u}");
+    }
+
+    #[tokio::test]
+    async fn a_built_webhook_is_signed_over_its_own_query_and_request_id() {
+        let sim = Simulator::start(crate::SimOptions::default())
+            .await
+            .unwrap();
+        let mut p = crate::SimMpPayment::approved(
+            555,
+            rust_decimal::Decimal::ONE,
+            "2026-11-05T10:00:00Z".parse().unwrap(),
+        );
+        p.live_mode = false;
+        sim.add_mp_payment(p);
+        let (a, b) = (
+            sim.mp_webhook(555, "payment.updated", "s3cret"),
+            sim.mp_webhook(555, "payment.updated", "s3cret"),
+        );
+        assert_eq!(a.query, "data.id=555&type=payment");
+        let rid = a.header("x-request-id").unwrap();
+        assert_ne!(rid, b.header("x-request-id").unwrap(), "a fresh request id");
+        let sig = a.header("x-signature").unwrap();
+        let ts: i64 = sig
+            .strip_prefix("ts=")
+            .and_then(|s| s.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap();
+        assert!((Timestamp::now().as_second() - ts).abs() < 5);
+        assert_eq!(sig, mp_signature("s3cret", "555", rid, ts));
+        assert_eq!(a.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["data"]["id"], "555");
+        assert_eq!(body["action"], "payment.updated");
+        assert_eq!(body["live_mode"], false);
+        assert_eq!(body["user_id"], 123456789);
+
+        let n: serde_json::Value = serde_json::from_str(&ml_notification(
+            "orders_v2",
+            "/orders/2000000123",
+            123456789,
+            3219083410743656,
+        ))
+        .unwrap();
+        assert_eq!(n["resource"], "/orders/2000000123");
+        assert_eq!(n["topic"], "orders_v2");
+        assert_eq!(
+            (n["attempts"].clone(), n["application_id"].clone()),
+            (1.into(), 3219083410743656u64.into())
+        );
+        assert_eq!(n["_id"].as_str().unwrap().len(), 24);
+        assert!(n["sent"].as_str().unwrap().ends_with('Z'));
+        assert!(n["received"].as_str().unwrap() < n["sent"].as_str().unwrap());
     }
 }

@@ -103,7 +103,11 @@ impl SimMpPayment {
             status_detail: detail.into(),
             transaction_amount: op.total,
             transaction_amount_refunded: refunded,
-            currency_id: if test { "ARS".into() } else { op.currency.clone() },
+            currency_id: if test {
+                "ARS".into()
+            } else {
+                op.currency.clone()
+            },
             external_reference: (!op.reference.is_empty()).then(|| op.reference.clone()),
             ml_order_id: None,
             live_mode: !test,
@@ -132,7 +136,10 @@ pub fn load_mercadopago(sim: &Simulator, expected: &[Expected], first_id: u64) -
     let mut next = first_id;
     let mut out = Vec::new();
     for e in expected {
-        let Some(mut p) = ops.get(&e.uid).and_then(|op| SimMpPayment::from_mobbex(op, next)) else {
+        let Some(mut p) = ops
+            .get(&e.uid)
+            .and_then(|op| SimMpPayment::from_mobbex(op, next))
+        else {
             continue;
         };
         next += 1;
@@ -178,7 +185,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_loaded_sample_keeps_every_outcome_and_one_meaning_per_status() {
-        let sim = Simulator::start(crate::SimOptions::default()).await.unwrap();
+        let sim = Simulator::start(crate::SimOptions::default())
+            .await
+            .unwrap();
         let expected = populate(
             &sim,
             &SampleSpec {
@@ -193,7 +202,10 @@ mod tests {
             .count();
         assert!(children > 0);
         assert_eq!(mp.len(), expected.len() - children);
-        assert!(mp.iter().all(|m| m.outcome != ExpectedOutcome::IgnoredChild));
+        assert!(
+            mp.iter()
+                .all(|m| m.outcome != ExpectedOutcome::IgnoredChild)
+        );
         let payments: HashMap<u64, SimMpPayment> =
             sim.mp_payments().into_iter().map(|p| (p.id, p)).collect();
         let mut seen = std::collections::BTreeSet::new();
@@ -237,7 +249,7 @@ mod tests {
             uid: "u1".into(),
             reference: "SAL-ORD-2026-00001".into(),
             status,
-            total: Decimal::new(100_00, 2),
+            total: Decimal::new(10_000, 2),
             currency: currency.into(),
             created: "2026-10-01T12:00:00Z".parse().unwrap(),
             updated: "2026-10-01T13:00:00Z".parse().unwrap(),
@@ -247,7 +259,10 @@ mod tests {
             operation_type: "payment.v2".into(),
         };
         let p = SimMpPayment::from_mobbex(&op(200, "ARS"), 7).unwrap();
-        assert_eq!((p.status.as_str(), p.status_detail.as_str()), ("approved", "accredited"));
+        assert_eq!(
+            (p.status.as_str(), p.status_detail.as_str()),
+            ("approved", "accredited")
+        );
         assert_eq!(p.external_reference.as_deref(), Some("SAL-ORD-2026-00001"));
         assert_eq!(p.fees[0].amount, Decimal::new(4_99, 2));
         assert_eq!(p.approved, Some("2026-10-01T12:00:02Z".parse().unwrap()));

@@ -92,7 +92,10 @@ async fn each_refresh_rotates_and_a_used_token_is_dead() {
     assert_eq!(me(&mp, "APP_USR-sim-1").await, 200);
     assert_eq!(me(&mp, "APP_USR-sim-2").await, 200);
     assert_eq!(mp.mp_refresh_token(), "TG-sim-2");
-    assert_eq!(mp.mp_valid_access_tokens(), ["APP_USR-sim-1", "APP_USR-sim-2"]);
+    assert_eq!(
+        mp.mp_valid_access_tokens(),
+        ["APP_USR-sim-1", "APP_USR-sim-2"]
+    );
     assert_eq!((mp.mp_token_grants(), mp.mp_token_requests()), (2, 4));
     assert_eq!(mp.stats().mp_token_calls, 4);
 }
@@ -119,9 +122,14 @@ async fn wrong_clients_and_grants_are_refused() {
                "redirect_uri": "https://example.com/cb"})
     };
     let (status, body) = json_grant(&mp, grant("password", "")).await;
-    assert_eq!((status, body["error"].clone()), (400, json!("unsupported_grant_type")));
     assert_eq!(
-        json_grant(&mp, grant("authorization_code", "TG-code")).await.1["error"],
+        (status, body["error"].clone()),
+        (400, json!("unsupported_grant_type"))
+    );
+    assert_eq!(
+        json_grant(&mp, grant("authorization_code", "TG-code"))
+            .await
+            .1["error"],
         "invalid_grant",
         "no code set"
     );
@@ -130,7 +138,9 @@ async fn wrong_clients_and_grants_are_refused() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["refresh_token"], "TG-sim-1");
     assert_eq!(
-        json_grant(&mp, grant("authorization_code", "TG-code")).await.1["error"],
+        json_grant(&mp, grant("authorization_code", "TG-code"))
+            .await
+            .1["error"],
         "invalid_grant",
         "a code is used once"
     );
@@ -160,7 +170,10 @@ async fn of_two_overlapping_refreshes_with_one_token_exactly_one_wins() {
     })
     .await;
     let started = std::time::Instant::now();
-    let (a, b) = tokio::join!(refresh(&mp, "TG-sim-initial"), refresh(&mp, "TG-sim-initial"));
+    let (a, b) = tokio::join!(
+        refresh(&mp, "TG-sim-initial"),
+        refresh(&mp, "TG-sim-initial")
+    );
     assert!(
         started.elapsed() < Duration::from_millis(390),
         "the two were in flight at once"
@@ -201,7 +214,10 @@ async fn a_lost_answer_still_rotated_the_tokens() {
     assert_eq!(mp.mp_token_grants(), 1);
     assert_eq!(mp.stats().faults_injected["mp token lost after commit"], 1);
     mp.set_faults(Faults::default());
-    assert_eq!(refresh(&mp, "TG-sim-initial").await.1["error"], "invalid_grant");
+    assert_eq!(
+        refresh(&mp, "TG-sim-initial").await.1["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -214,13 +230,19 @@ async fn queued_token_answers_replace_the_request() {
             NextAnswer::Status(503, ErrorBody::Html),
         ],
     );
-    assert_eq!(refresh(&mp, "TG-sim-initial").await.1["error"], "local_rate_limited");
+    assert_eq!(
+        refresh(&mp, "TG-sim-initial").await.1["error"],
+        "local_rate_limited"
+    );
     let (status, body) = refresh(&mp, "TG-sim-initial").await;
     assert_eq!((status, body), (503, Value::Null));
     assert_eq!(mp.mp_refresh_token(), "TG-sim-initial", "nothing rotated");
     assert_eq!(refresh(&mp, "TG-sim-initial").await.0, 200);
     let f = mp.stats().faults_injected;
-    assert_eq!((f["next mp token 429"], f["next mp token 503 html"]), (1, 1));
+    assert_eq!(
+        (f["next mp token 429"], f["next mp token 503 html"]),
+        (1, 1)
+    );
     // The API calls' queue is another one.
     assert_eq!(me(&mp, "APP_USR-sim-1").await, 200);
 }
@@ -246,5 +268,9 @@ async fn granted_tokens_expire_by_the_clock_or_on_demand() {
     assert_eq!(me(&mp, "APP_USR-sim-2").await, 200);
     mp.expire_mp_access_tokens();
     assert_eq!(me(&mp, "APP_USR-sim-2").await, 401);
-    assert_eq!(me(&mp, super::TOKEN).await, 200, "the static token stays valid");
+    assert_eq!(
+        me(&mp, super::TOKEN).await,
+        200,
+        "the static token stays valid"
+    );
 }
