@@ -1,4 +1,4 @@
-//! Fault helpers shared by both simulated APIs: the error bodies real servers and the proxies in
+//! Fault helpers shared by the simulated APIs: the error bodies real servers and the proxies in
 //! front of them send (Frappe JSON, Mobbex's envelope, nginx pages, Envoy texts, nothing), dropped
 //! connections, and faults aimed at the create of one payment ([`Simulator::fail_creates`]).
 //! The server's contention (workers, series locks, deadlocks) is in [`contention`].
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use serde_json::Value;
 
-use super::{Shared, Simulator, State, erpnext, mobbex};
+use super::{Shared, Simulator, State, erpnext, mercadopago, mobbex};
 
 pub(crate) mod contention;
 pub(crate) use contention::Contention;
@@ -176,6 +176,11 @@ fn proxy_answer(code: StatusCode, body: ErrorBody) -> Response {
     }
 }
 
+/// A proxy's error answer (`Json` gives an empty body: each API writes its own JSON).
+pub(crate) fn proxy_error(code: u16, body: ErrorBody) -> Response {
+    proxy_answer(status(code), body)
+}
+
 /// A Mobbex error answer: the `{"result": false, "code", "error"}` envelope for `Json` (codes
 /// `INTERNAL_ERROR`, `BAD_GATEWAY`, `SERVICE_UNAVAILABLE`, `GATEWAY_TIMEOUT`), else a proxy's.
 pub(crate) fn mobbex_error(code: u16, body: ErrorBody) -> Response {
@@ -287,6 +292,10 @@ pub(crate) async fn cut_answer(resp: Response) -> Response {
 pub enum SimApi {
     Mobbex,
     Erpnext,
+    /// Every Mercado Pago and MercadoLibre call but the token endpoint (after authentication).
+    MercadoPago,
+    /// `POST /oauth/token`: the queued answer replaces the whole request (nothing rotated).
+    MercadoPagoToken,
 }
 
 /// One answer queued by [`Simulator::fail_next`].
@@ -301,11 +310,13 @@ pub enum NextAnswer {
 }
 
 /// A queued [`NextAnswer`] for `api`, if any, as the response to send.
-fn next_answer(s: &mut State, api: SimApi) -> Option<Response> {
+pub(crate) fn next_answer(s: &mut State, api: SimApi) -> Option<Response> {
     let answer = s.next_answers.get_mut(&api)?.pop_front()?;
     let name = match api {
         SimApi::Mobbex => "mobbex",
         SimApi::Erpnext => "erp",
+        SimApi::MercadoPago => "mp",
+        SimApi::MercadoPagoToken => "mp token",
     };
     Some(match answer {
         NextAnswer::Status(status, body) => {
@@ -313,17 +324,27 @@ fn next_answer(s: &mut State, api: SimApi) -> Option<Response> {
             match api {
                 SimApi::Mobbex => mobbex_error(status, body),
                 SimApi::Erpnext => erp_error(status, body),
+                SimApi::MercadoPago | SimApi::MercadoPagoToken => {
+                    mercadopago::mp_error(status, body)
+                }
             }
         }
         NextAnswer::TooManyRequests(ra) => {
             s.note_fault(&format!("next {name} 429"));
-            too_many_requests(ra)
+            match api {
+                SimApi::Mobbex | SimApi::Erpnext => too_many_requests(ra),
+                SimApi::MercadoPago | SimApi::MercadoPagoToken => {
+                    mercadopago::too_many_requests(ra)
+                }
+            }
         }
         NextAnswer::Drop => {
             s.note_fault(&format!("next {name} drop"));
             match api {
                 SimApi::Mobbex => drop_mid_answer(r#"{"result":true,"data":{"docs":["#),
                 SimApi::Erpnext => drop_mid_answer(r#"{"data":[{"name":""#),
+                SimApi::MercadoPago => drop_mid_answer(mercadopago::DROP_PREFIX),
+                SimApi::MercadoPagoToken => drop_mid_answer(r#"{"access_token":"APP_USR-"#),
             }
         }
     })

@@ -1,5 +1,5 @@
 //! Fixtures shared by paysync's tests, `paysync demo` and the benchmark: a `sync.toml` for a running
-//! simulator, and the order and operation most tests start from.
+//! simulator (Mobbex and Mercado Pago accounts), and the order and operation most tests start from.
 //!
 //! [`ConfigBuilder`] renders paysync's configuration file as **text** (the format README.md
 //! documents). It does not import paysync, so the simulator stays independent of the code it
@@ -22,6 +22,63 @@ pub const TIMEZONE: &str = "America/Argentina/Buenos_Aires";
 pub const COMPANY: &str = "Mi Empresa SA";
 /// The simulator's default Mode of Payment.
 pub const MODE_OF_PAYMENT: &str = "Mobbex";
+/// The simulator's Mode of Payment for Mercado Pago, and its account ([`Simulator::start`]).
+pub const MP_MODE_OF_PAYMENT: &str = "Mercado Pago";
+pub const MP_PAID_TO: &str = "Mercado Pago - MESA";
+/// The webhook secret Mercado Pago accounts are rendered with (sign with it:
+/// [`Simulator::mp_webhook`]).
+pub const MP_WEBHOOK_SECRET: &str = "sim-mp-webhook-secret";
+
+/// How a Mercado Pago account authenticates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MpAuth {
+    /// `access_token`: a static token.
+    AccessToken(String),
+    /// `client_id`, `client_secret`, `refresh_token`: OAuth, the refresh token rotating.
+    OAuth {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+    },
+}
+
+impl MpAuth {
+    /// The static token `sim` accepts.
+    pub fn static_for(sim: &Simulator) -> MpAuth {
+        MpAuth::AccessToken(sim.options().mp_access_token)
+    }
+
+    /// `sim`'s OAuth client and the refresh token valid now.
+    pub fn oauth_for(sim: &Simulator) -> MpAuth {
+        let opts = sim.options();
+        MpAuth::OAuth {
+            client_id: opts.mp_client_id,
+            client_secret: opts.mp_client_secret,
+            refresh_token: sim.mp_refresh_token(),
+        }
+    }
+}
+
+/// What an account reads, and the keys only that source has.
+#[derive(Debug, Clone)]
+enum Source {
+    Mobbex {
+        api_key: String,
+        access_token: String,
+    },
+    MercadoPago(Box<MpKeys>),
+}
+
+#[derive(Debug, Clone)]
+struct MpKeys {
+    meli_api_url: String,
+    auth: MpAuth,
+    webhook_secret: String,
+    paid_to: String,
+    /// `order_source`, `order_field`, `fees_account`, `fees_cost_center`, in that order, when set.
+    optional: [(&'static str, Option<String>); 4],
+    include_test: Option<bool>,
+}
 
 /// How the configuration gives ERPNext's API key and secret.
 #[derive(Debug, Clone)]
@@ -35,13 +92,12 @@ pub enum ErpAuth {
     },
 }
 
-/// One `[[accounts]]` table (a Mobbex entity).
+/// One `[[accounts]]` table (a Mobbex entity, or a Mercado Pago seller).
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
     name: String,
     api_url: String,
-    api_key: String,
-    access_token: String,
+    source: Source,
     company: String,
     mode_of_payment: String,
     lines: Vec<String>,
@@ -53,12 +109,114 @@ impl AccountConfig {
         AccountConfig {
             name: name.into(),
             api_url: api_url.into(),
-            api_key: api_key.into(),
-            access_token: access_token.into(),
+            source: Source::Mobbex {
+                api_key: api_key.into(),
+                access_token: access_token.into(),
+            },
             company: COMPANY.into(),
             mode_of_payment: MODE_OF_PAYMENT.into(),
             lines: Vec::new(),
         }
+    }
+
+    /// A Mercado Pago account paying into [`COMPANY`] with [`MP_MODE_OF_PAYMENT`] to
+    /// [`MP_PAID_TO`], webhooks signed with [`MP_WEBHOOK_SECRET`].
+    pub fn mercadopago(
+        name: &str,
+        api_url: &str,
+        meli_api_url: &str,
+        auth: MpAuth,
+    ) -> AccountConfig {
+        AccountConfig {
+            name: name.into(),
+            api_url: api_url.into(),
+            source: Source::MercadoPago(Box::new(MpKeys {
+                meli_api_url: meli_api_url.into(),
+                auth,
+                webhook_secret: MP_WEBHOOK_SECRET.into(),
+                paid_to: MP_PAID_TO.into(),
+                optional: [
+                    ("order_source", None),
+                    ("order_field", None),
+                    ("fees_account", None),
+                    ("fees_cost_center", None),
+                ],
+                include_test: None,
+            })),
+            company: COMPANY.into(),
+            mode_of_payment: MP_MODE_OF_PAYMENT.into(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// An account reading `sim`'s Mercado Pago (both bases on its one server) with `auth`
+    /// ([`MpAuth::static_for`], [`MpAuth::oauth_for`]).
+    pub fn mercadopago_for_simulator(name: &str, sim: &Simulator, auth: MpAuth) -> AccountConfig {
+        AccountConfig::mercadopago(name, &sim.mercadopago_url, &sim.mercadopago_url, auth)
+    }
+
+    fn mp(&mut self, method: &str) -> &mut MpKeys {
+        match &mut self.source {
+            Source::MercadoPago(k) => k,
+            Source::Mobbex { .. } => {
+                panic!("AccountConfig::{method} is for Mercado Pago accounts (this one is Mobbex)")
+            }
+        }
+    }
+
+    fn set_optional(mut self, key: &str, value: &str) -> AccountConfig {
+        let keys = self.mp(key);
+        if let Some(slot) = keys.optional.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = Some(value.into());
+        }
+        self
+    }
+
+    /// Mercado Pago: another way to authenticate.
+    ///
+    /// # Panics
+    /// On a Mobbex account, as every Mercado Pago setter: the key would mean nothing there.
+    pub fn mp_auth(mut self, auth: MpAuth) -> AccountConfig {
+        self.mp("mp_auth").auth = auth;
+        self
+    }
+
+    /// Mercado Pago: `webhook_secret`.
+    pub fn webhook_secret(mut self, secret: &str) -> AccountConfig {
+        self.mp("webhook_secret").webhook_secret = secret.into();
+        self
+    }
+
+    /// Mercado Pago: `paid_to`.
+    pub fn paid_to(mut self, account: &str) -> AccountConfig {
+        self.mp("paid_to").paid_to = account.into();
+        self
+    }
+
+    /// Mercado Pago: `order_source` (where the order name comes from).
+    pub fn order_source(self, source: &str) -> AccountConfig {
+        self.set_optional("order_source", source)
+    }
+
+    /// Mercado Pago: `order_field`.
+    pub fn order_field(self, field: &str) -> AccountConfig {
+        self.set_optional("order_field", field)
+    }
+
+    /// Mercado Pago: `fees_account` (where the fees the gateway kept are booked).
+    pub fn fees_account(self, account: &str) -> AccountConfig {
+        self.set_optional("fees_account", account)
+    }
+
+    /// Mercado Pago: `fees_cost_center`.
+    pub fn fees_cost_center(self, cost_center: &str) -> AccountConfig {
+        self.set_optional("fees_cost_center", cost_center)
+    }
+
+    /// Mercado Pago: `include_test = true|false` (left out unless set).
+    pub fn include_test(mut self, include: bool) -> AccountConfig {
+        self.mp("include_test").include_test = Some(include);
+        self
     }
 
     /// An account reading `sim`'s Mobbex with the credentials it accepts.
@@ -103,6 +261,9 @@ pub struct ConfigBuilder {
     store_url: Option<String>,
     erp: Vec<String>,
     accounts: Vec<AccountConfig>,
+    /// The simulator's Mercado Pago URL, static token and OAuth client, when built by
+    /// [`ConfigBuilder::for_simulator`] (what [`ConfigBuilder::mercadopago_account`] uses).
+    sim_mp: Option<(String, MpAuth, MpAuth)>,
 }
 
 impl ConfigBuilder {
@@ -119,6 +280,7 @@ impl ConfigBuilder {
             store_url: None,
             erp: Vec::new(),
             accounts: Vec::new(),
+            sim_mp: None,
         }
     }
 
@@ -135,6 +297,32 @@ impl ConfigBuilder {
             },
         )
         .account(AccountConfig::for_simulator("main", sim))
+        .with_sim_mp(sim)
+    }
+
+    fn with_sim_mp(mut self, sim: &Simulator) -> ConfigBuilder {
+        self.sim_mp = Some((
+            sim.mercadopago_url.clone(),
+            MpAuth::static_for(sim),
+            MpAuth::oauth_for(sim),
+        ));
+        self
+    }
+
+    /// Another `[[accounts]]` table: a Mercado Pago account `name` reading the simulator's Mercado
+    /// Pago with its static access token, or with `oauth` its client and refresh token (the one
+    /// valid when the builder was made). Customize it with [`ConfigBuilder::account_line`], or
+    /// build an [`AccountConfig::mercadopago_for_simulator`] for the other keys.
+    ///
+    /// # Panics
+    /// If the builder was not made by [`ConfigBuilder::for_simulator`] (no simulator to read).
+    pub fn mercadopago_account(self, name: &str, oauth: bool) -> ConfigBuilder {
+        let (url, static_auth, oauth_auth) = self
+            .sim_mp
+            .clone()
+            .expect("ConfigBuilder::mercadopago_account needs ConfigBuilder::for_simulator");
+        let auth = if oauth { oauth_auth } else { static_auth };
+        self.account(AccountConfig::mercadopago(name, &url, &url, auth))
     }
 
     /// A `#` comment as the file's first line.
@@ -240,12 +428,48 @@ impl ConfigBuilder {
         for a in &self.accounts {
             push("[[accounts]]");
             push(&kv("name", &a.name));
-            push(&kv("source", "mobbex"));
-            push(&kv("api_url", &a.api_url));
-            push(&kv("api_key", &a.api_key));
-            push(&kv("access_token", &a.access_token));
-            push(&kv("company", &a.company));
-            push(&kv("mode_of_payment", &a.mode_of_payment));
+            match &a.source {
+                Source::Mobbex {
+                    api_key,
+                    access_token,
+                } => {
+                    push(&kv("source", "mobbex"));
+                    push(&kv("api_url", &a.api_url));
+                    push(&kv("api_key", api_key));
+                    push(&kv("access_token", access_token));
+                    push(&kv("company", &a.company));
+                    push(&kv("mode_of_payment", &a.mode_of_payment));
+                }
+                Source::MercadoPago(k) => {
+                    push(&kv("source", "mercadopago"));
+                    push(&kv("api_url", &a.api_url));
+                    push(&kv("meli_api_url", &k.meli_api_url));
+                    match &k.auth {
+                        MpAuth::AccessToken(t) => push(&kv("access_token", t)),
+                        MpAuth::OAuth {
+                            client_id,
+                            client_secret,
+                            refresh_token,
+                        } => {
+                            push(&kv("client_id", client_id));
+                            push(&kv("client_secret", client_secret));
+                            push(&kv("refresh_token", refresh_token));
+                        }
+                    }
+                    push(&kv("webhook_secret", &k.webhook_secret));
+                    push(&kv("company", &a.company));
+                    push(&kv("mode_of_payment", &a.mode_of_payment));
+                    push(&kv("paid_to", &k.paid_to));
+                    for (key, value) in &k.optional {
+                        if let Some(v) = value {
+                            push(&kv(key, v));
+                        }
+                    }
+                    if let Some(include) = k.include_test {
+                        push(&format!("include_test = {include}"));
+                    }
+                }
+            }
             a.lines.iter().for_each(|l| push(l));
         }
         out
@@ -318,101 +542,4 @@ pub fn paid_op(uid: &str, order: &str, total: i64, created: Timestamp) -> SimOpe
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn builder() -> ConfigBuilder {
-        ConfigBuilder::new(
-            "/tmp/x/ledger.db",
-            "http://127.0.0.1:1",
-            ErpAuth::Inline {
-                key: "k".into(),
-                secret: "s".into(),
-            },
-        )
-    }
-
-    #[test]
-    fn each_extra_line_lands_in_its_own_table() {
-        let text = builder()
-            .daemon("retry_budget = \"2s\"")
-            .store("")
-            .erp("max_in_flight = 4")
-            .account(AccountConfig::new("a", "http://127.0.0.1:2", "ak", "at"))
-            .account(AccountConfig::new("b", "http://127.0.0.1:3", "bk", "bt").company("Otra SA"))
-            .account_line("order_pattern = '^(?P<order>SAL-ORD-\\d{4}-\\d+)'")
-            .render();
-        let tables: Vec<&str> = text.split_inclusive('\n').collect();
-        let section = |header: &str, n: usize| -> Vec<&str> {
-            let start = tables
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.trim_end() == header)
-                .nth(n)
-                .unwrap_or_else(|| panic!("no {header} #{n} in\n{text}"))
-                .0;
-            tables[start + 1..]
-                .iter()
-                .take_while(|l| !l.starts_with('['))
-                .map(|l| l.trim_end())
-                .collect()
-        };
-        assert!(section("[daemon]", 0).contains(&"retry_budget = \"2s\""));
-        assert!(section("[erp]", 0).contains(&"max_in_flight = 4"));
-        assert_eq!(
-            section("[store]", 0),
-            ["url = \"sqlite:///tmp/x/ledger.db\""]
-        );
-        assert!(
-            !section("[[accounts]]", 0)
-                .iter()
-                .any(|l| l.starts_with("order_pattern"))
-        );
-        let b = section("[[accounts]]", 1);
-        assert!(
-            b.contains(&"order_pattern = '^(?P<order>SAL-ORD-\\d{4}-\\d+)'"),
-            "{b:?}"
-        );
-        assert!(b.contains(&"company = \"Otra SA\""), "{b:?}");
-        assert!(text.starts_with("[daemon]\ntimezone = \"America/Argentina/Buenos_Aires\"\n"));
-    }
-
-    #[test]
-    fn a_value_cannot_end_its_string_and_add_keys() {
-        let text = builder().erp_url("http://x/\"\nkind = \"other\\").render();
-        assert!(
-            text.contains("url = \"http://x/\\\"\\nkind = \\\"other\\\\\"\n"),
-            "{text}"
-        );
-        assert_eq!(text.matches("\nkind = ").count(), 1, "{text}");
-    }
-
-    #[test]
-    #[should_panic(expected = "needs an account first")]
-    fn an_account_line_without_an_account_is_refused() {
-        let _ = builder().account_line("webhook_token = \"t\"");
-    }
-
-    #[tokio::test]
-    async fn for_simulator_names_its_addresses_and_the_credentials_it_accepts() {
-        let sim = Simulator::start(crate::SimOptions {
-            erp_api_secret: "sec-e".into(),
-            mobbex_access_token: "tok-m".into(),
-            ..crate::SimOptions::default()
-        })
-        .await
-        .unwrap();
-        let text = ConfigBuilder::for_simulator(&sim, "/l.db").render();
-        assert!(
-            text.contains(&format!("url = \"{}\"\n", sim.erpnext_url)),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("api_url = \"{}\"\n", sim.mobbex_url)),
-            "{text}"
-        );
-        assert!(text.contains("api_secret = \"sec-e\"\n"), "{text}");
-        assert!(text.contains("access_token = \"tok-m\"\n"), "{text}");
-        assert!(text.contains("name = \"main\"\n"), "{text}");
-    }
-}
+mod tests;

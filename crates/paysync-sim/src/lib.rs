@@ -1,6 +1,8 @@
-//! A simulator of the two HTTP APIs paysync talks to: Mobbex and ERPNext (Frappe REST v1), and the
+//! A simulator of the HTTP APIs paysync talks to: Mobbex, ERPNext (Frappe REST v1) and Mercado Pago
+//! (with the MercadoLibre endpoints paysync reads: orders, `users/me`; `mercadopago.rs`), and the
 //! test oracle of paysync: sample data with the expected outcome of every operation
-//! ([`sample`]), and the fixtures tests, `paysync demo` and the benchmark share ([`fixtures`]).
+//! ([`sample`], also as Mercado Pago payments), and the fixtures tests, `paysync demo` and the
+//! benchmark share ([`fixtures`]).
 //!
 //! **This crate must never depend on `paysync`.** It judges paysync's code, so it knows only the
 //! facts: the specs in `shared/spec/` and what a real ERPNext 15 answered (the recordings, copied
@@ -10,8 +12,9 @@
 //! ([`guard::FIELD`]).
 //!
 //! Real HTTP on loopback (axum), in-process, so tests, benchmarks and `paysync demo` exercise the
-//! real clients. It follows `shared/spec/mobbex-api.md` and answers like the recorded ERPNext 15
-//! server (status codes, `exc_type`, message texts, JSON shapes; `tests/it/sim.rs` replays them).
+//! real clients. It follows `shared/spec/mobbex-api.md`, `notes/mp-contract.md` (Mercado Pago's
+//! search, payments, OAuth with rotating refresh tokens, signed webhooks built for tests) and
+//! answers like the recorded ERPNext 15 server (status codes, `exc_type`, message texts, JSON shapes; `tests/it/sim.rs` replays them).
 //! Faults can be injected: latency, 5xx with the body shapes of apps and proxies, 429 with or
 //! without `Retry-After`, hangs, dropped connections, answers lost after commit, faults aimed
 //! at the create of one payment (`Simulator::fail_creates`, in `faults.rs`), and the server's own
@@ -26,6 +29,7 @@ mod erpnext;
 mod faults;
 pub mod fixtures;
 pub mod guard;
+mod mercadopago;
 mod mobbex;
 mod options;
 pub mod sample;
@@ -34,6 +38,10 @@ mod testing;
 
 pub use erpnext::DEFAULT_NAMING_SERIES;
 pub use faults::{CreateFault, ErrorBody, NextAnswer, SimApi};
+pub use mercadopago::{
+    DEFAULT_MP_SELLER_ID, MpWebhook, SimMlOrder, SimMpFee, SimMpPayment, ml_notification,
+    mp_signature,
+};
 pub use options::{Faults, SimOptions};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -144,6 +152,14 @@ pub struct SimStats {
     pub erp_writes_ok: u64,
     pub mobbex_list_calls: u64,
     pub mobbex_get_calls: u64,
+    /// `GET /v1/payments/search` calls answered (after auth and faults).
+    pub mp_search_calls: u64,
+    /// `GET /v1/payments/{id}` calls answered (after auth and faults).
+    pub mp_get_calls: u64,
+    /// `POST /oauth/token` requests, faulted or refused included.
+    pub mp_token_calls: u64,
+    /// MercadoLibre `GET /orders/{id}` calls answered (after auth and faults).
+    pub ml_order_calls: u64,
     /// Every request, faulted or not, by "METHOD path-template".
     pub by_endpoint: BTreeMap<String, u64>,
     pub total_requests: u64,
@@ -160,7 +176,7 @@ pub struct SimStats {
     pub deadlocks: BTreeMap<String, u64>,
     /// Every injected fault by a short label, e.g. "erp 502 html before commit",
     /// "mobbex 429 no retry-after", "erp lost after commit 504 empty", "erp drop after commit",
-    /// "targeted commit later".
+    /// "targeted commit later", "mp 429 no retry-after", "mp 502 html", "mp token lost after commit".
     pub faults_injected: BTreeMap<String, u64>,
 }
 
@@ -242,6 +258,8 @@ pub(crate) struct State {
     pub next_answers: HashMap<SimApi, VecDeque<NextAnswer>>,
     /// The Custom Field `paysync_operation` (unique) exists on Payment Entry.
     pub guard_installed: bool,
+    /// Mercado Pago's payments, MercadoLibre's orders, the tokens.
+    pub mp: mercadopago::MpState,
 }
 
 impl State {
@@ -295,19 +313,23 @@ impl State {
 
 pub(crate) type Shared = Arc<Mutex<State>>;
 
-/// A running simulator. Dropping it stops both servers.
+/// A running simulator. Dropping it stops the servers.
 pub struct Simulator {
     pub mobbex_url: String,
     pub erpnext_url: String,
+    /// Mercado Pago and the MercadoLibre paths (`/orders/{id}`, `/users/me`) on one server: the
+    /// account's `api_url` and `meli_api_url` both.
+    pub mercadopago_url: String,
     state: Shared,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Simulator {
-    /// Start both servers on `127.0.0.1:0`. The ERPNext side starts with company "Mi Empresa SA"
-    /// (abbr MESA), accounts "Deudores - MESA" (receivable), "Mobbex - MESA" (bank), "Caja - MESA"
-    /// (cash), and Mode of Payment "Mobbex" → "Mobbex - MESA".
+    /// Start the three servers on `127.0.0.1:0`. The ERPNext side starts with company "Mi Empresa
+    /// SA" (abbr MESA), accounts "Deudores - MESA" (receivable), "Mobbex - MESA" (bank), "Caja -
+    /// MESA" (cash), "Mercado Pago - MESA" (bank), and Modes of Payment "Mobbex" → "Mobbex - MESA"
+    /// and "Mercado Pago" → "Mercado Pago - MESA".
     pub async fn start(opts: SimOptions) -> std::io::Result<Simulator> {
         let mut st = State {
             rng: opts.seed.max(1),
@@ -333,7 +355,9 @@ impl Simulator {
             targeted: HashMap::new(),
             next_answers: HashMap::new(),
             guard_installed: false,
+            mp: mercadopago::MpState::default(),
         };
+        st.mp.tokens.refresh = st.opts.mp_refresh_token.clone();
         st.set_company("Mi Empresa SA", "MESA");
         st.modes.insert(
             "Mobbex".into(),
@@ -342,17 +366,28 @@ impl Simulator {
                 accounts: vec![("Mi Empresa SA".into(), "Mobbex - MESA".into())],
             },
         );
+        st.accounts.insert("Mercado Pago - MESA".into(), true);
+        st.modes.insert(
+            "Mercado Pago".into(),
+            ModeOfPayment {
+                bank: true,
+                accounts: vec![("Mi Empresa SA".into(), "Mercado Pago - MESA".into())],
+            },
+        );
         let state: Shared = Arc::new(Mutex::new(st));
         let cancel = CancellationToken::new();
 
         let mbx = TcpListener::bind("127.0.0.1:0").await?;
         let erp = TcpListener::bind("127.0.0.1:0").await?;
+        let mp = TcpListener::bind("127.0.0.1:0").await?;
         let mobbex_url = format!("http://{}", mbx.local_addr()?);
         let erpnext_url = format!("http://{}", erp.local_addr()?);
+        let mercadopago_url = format!("http://{}", mp.local_addr()?);
         let mut tasks = Vec::new();
         for (listener, router) in [
             (mbx, mobbex::router(state.clone())),
             (erp, erpnext::router(state.clone())),
+            (mp, mercadopago::router(state.clone())),
         ] {
             let c = cancel.clone();
             tasks.push(tokio::spawn(async move {
@@ -364,6 +399,7 @@ impl Simulator {
         Ok(Simulator {
             mobbex_url,
             erpnext_url,
+            mercadopago_url,
             state,
             cancel,
             tasks,

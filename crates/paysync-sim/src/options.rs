@@ -1,6 +1,10 @@
 //! What a simulator is started with: the credentials it accepts, the seed of its fault RNG, and
 //! the faults it injects ([`Faults`], also changed on a running simulator by
 //! `Simulator::set_faults`).
+//!
+//! Mercado Pago's credentials: a static seller access token that never expires (as an app's own
+//! "production credentials" token), the OAuth client and the initial refresh token the token
+//! endpoint rotates (`mercadopago/oauth.rs`).
 
 use std::time::Duration;
 
@@ -11,6 +15,16 @@ pub struct SimOptions {
     pub erp_api_secret: String,
     pub mobbex_api_key: String,
     pub mobbex_access_token: String,
+    /// A Mercado Pago access token valid until `Simulator::revoke_mp_static_token` (never expires).
+    pub mp_access_token: String,
+    pub mp_client_id: String,
+    pub mp_client_secret: String,
+    /// The refresh token valid at start; each refresh kills the one sent and issues a new one.
+    pub mp_refresh_token: String,
+    /// The life of the access tokens `POST /oauth/token` grants (its `expires_in`).
+    pub mp_access_ttl: Duration,
+    /// The seller (MercadoLibre user id) every token belongs to: `/users/me`, `collector_id`.
+    pub mp_seller_id: u64,
     pub faults: Faults,
     /// Seed of the deterministic fault RNG.
     pub seed: u64,
@@ -23,6 +37,12 @@ impl Default for SimOptions {
             erp_api_secret: "sim-erp-secret".into(),
             mobbex_api_key: "sim-mbx-key".into(),
             mobbex_access_token: "sim-mbx-token".into(),
+            mp_access_token: "APP_USR-sim-mp-token".into(),
+            mp_client_id: "6245733745812345".into(),
+            mp_client_secret: "sim-mp-client-secret".into(),
+            mp_refresh_token: "TG-sim-initial".into(),
+            mp_access_ttl: Duration::from_secs(6 * 3600),
+            mp_seller_id: 123_456_789,
             faults: Faults::default(),
             seed: 42,
         }
@@ -98,4 +118,24 @@ pub struct Faults {
     /// duplicate guard and had such an overlap. The write phase is the time under the series
     /// lock with `erp_series_lock`, else the whole request.
     pub erp_series_deadlock_rate: f64,
+    /// Mercado Pago (and the MercadoLibre paths it serves) sleeps this long before answering
+    /// (not the token endpoint: `mp_token_latency`).
+    pub mp_latency: Duration,
+    /// Mercado Pago (or its proxy) answers a 5xx before doing anything: status drawn from
+    /// 500/502/503/504, body from [`ErrorBody::ALL`] (`Json`: its `internal_error` body).
+    pub mp_5xx_rate: f64,
+    /// Mercado Pago answers 429 `local_rate_limited` with `Retry-After: 1`...
+    pub mp_429_rate: f64,
+    /// ...or, for this share of them, without `Retry-After`.
+    pub mp_429_no_retry_after_rate: f64,
+    /// Mercado Pago closes the connection mid-answer (status 200, a cut body).
+    pub mp_drop_connection_rate: f64,
+    /// Mercado Pago answers 200 with a body that is not JSON (a proxy's page).
+    pub mp_garbage_rate: f64,
+    /// `POST /oauth/token` rotates the tokens, then the answer is lost: 502 with an empty body
+    /// (the refresh token sent is dead, the client never saw the new one).
+    pub mp_token_lost_after_commit_rate: f64,
+    /// `POST /oauth/token` sleeps this long after reading the request and before deciding it,
+    /// so a test can overlap two refreshes.
+    pub mp_token_latency: Duration,
 }

@@ -7,6 +7,9 @@
 //! References are the plain order name (the default client configuration uses the whole reference)
 //! unless `suffixed_references` is set, which appends `-retryN` and needs
 //! `order_pattern = '^(?P<order>SAL-ORD-\d{4}-\d+)'` on the client.
+//!
+//! [`load_mercadopago`] turns a populated sample into Mercado Pago payments with the same expected
+//! outcomes (`sample/mercadopago.rs`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -15,6 +18,9 @@ use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 
 use super::{SimOperation, SimPaymentEntry, SimSalesOrder, Simulator};
+
+mod mercadopago;
+pub use mercadopago::{MpExpected, load_mercadopago};
 
 pub struct SampleSpec {
     /// At least this many operations are generated.
