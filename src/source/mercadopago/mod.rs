@@ -484,6 +484,9 @@ fn read_order_payments(text: &str) -> Result<Vec<String>, SourceError> {
         api: MELI_API,
         message,
     };
+    if !text.trim_start().starts_with('{') {
+        return Err(malformed("order is not an object".into()));
+    }
     let order: Order = serde_json::from_str(text)
         .map_err(|e| malformed(format!("order has no payments list: {e}")))?;
     let payments = order

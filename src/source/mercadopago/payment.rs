@@ -45,13 +45,11 @@ struct WirePayment<'a> {
 /// One payment document into an [`Operation`]; the error is the reason it was refused (it
 /// never quotes more than the offending field's value).
 pub fn parse_payment(text: &str) -> Result<Operation, String> {
-    let w: WirePayment = serde_json::from_str(text).map_err(|e| {
-        if text.trim_start().starts_with('{') {
-            format!("unreadable payment: {e}")
-        } else {
-            "unreadable payment: not an object".to_string()
-        }
-    })?;
+    if !is_object(text) {
+        return Err("unreadable payment: not an object".to_string());
+    }
+    let w: WirePayment =
+        serde_json::from_str(text).map_err(|e| format!("unreadable payment: {e}"))?;
     build(&w)
 }
 
@@ -69,10 +67,14 @@ pub fn parse_search(text: &str, offset: u32) -> Result<Page, SourceError> {
     struct Paging {
         total: Option<u64>,
     }
-    let s: Search = serde_json::from_str(text).map_err(|e| SourceError::Malformed {
+    let malformed = |why: String| SourceError::Malformed {
         api: API,
-        message: format!("search answer has no results array: {e}"),
-    })?;
+        message: format!("search answer has no results array: {why}"),
+    };
+    if !is_object(text) {
+        return Err(malformed("not an object".into()));
+    }
+    let s: Search = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     let len = s.results.len();
     let reached_total = s
         .paging
@@ -95,8 +97,9 @@ fn fetched(raw: &RawValue) -> Fetched {
                 #[serde(borrow)]
                 id: Option<&'a RawValue>,
             }
-            let uid = serde_json::from_str::<JustId>(raw.get())
-                .ok()
+            let uid = Some(raw.get())
+                .filter(|t| is_object(t))
+                .and_then(|t| serde_json::from_str::<JustId>(t).ok())
                 .and_then(|j| j.id)
                 .and_then(id_of_raw);
             Fetched::Bad { uid, reason }
@@ -155,8 +158,10 @@ fn marketplace_order(order: Option<&RawValue>) -> Result<Option<String>, String>
         kind: Option<&'a RawValue>,
     }
     let Some(order) = order else { return Ok(None) };
-    let o: WireOrder = serde_json::from_str(order.get())
-        .map_err(|_| format!("order {} is not an object", quote(order)))?;
+    let o: WireOrder = Some(order.get())
+        .filter(|t| is_object(t))
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| format!("order {} is not an object", quote(order)))?;
     if string("order.type", o.kind)?.as_deref() != Some("mercadolibre") {
         return Ok(None);
     }
@@ -184,8 +189,17 @@ fn fees_of(details: Option<&RawValue>) -> Result<Vec<Fee>, String> {
     let Some(details) = details else {
         return Ok(Vec::new());
     };
-    let rows: Vec<Row> = serde_json::from_str(details.get())
-        .map_err(|_| "fee_details is not a list of objects".to_string())?;
+    let not_a_list = || "fee_details is not a list of objects".to_string();
+    let raws: Vec<&RawValue> = serde_json::from_str(details.get()).map_err(|_| not_a_list())?;
+    let rows = raws
+        .iter()
+        .map(|r| {
+            Some(r.get())
+                .filter(|t| is_object(t))
+                .and_then(|t| serde_json::from_str::<Row>(t).ok())
+                .ok_or_else(not_a_list)
+        })
+        .collect::<Result<Vec<Row>, String>>()?;
     let mut fees = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if string("fee_payer", row.fee_payer)?.as_deref() != Some("collector") {
@@ -246,6 +260,11 @@ fn currency_of(c: String) -> Result<String, String> {
 fn time_of(field: &str, s: String) -> Result<Timestamp, String> {
     s.parse::<Timestamp>()
         .map_err(|e| format!("{field} {:?} is not an RFC 3339 timestamp: {e}", clip(&s)))
+}
+
+/// A JSON object's text (serde would also read a struct from an array, by position).
+fn is_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
 }
 
 fn quote(raw: &RawValue) -> String {
