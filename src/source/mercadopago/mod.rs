@@ -23,11 +23,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use url::Url;
 
+mod answers;
 pub mod oauth;
 mod payment;
 pub mod status;
 pub mod webhook;
 
+pub use answers::classify;
 pub use payment::{parse_payment, parse_search};
 
 use super::{Page, PaymentSource, SourceError, Window, WindowField};
@@ -68,8 +70,10 @@ pub struct MercadoPagoConfig {
 #[async_trait]
 pub trait AccessTokens: Send + Sync {
     async fn current(&self) -> Result<SecretString, SourceError>;
-    async fn after_unauthorized(&self, rejected: &SecretString)
-    -> Result<SecretString, SourceError>;
+    async fn after_unauthorized(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<SecretString, SourceError>;
 }
 
 /// A fixed access token (an application's own token, no OAuth): a 401 is final.
@@ -215,10 +219,14 @@ impl MercadoPagoClient {
         read: impl Fn(u16, Option<Duration>, &[u8]) -> Result<T, SourceError>,
     ) -> Result<T, SourceError> {
         let token = self.tokens.current().await?;
-        match self.call_with(api, &token, endpoint, &url, query, &read).await {
+        match self
+            .call_with(api, &token, endpoint, &url, query, &read)
+            .await
+        {
             Err(SourceError::Unauthorized { status: 401, .. }) => {
                 let fresh = self.tokens.after_unauthorized(&token).await?;
-                self.call_with(api, &fresh, endpoint, &url, query, &read).await
+                self.call_with(api, &fresh, endpoint, &url, query, &read)
+                    .await
             }
             r => r,
         }
@@ -233,16 +241,19 @@ impl MercadoPagoClient {
         query: &[(&str, String)],
         read: &impl Fn(u16, Option<Duration>, &[u8]) -> Result<T, SourceError>,
     ) -> Result<T, SourceError> {
-        let mut auth = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| SourceError::Unauthorized {
-                api,
-                status: 0,
-                message: "the access token has characters not allowed in a header".into(),
+        let mut auth =
+            HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
+                SourceError::Unauthorized {
+                    api,
+                    status: 0,
+                    message: "the access token has characters not allowed in a header".into(),
+                }
             })?;
         auth.set_sensitive(true);
         retrying(&self.retry, LABEL, endpoint, || async {
-            let (status, retry_after, body) =
-                self.get_once(api, endpoint, url.clone(), query, auth.clone()).await?;
+            let (status, retry_after, body) = self
+                .get_once(api, endpoint, url.clone(), query, auth.clone())
+                .await?;
             read(status, retry_after, &body)
         })
         .await
@@ -347,127 +358,6 @@ impl PaymentSource for MercadoPagoClient {
     }
 }
 
-/// What an answer means, decided by the HTTP status first and by the body only for the message
-/// and the code: the one table of Mercado Pago (and MercadoLibre) answers.
-///
-/// | answer | error | retried |
-/// |---|---|---|
-/// | 2xx, JSON | — (the body's text; its reader checks the shape, `Malformed` if not) | — |
-/// | 2xx, anything else (HTML, text, empty) | `Malformed` | no |
-/// | 429, with or without `Retry-After` | `RateLimited` | yes, after `Retry-After` (else backoff) |
-/// | any 5xx, and 408, whatever the body | `Http` | yes |
-/// | 401 | `Unauthorized` (the call asks `AccessTokens` once for another token) | once, new token |
-/// | 403 (another seller's resource) | `Unauthorized` | no |
-/// | 404 | `Http` (`NotFound` for one payment or order) | no |
-/// | other 4xx, JSON error body | `Api`: the first `cause[].code` (`"1000"`), else `error` | no |
-/// | other 4xx, anything else | `Http` | no |
-///
-/// (Transport failures — refused, reset, timed out, a body cut short — never reach this
-/// function: they are `Transport`, retried.)
-pub fn classify<'b>(
-    api: &'static str,
-    status: u16,
-    retry_after: Option<Duration>,
-    body: &'b [u8],
-) -> Result<&'b str, SourceError> {
-    let text = std::str::from_utf8(body).ok();
-    let error_body = || text.and_then(ErrorBody::read);
-    let message = |default: &str| {
-        error_body()
-            .and_then(|e| e.message.or(e.error))
-            .unwrap_or_else(|| match text {
-                Some(t) if !t.trim().is_empty() => snippet(t),
-                _ if body.is_empty() => default.to_string(),
-                _ => format!("({} bytes, not text)", body.len()),
-            })
-    };
-    match status {
-        200..=299 => match text {
-            Some(t) if serde_json::from_str::<&RawValue>(t).is_ok() => Ok(t),
-            _ => Err(SourceError::Malformed {
-                api,
-                message: format!(
-                    "expected JSON, got {}",
-                    text.map(snippet).unwrap_or_else(|| "a body that is not text".into())
-                ),
-            }),
-        },
-        429 => Err(SourceError::RateLimited { api, retry_after }),
-        500..=599 | 408 => Err(SourceError::Http {
-            api,
-            status,
-            message: message("(empty body)"),
-        }),
-        401 | 403 => Err(SourceError::Unauthorized {
-            api,
-            status,
-            message: message(if status == 401 {
-                "access token refused"
-            } else {
-                "access to this resource refused"
-            }),
-        }),
-        404 => Err(SourceError::Http {
-            api,
-            status,
-            message: message("(empty body)"),
-        }),
-        _ => match error_body() {
-            Some(ErrorBody {
-                message,
-                error,
-                cause_code,
-                cause_description,
-            }) if cause_code.is_some() || error.is_some() => Err(SourceError::Api {
-                api,
-                code: cause_code.or(error).unwrap_or_default(),
-                message: cause_description
-                    .or(message)
-                    .unwrap_or_else(|| "no message".into()),
-            }),
-            _ => Err(SourceError::Http {
-                api,
-                status,
-                message: message("(empty body)"),
-            }),
-        },
-    }
-}
-
-/// An error body, either shape (`{message, error, status, cause: [{code, description}]}` or
-/// `{code, message}`); read leniently, for its words only.
-struct ErrorBody {
-    message: Option<String>,
-    error: Option<String>,
-    cause_code: Option<String>,
-    cause_description: Option<String>,
-}
-
-impl ErrorBody {
-    fn read(text: &str) -> Option<ErrorBody> {
-        let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        let obj = v.as_object()?;
-        let text_of = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
-        // `cause` is a list of causes; an object is taken as one.
-        let cause = match obj.get("cause") {
-            Some(serde_json::Value::Array(a)) => a.first().cloned(),
-            Some(o @ serde_json::Value::Object(_)) => Some(o.clone()),
-            _ => None,
-        };
-        let cause_field = |k: &str| cause.as_ref().and_then(|c| c.get(k)).and_then(text_of);
-        Some(ErrorBody {
-            message: obj.get("message").and_then(text_of),
-            error: obj.get("error").or_else(|| obj.get("code")).and_then(text_of),
-            cause_code: cause_field("code"),
-            cause_description: cause_field("description"),
-        })
-    }
-}
-
 /// The ids of an order's `payments[]`.
 fn read_order_payments(text: &str) -> Result<Vec<String>, SourceError> {
     #[derive(Deserialize)]
@@ -537,15 +427,6 @@ pub(crate) fn id_of_raw(raw: &RawValue) -> Option<String> {
     match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) => id_digits(inner),
         None => id_digits(text),
-    }
-}
-
-fn snippet(body: &str) -> String {
-    let t: String = body.chars().take(200).collect();
-    if t.trim().is_empty() {
-        "(empty body)".into()
-    } else {
-        t
     }
 }
 

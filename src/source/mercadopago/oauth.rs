@@ -66,7 +66,10 @@ pub enum OAuthError {
 impl OAuthError {
     /// Worth trying again soon (an unknown outcome included: trying is how it becomes known).
     pub fn is_transient(&self) -> bool {
-        matches!(self, OAuthError::Transient(_) | OAuthError::OutcomeUnknown(_))
+        matches!(
+            self,
+            OAuthError::Transient(_) | OAuthError::OutcomeUnknown(_)
+        )
     }
 }
 
@@ -176,7 +179,9 @@ fn read_grant(
             api: API,
             retry_after,
         })),
-        (502 | 504, _) => Err(OAuthError::OutcomeUnknown(format!("HTTP {status}: {message}"))),
+        (502 | 504, _) => Err(OAuthError::OutcomeUnknown(format!(
+            "HTTP {status}: {message}"
+        ))),
         (500..=599, _) => Err(OAuthError::Transient(SourceError::Http {
             api: API,
             status,
@@ -271,7 +276,10 @@ mod tests {
         assert_eq!(g.user_id, Some(123456789));
         // The grant's Debug output shows no token.
         let dbg = format!("{g:?}");
-        assert!(!dbg.contains("APP_USR-new") && !dbg.contains("TG-new"), "{dbg}");
+        assert!(
+            !dbg.contains("APP_USR-new") && !dbg.contains("TG-new"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -287,7 +295,10 @@ mod tests {
             let e = grant(200, body).unwrap_err();
             assert!(matches!(e, OAuthError::Malformed(_)), "{body}: {e:?}");
             let text = e.to_string();
-            assert!(!text.contains("APP_USR-x") && !text.contains("TG-x"), "{text}");
+            assert!(
+                !text.contains("APP_USR-x") && !text.contains("TG-x"),
+                "{text}"
+            );
         }
     }
 
@@ -298,7 +309,10 @@ mod tests {
             r#"{"error":"invalid_grant","message":"Your authorization code or refresh token may be expired or it was already used","status":400,"cause":[]}"#,
         )
         .unwrap_err();
-        assert!(matches!(&e, OAuthError::InvalidGrant(m) if m.contains("already used")), "{e:?}");
+        assert!(
+            matches!(&e, OAuthError::InvalidGrant(m) if m.contains("already used")),
+            "{e:?}"
+        );
         assert!(!e.is_transient());
         let e = grant(
             400,
@@ -332,15 +346,25 @@ mod tests {
             "{e:?}"
         );
         for status in [500u16, 503] {
-            for body in ["", "<html>busy</html>", r#"{"message":"Internal server error"}"#] {
+            for body in [
+                "",
+                "<html>busy</html>",
+                r#"{"message":"Internal server error"}"#,
+            ] {
                 let e = grant(status, body).unwrap_err();
-                assert!(matches!(e, OAuthError::Transient(_)), "{status} {body}: {e:?}");
+                assert!(
+                    matches!(e, OAuthError::Transient(_)),
+                    "{status} {body}: {e:?}"
+                );
                 assert!(e.is_transient());
             }
         }
         for status in [502u16, 504] {
             let e = grant(status, "<html>Bad Gateway</html>").unwrap_err();
-            assert!(matches!(e, OAuthError::OutcomeUnknown(_)), "{status}: {e:?}");
+            assert!(
+                matches!(e, OAuthError::OutcomeUnknown(_)),
+                "{status}: {e:?}"
+            );
             assert!(e.to_string().contains("authorized again"), "{e}");
         }
     }
@@ -354,7 +378,10 @@ mod tests {
         )
         .unwrap_err();
         let text = e.to_string();
-        assert!(!text.contains("TG-old") && !text.contains("s3cret"), "{text}");
+        assert!(
+            !text.contains("TG-old") && !text.contains("s3cret"),
+            "{text}"
+        );
         let e = grant(500, "grant_type=refresh_token&client_secret=s3cret").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
     }
@@ -407,7 +434,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let closed: Url = format!("http://127.0.0.1:{port}/oauth/token").parse().unwrap();
+        let closed: Url = format!("http://127.0.0.1:{port}/oauth/token")
+            .parse()
+            .unwrap();
         let e = refresh_grant(&http, &closed, "123", &secret, &refresh)
             .await
             .unwrap_err();

@@ -114,7 +114,8 @@ fn build(w: &WirePayment<'_>) -> Result<Operation, String> {
     let reference = string("external_reference", w.external_reference)?.unwrap_or_default();
     let amount = w.transaction_amount.ok_or("missing transaction_amount")?;
     let total = amount_of("transaction_amount", amount)?;
-    let currency = currency_of(string("currency_id", w.currency_id)?.ok_or("missing currency_id")?)?;
+    let currency =
+        currency_of(string("currency_id", w.currency_id)?.ok_or("missing currency_id")?)?;
     let created = time_of(
         "date_created",
         string("date_created", w.date_created)?.ok_or("missing date_created")?,

@@ -71,7 +71,15 @@ mod tests {
     /// Unknown statuses, and known ones written otherwise, are pending: never booked.
     #[test]
     fn anything_else_is_pending() {
-        for s in ["", "Approved", "APPROVED", " approved", "accredited", "paid", "null"] {
+        for s in [
+            "",
+            "Approved",
+            "APPROVED",
+            " approved",
+            "accredited",
+            "paid",
+            "null",
+        ] {
             assert_eq!(known(s), None, "{s:?}");
             assert_eq!(status_of(s), PaymentStatus::Pending, "{s:?}");
         }

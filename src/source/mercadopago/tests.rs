@@ -18,12 +18,18 @@ const BODIES: [(&str, &str); 6] = [
         "json error",
         r#"{"message":"Internal server error","error":"internal_error","status":500,"cause":[]}"#,
     ),
-    ("json code", r#"{"code":"unauthorized","message":"invalid access token"}"#),
+    (
+        "json code",
+        r#"{"code":"unauthorized","message":"invalid access token"}"#,
+    ),
     (
         "html",
         "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>",
     ),
-    ("text", "upstream connect error or disconnect/reset before headers"),
+    (
+        "text",
+        "upstream connect error or disconnect/reset before headers",
+    ),
     ("empty", ""),
     ("json other", r#"{"ok": false}"#),
 ];
@@ -71,7 +77,10 @@ fn credentials_and_not_found_are_decided_by_the_status() {
             assert!(!e.is_transient());
         }
         let e = classified(404, body).unwrap_err();
-        assert!(matches!(e, SourceError::Http { status: 404, .. }), "{shape}: {e:?}");
+        assert!(
+            matches!(e, SourceError::Http { status: 404, .. }),
+            "{shape}: {e:?}"
+        );
         assert!(!e.is_transient());
     }
     let e = classified(
@@ -101,7 +110,9 @@ fn a_4xx_with_causes_is_a_business_answer_with_its_code() {
         assert!(!e.is_transient());
     }
     let string_code = r#"{"message":"m","error":"bad_request","cause":[{"code":"invalid_id","description":"d"}]}"#;
-    assert!(matches!(classified(400, string_code), Err(SourceError::Api { code, .. }) if code == "invalid_id"));
+    assert!(
+        matches!(classified(400, string_code), Err(SourceError::Api { code, .. }) if code == "invalid_id")
+    );
     let no_cause = r#"{"message":"nope","error":"bad_request","status":400,"cause":[]}"#;
     assert!(matches!(
         classified(400, no_cause),
@@ -110,7 +121,10 @@ fn a_4xx_with_causes_is_a_business_answer_with_its_code() {
     for (shape, body) in &BODIES[2..] {
         for status in [400u16, 409, 422] {
             let e = classified(status, body).unwrap_err();
-            assert!(matches!(e, SourceError::Http { status: s, .. } if s == status), "{status} {shape}: {e:?}");
+            assert!(
+                matches!(e, SourceError::Http { status: s, .. } if s == status),
+                "{status} {shape}: {e:?}"
+            );
             assert!(!e.is_transient());
         }
     }
@@ -118,13 +132,19 @@ fn a_4xx_with_causes_is_a_business_answer_with_its_code() {
 
 #[test]
 fn a_2xx_is_json_or_malformed() {
-    assert_eq!(classified(200, r#"{"results":[]}"#).unwrap(), r#"{"results":[]}"#);
+    assert_eq!(
+        classified(200, r#"{"results":[]}"#).unwrap(),
+        r#"{"results":[]}"#
+    );
     for (shape, body) in &BODIES[2..5] {
         let e = classified(200, body).unwrap_err();
         assert!(matches!(e, SourceError::Malformed { .. }), "{shape}: {e:?}");
         assert!(!e.is_transient());
     }
-    assert!(matches!(classify(API, 200, None, &[0xff, 0xfe]), Err(SourceError::Malformed { .. })));
+    assert!(matches!(
+        classify(API, 200, None, &[0xff, 0xfe]),
+        Err(SourceError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -165,7 +185,11 @@ async fn answer(State(s): State<Arc<Script>>, req: Request) -> Response {
     let query = req
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let auth = req
         .headers()
@@ -177,12 +201,12 @@ async fn answer(State(s): State<Arc<Script>>, req: Request) -> Response {
         query,
         auth,
     });
-    let (status, retry_after, body) = s
-        .answers
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((500, "", "script exhausted".into()));
+    let (status, retry_after, body) =
+        s.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((500, "", "script exhausted".into()));
     let mut r = Response::builder().status(status);
     if !retry_after.is_empty() {
         r = r.header("retry-after", retry_after);
@@ -212,7 +236,9 @@ async fn serve(
         meli_api_url: base.join("/meli").unwrap(),
         timeout: Duration::from_secs(5),
     };
-    let client = MercadoPagoClient::new(config, tokens).unwrap().with_retry(retry);
+    let client = MercadoPagoClient::new(config, tokens)
+        .unwrap()
+        .with_retry(retry);
     (client, script)
 }
 
@@ -231,7 +257,10 @@ impl AccessTokens for Rotating {
     async fn current(&self) -> Result<SecretString, SourceError> {
         Ok(SecretString::from(self.now.lock().unwrap().clone()))
     }
-    async fn after_unauthorized(&self, rejected: &SecretString) -> Result<SecretString, SourceError> {
+    async fn after_unauthorized(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<SecretString, SourceError> {
         assert_eq!(rejected.expose_secret(), "old");
         self.refreshed.fetch_add(1, Ordering::SeqCst);
         *self.now.lock().unwrap() = "new".into();
@@ -243,7 +272,8 @@ fn ok(body: impl Into<String>) -> (u16, &'static str, String) {
     (200, "", body.into())
 }
 
-const UNAUTHORIZED: &str = r#"{"message":"invalid access token","error":"unauthorized","status":401,"cause":[]}"#;
+const UNAUTHORIZED: &str =
+    r#"{"message":"invalid access token","error":"unauthorized","status":401,"cause":[]}"#;
 
 fn payment_json(id: u64) -> String {
     format!(
@@ -266,11 +296,17 @@ async fn a_page_is_asked_as_the_contract_says() {
     };
     let page = c.list_page(&window, 1).await.unwrap();
     assert!(page.is_last);
-    assert!(matches!(&page.items[..], [Fetched::Op(a), Fetched::Op(b)] if a.uid == "1" && b.total.to_string() == "10.10"));
+    assert!(
+        matches!(&page.items[..], [Fetched::Op(a), Fetched::Op(b)] if a.uid == "1" && b.total.to_string() == "10.10")
+    );
     let seen = script.seen.lock().unwrap()[0].clone();
     assert_eq!(seen.path, "/v1/payments/search");
     assert_eq!(seen.auth.as_deref(), Some("Bearer APP_USR-1"));
-    let q: Vec<(&str, &str)> = seen.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let q: Vec<(&str, &str)> = seen
+        .query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(
         q,
         [
@@ -295,14 +331,20 @@ async fn a_page_past_the_ceiling_is_never_asked() {
     };
     for page in [MAX_PAGES, MAX_PAGES + 1, u32::MAX] {
         let e = c.list_page(&window, page).await.unwrap_err();
-        assert!(matches!(&e, SourceError::Api { code, .. } if code == "offset_ceiling"), "{e:?}");
+        assert!(
+            matches!(&e, SourceError::Api { code, .. } if code == "offset_ceiling"),
+            "{e:?}"
+        );
     }
     assert!(script.seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_401_renews_the_token_once() {
-    let tokens = Arc::new(Rotating { now: Mutex::new("old".into()), refreshed: AtomicU32::new(0) });
+    let tokens = Arc::new(Rotating {
+        now: Mutex::new("old".into()),
+        refreshed: AtomicU32::new(0),
+    });
     let (c, script) = serve(
         vec![(401, "", UNAUTHORIZED.into()), ok(payment_json(5))],
         tokens.clone(),
@@ -312,25 +354,55 @@ async fn a_401_renews_the_token_once() {
     let op = c.get_operation("5").await.unwrap();
     assert_eq!(op.uid, "5");
     assert_eq!(tokens.refreshed.load(Ordering::SeqCst), 1);
-    let auths: Vec<Option<String>> = script.seen.lock().unwrap().iter().map(|s| s.auth.clone()).collect();
-    assert_eq!(auths, [Some("Bearer old".into()), Some("Bearer new".into())]);
+    let auths: Vec<Option<String>> = script
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.auth.clone())
+        .collect();
+    assert_eq!(
+        auths,
+        [Some("Bearer old".into()), Some("Bearer new".into())]
+    );
 
     // A second 401 is final, after one renewal.
-    let tokens = Arc::new(Rotating { now: Mutex::new("old".into()), refreshed: AtomicU32::new(0) });
+    let tokens = Arc::new(Rotating {
+        now: Mutex::new("old".into()),
+        refreshed: AtomicU32::new(0),
+    });
     let (c, script) = serve(
-        vec![(401, "", UNAUTHORIZED.into()), (401, "", r#"{"code":"unauthorized","message":"invalid access token"}"#.into())],
+        vec![
+            (401, "", UNAUTHORIZED.into()),
+            (
+                401,
+                "",
+                r#"{"code":"unauthorized","message":"invalid access token"}"#.into(),
+            ),
+        ],
         tokens.clone(),
         RetryPolicy::default(),
     )
     .await;
     let e = c.get_operation("5").await.unwrap_err();
-    assert!(matches!(e, SourceError::Unauthorized { status: 401, .. }), "{e:?}");
+    assert!(
+        matches!(e, SourceError::Unauthorized { status: 401, .. }),
+        "{e:?}"
+    );
     assert_eq!(tokens.refreshed.load(Ordering::SeqCst), 1);
     assert_eq!(script.seen.lock().unwrap().len(), 2);
-    assert!(!e.to_string().contains("old") && !e.to_string().contains("new"), "{e}");
+    assert!(
+        !e.to_string().contains("old") && !e.to_string().contains("new"),
+        "{e}"
+    );
 
     // A fixed token cannot be renewed: the first 401 is final.
-    let (c, script) = serve(vec![(401, "", UNAUTHORIZED.into())], fixed("APP_USR-secret"), RetryPolicy::none()).await;
+    let (c, script) = serve(
+        vec![(401, "", UNAUTHORIZED.into())],
+        fixed("APP_USR-secret"),
+        RetryPolicy::none(),
+    )
+    .await;
     let e = c.check().await.unwrap_err();
     assert!(matches!(e, SourceError::Unauthorized { .. }), "{e:?}");
     assert!(!format!("{e} {e:?}").contains("APP_USR-secret"));
@@ -358,17 +430,41 @@ async fn passing_failures_are_retried_and_the_rest_are_not() {
     assert_eq!(c.get_operation("9").await.unwrap().uid, "9");
     assert_eq!(script.seen.lock().unwrap().len(), 4);
 
-    let (c, _) = serve(vec![(500, "", "oops".into())], fixed("t"), RetryPolicy::none()).await;
+    let (c, _) = serve(
+        vec![(500, "", "oops".into())],
+        fixed("t"),
+        RetryPolicy::none(),
+    )
+    .await;
     let e = c.get_operation("9").await.unwrap_err();
-    assert!(matches!(e, SourceError::Http { status: 500, .. }) && e.is_transient(), "{e:?}");
+    assert!(
+        matches!(e, SourceError::Http { status: 500, .. }) && e.is_transient(),
+        "{e:?}"
+    );
 
     let not_found = r#"{"message":"Payment not found","error":"not_found","status":404,"cause":[{"code":2000,"description":"Payment not found","data":null}]}"#;
-    let (c, script) = serve(vec![(404, "", not_found.into()), ok("<html>hi</html>")], fixed("t"), fast).await;
-    assert!(matches!(c.get_operation("9").await, Err(SourceError::NotFound { uid, .. }) if uid == "9"));
-    assert!(matches!(c.get_operation("10").await, Err(SourceError::Malformed { .. })));
+    let (c, script) = serve(
+        vec![(404, "", not_found.into()), ok("<html>hi</html>")],
+        fixed("t"),
+        fast,
+    )
+    .await;
+    assert!(
+        matches!(c.get_operation("9").await, Err(SourceError::NotFound { uid, .. }) if uid == "9")
+    );
+    assert!(matches!(
+        c.get_operation("10").await,
+        Err(SourceError::Malformed { .. })
+    ));
     // Not digits: no payment, and nothing is sent.
     for uid in ["abc", "", "1/2", "../users/me"] {
-        assert!(matches!(c.get_operation(uid).await, Err(SourceError::NotFound { .. })), "{uid}");
+        assert!(
+            matches!(
+                c.get_operation(uid).await,
+                Err(SourceError::NotFound { .. })
+            ),
+            "{uid}"
+        );
     }
     assert_eq!(script.seen.lock().unwrap().len(), 2);
 }
@@ -377,7 +473,16 @@ async fn passing_failures_are_retried_and_the_rest_are_not() {
 async fn the_seller_is_read_once_and_orders_name_their_payments() {
     let order = r#"{"id":2000000123,"status":"paid","seller":{"id":123456789},"payments":[{"id":1234567890,"order_id":2000000123,"status":"approved"},{"id":"1234567891","status":"rejected"}]}"#;
     let (c, script) = serve(
-        vec![ok(r#"{"id":123456789,"nickname":"SELLER","site_id":"MLA"}"#), ok(order), (404, "", r#"{"message":"Order not found","error":"not_found","status":404,"cause":[]}"#.into())],
+        vec![
+            ok(r#"{"id":123456789,"nickname":"SELLER","site_id":"MLA"}"#),
+            ok(order),
+            (
+                404,
+                "",
+                r#"{"message":"Order not found","error":"not_found","status":404,"cause":[]}"#
+                    .into(),
+            ),
+        ],
         fixed("t"),
         RetryPolicy::none(),
     )
@@ -392,10 +497,34 @@ async fn the_seller_is_read_once_and_orders_name_their_payments() {
         c.order_payments("2000000124").await,
         Err(SourceError::NotFound { api: MELI_API, .. })
     ));
-    assert!(matches!(c.order_payments("x").await, Err(SourceError::NotFound { .. })));
-    let paths: Vec<String> = script.seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
-    assert_eq!(paths, ["/users/me", "/meli/orders/2000000123", "/meli/orders/2000000124"]);
+    assert!(matches!(
+        c.order_payments("x").await,
+        Err(SourceError::NotFound { .. })
+    ));
+    let paths: Vec<String> = script
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/users/me",
+            "/meli/orders/2000000123",
+            "/meli/orders/2000000124"
+        ]
+    );
 
-    let (c, _) = serve(vec![ok(r#"{"nickname":"X"}"#)], fixed("t"), RetryPolicy::none()).await;
-    assert!(matches!(c.seller_id().await, Err(SourceError::Malformed { .. })));
+    let (c, _) = serve(
+        vec![ok(r#"{"nickname":"X"}"#)],
+        fixed("t"),
+        RetryPolicy::none(),
+    )
+    .await;
+    assert!(matches!(
+        c.seller_id().await,
+        Err(SourceError::Malformed { .. })
+    ));
 }

@@ -59,7 +59,11 @@ pub fn verify_signature(
         .parse()
         .map_err(|_| SignatureError::Malformed("ts is not a number"))?;
     // The doc calls it milliseconds, its example is seconds: a value past 10^12 is milliseconds.
-    let at_ms = if n > 1_000_000_000_000 { n } else { n.saturating_mul(1000) };
+    let at_ms = if n > 1_000_000_000_000 {
+        n
+    } else {
+        n.saturating_mul(1000)
+    };
     let skew_ms = now.as_millisecond().saturating_sub(at_ms);
     let tolerance_ms = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
     if skew_ms.saturating_abs() > tolerance_ms {
@@ -201,9 +205,15 @@ pub fn parse_notification(
         serde_json::from_slice(body).map_err(|e| WebhookError::Unparseable(e.to_string()))?
     };
     if !body.is_object() {
-        return Err(WebhookError::Unparseable("body is not a JSON object".into()));
+        return Err(WebhookError::Unparseable(
+            "body is not a JSON object".into(),
+        ));
     }
-    let text = |k: &str| body.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
 
     if let Some(kind) = q("type").or_else(|| text("type")) {
         if kind != "payment" {
@@ -291,7 +301,9 @@ pub fn parse_notification(
 
 /// A payment id: digits, or the notification is refused (absent: `NoOperationId`).
 fn payment_id(id: Option<String>) -> Result<String, WebhookError> {
-    let id = id.filter(|i| !i.trim().is_empty()).ok_or(WebhookError::NoOperationId)?;
+    let id = id
+        .filter(|i| !i.trim().is_empty())
+        .ok_or(WebhookError::NoOperationId)?;
     id_digits(id.trim()).ok_or_else(|| {
         WebhookError::Unparseable(format!("payment id {:?} is not a number", clip(&id)))
     })
@@ -300,7 +312,10 @@ fn payment_id(id: Option<String>) -> Result<String, WebhookError> {
 /// The last path segment of a resource (`/collections/notifications/123`, a full URL too).
 fn last_segment(resource: &str) -> Option<&str> {
     let path = resource.split(['?', '#']).next()?;
-    path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty())
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
 }
 
 /// An id written as a string or a number.

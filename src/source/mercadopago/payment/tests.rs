@@ -67,7 +67,10 @@ fn ids_are_digits_from_numbers_or_strings() {
         let r = refused(&s);
         assert!(r.contains("not a payment id"), "{bad}: {r}");
     }
-    assert_eq!(refused(&GOOD.replace("\"id\": 1234567890,", "")), "missing id");
+    assert_eq!(
+        refused(&GOOD.replace("\"id\": 1234567890,", "")),
+        "missing id"
+    );
 }
 
 #[test]
@@ -79,11 +82,17 @@ fn amounts_keep_their_text_and_only_numbers_are_amounts() {
         ("1e3", "1000"),
         ("15", "15"),
     ] {
-        let s = GOOD.replace("\"transaction_amount\": 1500.5", &format!("\"transaction_amount\": {t}"));
+        let s = GOOD.replace(
+            "\"transaction_amount\": 1500.5",
+            &format!("\"transaction_amount\": {t}"),
+        );
         assert_eq!(op(&s).total.to_string(), want, "{t}");
     }
     for t in ["\"1500.5\"", "null", "true", "-1", "{}"] {
-        let s = GOOD.replace("\"transaction_amount\": 1500.5", &format!("\"transaction_amount\": {t}"));
+        let s = GOOD.replace(
+            "\"transaction_amount\": 1500.5",
+            &format!("\"transaction_amount\": {t}"),
+        );
         let r = refused(&s);
         assert!(r.contains("transaction_amount"), "{t}: {r}");
     }
@@ -107,7 +116,10 @@ fn references_orders_and_test_mode() {
         r#""order": null"#,
         "\"other\": 1",
     ] {
-        let s = GOOD.replace(r#""order": {"id": 2000000123, "type": "mercadolibre"}"#, other);
+        let s = GOOD.replace(
+            r#""order": {"id": 2000000123, "type": "mercadolibre"}"#,
+            other,
+        );
         assert_ne!(s, GOOD);
         assert_eq!(op(&s).marketplace_order, None, "{other}");
     }
@@ -115,31 +127,57 @@ fn references_orders_and_test_mode() {
     assert!(refused(&no_id).contains("order"));
     let test = GOOD.replace("\"live_mode\": true", "\"live_mode\": false");
     assert!(op(&test).is_test);
-    assert!(!op(&GOOD.replace("\"live_mode\": true,", "")).is_test, "absent: live");
-    assert!(refused(&GOOD.replace("\"live_mode\": true", "\"live_mode\": \"no\"")).contains("live_mode"));
+    assert!(
+        !op(&GOOD.replace("\"live_mode\": true,", "")).is_test,
+        "absent: live"
+    );
+    assert!(
+        refused(&GOOD.replace("\"live_mode\": true", "\"live_mode\": \"no\""))
+            .contains("live_mode")
+    );
 }
 
 #[test]
 fn statuses_and_dates() {
     let refunded = GOOD.replace("\"approved\"", "\"refunded\"");
     let o = op(&refunded);
-    assert_eq!((o.status, o.source_status.as_str()), (PaymentStatus::Refunded, "refunded"));
+    assert_eq!(
+        (o.status, o.source_status.as_str()),
+        (PaymentStatus::Refunded, "refunded")
+    );
     // A partial refund leaves the status as it says (approved): it is still booked.
-    let partial = GOOD.replace("\"transaction_amount_refunded\": 0", "\"transaction_amount_refunded\": 100");
+    let partial = GOOD.replace(
+        "\"transaction_amount_refunded\": 0",
+        "\"transaction_amount_refunded\": 100",
+    );
     assert_eq!(op(&partial).status, PaymentStatus::Paid);
     let unknown = GOOD.replace("\"approved\"", "\"brand_new\"");
     assert_eq!(op(&unknown).status, PaymentStatus::Pending);
-    assert_eq!(refused(&GOOD.replace("\"status\": \"approved\",", "")), "missing status");
+    assert_eq!(
+        refused(&GOOD.replace("\"status\": \"approved\",", "")),
+        "missing status"
+    );
 
     let utc = GOOD.replace("2026-11-05T10:01:50.000-04:00", "2026-11-05T14:01:50Z");
     assert_eq!(op(&utc).created, op(GOOD).created);
-    for bad in ["\"2026-11-05\"", "\"05/11/2026 10:01\"", "\"2026-11-05T10:01:50\"", "1762351310"] {
+    for bad in [
+        "\"2026-11-05\"",
+        "\"05/11/2026 10:01\"",
+        "\"2026-11-05T10:01:50\"",
+        "1762351310",
+    ] {
         let s = GOOD.replace("\"2026-11-05T10:01:50.000-04:00\"", bad);
         assert!(refused(&s).contains("date_created"), "{bad}");
     }
-    let no_update = GOOD.replace("\"date_last_updated\": \"2026-11-05T10:01:52.000-04:00\",", "");
+    let no_update = GOOD.replace(
+        "\"date_last_updated\": \"2026-11-05T10:01:52.000-04:00\",",
+        "",
+    );
     assert_eq!(op(&no_update).updated, None);
-    let bad_update = GOOD.replace("\"date_last_updated\": \"2026-11-05T10:01:52.000-04:00\"", "\"date_last_updated\": \"soon\"");
+    let bad_update = GOOD.replace(
+        "\"date_last_updated\": \"2026-11-05T10:01:52.000-04:00\"",
+        "\"date_last_updated\": \"soon\"",
+    );
     assert!(refused(&bad_update).contains("date_last_updated"));
 }
 
@@ -157,8 +195,18 @@ fn fees_are_the_collectors_and_exact() {
     assert_eq!(fees("[]").unwrap().fees, vec![]);
     assert_eq!(fees("null").unwrap().fees, vec![]);
     let two = fees(r#"[{"type":"mercadopago_fee","amount":0.10,"fee_payer":"collector"},{"type":"shipping","amount":12.300,"fee_payer":"collector"},{"type":"x","amount":0,"fee_payer":"collector"}]"#).unwrap();
-    let got: Vec<(String, String)> = two.fees.iter().map(|f| (f.kind.clone(), f.amount.to_string())).collect();
-    assert_eq!(got, [("mercadopago_fee".into(), "0.10".into()), ("shipping".into(), "12.300".into())]);
+    let got: Vec<(String, String)> = two
+        .fees
+        .iter()
+        .map(|f| (f.kind.clone(), f.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("mercadopago_fee".into(), "0.10".into()),
+            ("shipping".into(), "12.300".into())
+        ]
+    );
     for bad in [
         r#"[{"type":"mercadopago_fee","amount":"1.5","fee_payer":"collector"}]"#,
         r#"[{"type":"mercadopago_fee","fee_payer":"collector"}]"#,
@@ -183,15 +231,28 @@ fn search(results: &[&str], total: u64) -> String {
 
 #[test]
 fn one_bad_payment_does_not_spoil_the_page() {
-    let string_amount = GOOD
-        .replace("1234567890", "11")
-        .replace("\"transaction_amount\": 1500.5", "\"transaction_amount\": \"1500.5\"");
+    let string_amount = GOOD.replace("1234567890", "11").replace(
+        "\"transaction_amount\": 1500.5",
+        "\"transaction_amount\": \"1500.5\"",
+    );
     let bad_date = GOOD
         .replace("1234567890", "\"12\"")
         .replace("\"2026-11-05T10:01:50.000-04:00\"", "\"yesterday\"");
     let no_id = GOOD.replace("\"id\": 1234567890,", "");
     let dup = GOOD.replace("\"id\": 1234567890,", "\"id\": 13, \"id\": 13,");
-    let text = search(&[GOOD, &string_amount, &bad_date, &no_id, "42", "null", "[1]", &dup], 8);
+    let text = search(
+        &[
+            GOOD,
+            &string_amount,
+            &bad_date,
+            &no_id,
+            "42",
+            "null",
+            "[1]",
+            &dup,
+        ],
+        8,
+    );
     let page = parse_search(&text, 0).unwrap();
     assert!(page.is_last);
     assert_eq!(page.items.len(), 8);
@@ -213,21 +274,41 @@ fn one_bad_payment_does_not_spoil_the_page() {
             "{item:?}"
         );
     }
-    assert!(matches!(&page.items[7], Fetched::Bad { .. }), "{:?}", page.items[7]);
+    assert!(
+        matches!(&page.items[7], Fetched::Bad { .. }),
+        "{:?}",
+        page.items[7]
+    );
 }
 
 #[test]
 fn a_page_is_last_when_short_or_at_the_total() {
-    let fifty: Vec<String> = (0..PAGE_SIZE).map(|i| GOOD.replace("1234567890", &(i + 1).to_string())).collect();
+    let fifty: Vec<String> = (0..PAGE_SIZE)
+        .map(|i| GOOD.replace("1234567890", &(i + 1).to_string()))
+        .collect();
     let refs: Vec<&str> = fifty.iter().map(String::as_str).collect();
     assert!(!parse_search(&search(&refs, 120), 0).unwrap().is_last);
     assert!(!parse_search(&search(&refs, 120), 50).unwrap().is_last);
-    assert!(parse_search(&search(&refs, 100), 50).unwrap().is_last, "full and reaching the total");
-    assert!(parse_search(&search(&refs[..20], 120), 100).unwrap().is_last, "short");
+    assert!(
+        parse_search(&search(&refs, 100), 50).unwrap().is_last,
+        "full and reaching the total"
+    );
+    assert!(
+        parse_search(&search(&refs[..20], 120), 100)
+            .unwrap()
+            .is_last,
+        "short"
+    );
     let no_paging = format!("{{\"results\":[{}]}}", refs.join(","));
     assert!(!parse_search(&no_paging, 0).unwrap().is_last);
     assert!(parse_search("{\"results\":[]}", 0).unwrap().is_last);
-    for broken in ["{\"paging\":{\"total\":1}}", "{\"results\":{}}", "[]", "<html></html>", "{\"results\":[1,"] {
+    for broken in [
+        "{\"paging\":{\"total\":1}}",
+        "{\"results\":{}}",
+        "[]",
+        "<html></html>",
+        "{\"results\":[1,",
+    ] {
         assert!(
             matches!(parse_search(broken, 0), Err(SourceError::Malformed { .. })),
             "{broken}"

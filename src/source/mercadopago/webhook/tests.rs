@@ -13,7 +13,12 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
 }
 
-fn verify(sig: Option<&str>, req: Option<&str>, id: Option<&str>, now: Timestamp) -> Result<(), SignatureError> {
+fn verify(
+    sig: Option<&str>,
+    req: Option<&str>,
+    id: Option<&str>,
+    now: Timestamp,
+) -> Result<(), SignatureError> {
     verify_signature(SECRET, sig, req, id, now, MINUTE)
 }
 
@@ -36,7 +41,10 @@ fn the_manifest_is_written_as_mercado_pago_does() {
         manifest(Some("123456"), Some(REQ), "1704908010"),
         format!("id:123456;request-id:{REQ};ts:1704908010;")
     );
-    assert_eq!(manifest(Some("ABC123def"), Some("r"), "1"), "id:abc123def;request-id:r;ts:1;");
+    assert_eq!(
+        manifest(Some("ABC123def"), Some("r"), "1"),
+        "id:abc123def;request-id:r;ts:1;"
+    );
     // Not alphanumeric: as given.
     assert_eq!(manifest(Some("AB-1"), None, "1"), "id:AB-1;ts:1;");
     assert_eq!(manifest(None, Some("r"), "1"), "request-id:r;ts:1;");
@@ -52,12 +60,19 @@ fn a_good_signature_passes_in_any_spelling_of_the_header() {
         format!("ts={TS},v1={}", V1.to_uppercase()),
         format!("ts={TS},v2=whatever,v1={V1}"),
     ] {
-        assert_eq!(verify(Some(&header), Some(REQ), Some("123456"), at(TS + 5)), Ok(()), "{header}");
+        assert_eq!(
+            verify(Some(&header), Some(REQ), Some("123456"), at(TS + 5)),
+            Ok(()),
+            "{header}"
+        );
     }
     // An alphanumeric id is lowercased before signing.
     let v1 = "29584d02abc4a53acebeadd51da5d87e021f718240caab45bc0e70c892a3d4b1";
     let h = format!("ts={TS},v1={v1}");
-    assert_eq!(verify(Some(&h), Some("req-1"), Some("ABC123DEF"), at(TS)), Ok(()));
+    assert_eq!(
+        verify(Some(&h), Some("req-1"), Some("ABC123DEF"), at(TS)),
+        Ok(())
+    );
     // Without a data.id the part is left out.
     let v1 = "e653be7bc9c001dec2c5cc33cc629ca6f78ff09c78be1d86a2f416f9503ac676";
     let h = format!("ts={TS},v1={v1}");
@@ -68,18 +83,43 @@ fn a_good_signature_passes_in_any_spelling_of_the_header() {
 fn anything_else_is_refused_and_says_why() {
     let good = format!("ts={TS},v1={V1}");
     let now = at(TS);
-    assert_eq!(verify(None, Some(REQ), Some("123456"), now), Err(SignatureError::MissingSignature));
-    assert_eq!(verify(Some(" "), Some(REQ), Some("123456"), now), Err(SignatureError::MissingSignature));
-    // Another id, request id, secret or ts: not this notification's signature.
-    assert_eq!(verify(Some(&good), Some(REQ), Some("123457"), now), Err(SignatureError::Mismatch));
-    assert_eq!(verify(Some(&good), Some("other"), Some("123456"), now), Err(SignatureError::Mismatch));
-    assert_eq!(verify(Some(&good), None, Some("123456"), now), Err(SignatureError::Mismatch));
     assert_eq!(
-        verify_signature(b"other", Some(&good), Some(REQ), Some("123456"), now, MINUTE),
+        verify(None, Some(REQ), Some("123456"), now),
+        Err(SignatureError::MissingSignature)
+    );
+    assert_eq!(
+        verify(Some(" "), Some(REQ), Some("123456"), now),
+        Err(SignatureError::MissingSignature)
+    );
+    // Another id, request id, secret or ts: not this notification's signature.
+    assert_eq!(
+        verify(Some(&good), Some(REQ), Some("123457"), now),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify(Some(&good), Some("other"), Some("123456"), now),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify(Some(&good), None, Some("123456"), now),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify_signature(
+            b"other",
+            Some(&good),
+            Some(REQ),
+            Some("123456"),
+            now,
+            MINUTE
+        ),
         Err(SignatureError::Mismatch)
     );
     let moved = format!("ts={},v1={V1}", TS + 1);
-    assert_eq!(verify(Some(&moved), Some(REQ), Some("123456"), now), Err(SignatureError::Mismatch));
+    assert_eq!(
+        verify(Some(&moved), Some(REQ), Some("123456"), now),
+        Err(SignatureError::Mismatch)
+    );
     for bad in [
         format!("v1={V1}"),
         format!("ts={TS}"),
@@ -92,7 +132,10 @@ fn anything_else_is_refused_and_says_why() {
         "garbage".to_string(),
     ] {
         assert!(
-            matches!(verify(Some(&bad), Some(REQ), Some("123456"), now), Err(SignatureError::Malformed(_))),
+            matches!(
+                verify(Some(&bad), Some(REQ), Some("123456"), now),
+                Err(SignatureError::Malformed(_))
+            ),
             "{bad}"
         );
     }
@@ -101,21 +144,36 @@ fn anything_else_is_refused_and_says_why() {
 #[test]
 fn an_old_or_future_signature_is_stale() {
     let good = format!("ts={TS},v1={V1}");
-    assert_eq!(verify(Some(&good), Some(REQ), Some("123456"), at(TS + 60)), Ok(()));
-    assert_eq!(verify(Some(&good), Some(REQ), Some("123456"), at(TS - 60)), Ok(()));
+    assert_eq!(
+        verify(Some(&good), Some(REQ), Some("123456"), at(TS + 60)),
+        Ok(())
+    );
+    assert_eq!(
+        verify(Some(&good), Some(REQ), Some("123456"), at(TS - 60)),
+        Ok(())
+    );
     assert_eq!(
         verify(Some(&good), Some(REQ), Some("123456"), at(TS + 61)),
-        Err(SignatureError::Stale { skew_secs: 61, tolerance_secs: 60 })
+        Err(SignatureError::Stale {
+            skew_secs: 61,
+            tolerance_secs: 60
+        })
     );
     assert!(matches!(
         verify(Some(&good), Some(REQ), Some("123456"), at(TS - 3600)),
-        Err(SignatureError::Stale { skew_secs: -3600, .. })
+        Err(SignatureError::Stale {
+            skew_secs: -3600,
+            ..
+        })
     ));
     // A ts in milliseconds (past 10^12) is read as such.
     let ms = format!("{TS}500");
     let m = manifest(Some("123456"), Some(REQ), &ms);
     let h = format!("ts={ms},v1={}", sign(SECRET, m.as_bytes()));
-    assert_eq!(verify(Some(&h), Some(REQ), Some("123456"), at(TS + 30)), Ok(()));
+    assert_eq!(
+        verify(Some(&h), Some(REQ), Some("123456"), at(TS + 30)),
+        Ok(())
+    );
     assert!(matches!(
         verify(Some(&h), Some(REQ), Some("123456"), at(TS + 120)),
         Err(SignatureError::Stale { .. })
@@ -123,7 +181,10 @@ fn an_old_or_future_signature_is_stale() {
 }
 
 fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn parse(pairs: &[(&str, &str)], body: &str) -> Result<Notification, WebhookError> {
@@ -140,7 +201,10 @@ fn mercado_pago_webhooks() {
         user_id: Some(123456789),
         live_mode: Some(true),
     };
-    assert_eq!(parse(&[("data.id", "999999999"), ("type", "payment")], MP_BODY), Ok(want.clone()));
+    assert_eq!(
+        parse(&[("data.id", "999999999"), ("type", "payment")], MP_BODY),
+        Ok(want.clone())
+    );
     // The id from the body when the query has none; numbers as ids too.
     assert_eq!(parse(&[], MP_BODY), Ok(want.clone()));
     let numeric = MP_BODY.replace("\"999999999\"", "999999999");
@@ -153,7 +217,12 @@ fn mercado_pago_webhooks() {
     // Query only, empty body.
     assert_eq!(
         parse(&[("data.id", "7"), ("type", "payment")], ""),
-        Ok(Notification::Payment { id: "7".into(), action: None, user_id: None, live_mode: None })
+        Ok(Notification::Payment {
+            id: "7".into(),
+            action: None,
+            user_id: None,
+            live_mode: None
+        })
     );
     // Another type is understood and ignored.
     assert!(matches!(
@@ -164,14 +233,22 @@ fn mercado_pago_webhooks() {
         parse(&[("type", "payment")], r#"{"type":"payment","data":{}}"#),
         Err(WebhookError::NoOperationId)
     );
-    assert!(matches!(parse(&[("data.id", "abc"), ("type", "payment")], ""), Err(WebhookError::Unparseable(_))));
+    assert!(matches!(
+        parse(&[("data.id", "abc"), ("type", "payment")], ""),
+        Err(WebhookError::Unparseable(_))
+    ));
 }
 
 #[test]
 fn the_older_ipn() {
     assert_eq!(
         parse(&[("topic", "payment"), ("id", "123")], ""),
-        Ok(Notification::Payment { id: "123".into(), action: None, user_id: None, live_mode: None })
+        Ok(Notification::Payment {
+            id: "123".into(),
+            action: None,
+            user_id: None,
+            live_mode: None
+        })
     );
     assert!(matches!(
         parse(&[], r#"{"resource":"https://api.mercadopago.com/v1/payments/456","topic":"payment"}"#),
@@ -181,7 +258,10 @@ fn the_older_ipn() {
         parse(&[("topic", "merchant_order"), ("id", "9")], ""),
         Ok(Notification::Ignored { reason }) if reason.contains("merchant_order")
     ));
-    assert_eq!(parse(&[("topic", "payment")], ""), Err(WebhookError::NoOperationId));
+    assert_eq!(
+        parse(&[("topic", "payment")], ""),
+        Err(WebhookError::NoOperationId)
+    );
 }
 
 #[test]
@@ -198,9 +278,18 @@ fn mercadolibre_notifications() {
         })
     );
     let legacy = order.replace("orders_v2", "orders");
-    assert!(matches!(parse(&[], &legacy), Ok(Notification::MlOrder { order_id, .. }) if order_id == "2000000123"));
-    for resource in ["/collections/notifications/777", "/payments/777", "/v1/payments/777", "/v1/payments/777/"] {
-        let body = order.replace("/orders/2000000123", resource).replace("orders_v2", "payments");
+    assert!(
+        matches!(parse(&[], &legacy), Ok(Notification::MlOrder { order_id, .. }) if order_id == "2000000123")
+    );
+    for resource in [
+        "/collections/notifications/777",
+        "/payments/777",
+        "/v1/payments/777",
+        "/v1/payments/777/",
+    ] {
+        let body = order
+            .replace("/orders/2000000123", resource)
+            .replace("orders_v2", "payments");
         assert_eq!(
             parse(&[], &body),
             Ok(Notification::MlPayment {
@@ -214,27 +303,51 @@ fn mercadolibre_notifications() {
         );
     }
     let created = order.replace("orders_v2", "created_orders");
-    assert!(matches!(parse(&[], &created), Ok(Notification::Ignored { reason }) if reason.contains("created_orders")));
+    assert!(
+        matches!(parse(&[], &created), Ok(Notification::Ignored { reason }) if reason.contains("created_orders"))
+    );
     let questions = order.replace("orders_v2", "questions");
-    assert!(matches!(parse(&[], &questions), Ok(Notification::Ignored { reason }) if reason.contains("questions")));
+    assert!(
+        matches!(parse(&[], &questions), Ok(Notification::Ignored { reason }) if reason.contains("questions"))
+    );
     // Ids must be digits.
     let odd = order.replace("/orders/2000000123", "/orders/abc");
-    assert!(matches!(parse(&[], &odd), Err(WebhookError::Unparseable(_))));
-    let odd = order.replace("/orders/2000000123", "/payments/abc").replace("orders_v2", "payments");
-    assert!(matches!(parse(&[], &odd), Err(WebhookError::Unparseable(_))));
+    assert!(matches!(
+        parse(&[], &odd),
+        Err(WebhookError::Unparseable(_))
+    ));
+    let odd = order
+        .replace("/orders/2000000123", "/payments/abc")
+        .replace("orders_v2", "payments");
+    assert!(matches!(
+        parse(&[], &odd),
+        Err(WebhookError::Unparseable(_))
+    ));
     let none = r#"{"topic":"payments","user_id":1}"#;
     assert_eq!(parse(&[], none), Err(WebhookError::NoOperationId));
-    assert_eq!(parse(&[], r#"{"topic":"orders_v2"}"#), Err(WebhookError::NoOperationId));
+    assert_eq!(
+        parse(&[], r#"{"topic":"orders_v2"}"#),
+        Err(WebhookError::NoOperationId)
+    );
 }
 
 #[test]
 fn bodies_that_are_not_notifications_are_refused() {
     for body in ["{not json", "<html></html>", "type=payment&data.id=1"] {
-        assert!(matches!(parse(&[], body), Err(WebhookError::Unparseable(_))), "{body}");
+        assert!(
+            matches!(parse(&[], body), Err(WebhookError::Unparseable(_))),
+            "{body}"
+        );
     }
     for body in ["[]", "\"payment\"", "12", "null"] {
-        assert!(matches!(parse(&[], body), Err(WebhookError::Unparseable(_))), "{body}");
+        assert!(
+            matches!(parse(&[], body), Err(WebhookError::Unparseable(_))),
+            "{body}"
+        );
     }
     assert!(matches!(parse(&[], ""), Err(WebhookError::Unparseable(_))));
-    assert!(matches!(parse(&[], "{}"), Err(WebhookError::Unparseable(_))));
+    assert!(matches!(
+        parse(&[], "{}"),
+        Err(WebhookError::Unparseable(_))
+    ));
 }
