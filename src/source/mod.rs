@@ -3,6 +3,7 @@
 //! The pipeline only sees [`PaymentSource`] and domain [`Operation`]s; Mobbex's wire format stays in
 //! `mobbex.rs`. A second gateway (MercadoLibre, say) is a second implementation of the trait.
 
+pub mod mercadopago;
 pub mod mobbex;
 pub mod slices;
 
