@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -109,7 +109,7 @@ pub fn sign(secret: &[u8], message: &[u8]) -> String {
 
 fn hmac_of(secret: &[u8]) -> Hmac<Sha256> {
     // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
-    <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length")
+    <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length")
 }
 
 /// `ts=..,v1=..` in any order, spaces around parts tolerated, other parts (a future `v2`)
