@@ -8,6 +8,7 @@
 //! - [`Polls`] (`polls.rs`): per-account watermarks and the poll history.
 //! - [`Inbox`] (`inbox.rs`): the webhook triggers queue.
 //! - [`Leases`] (`leases.rs`): cross-process claims on orders (their rules: `crate::claims`).
+//! - [`Tokens`] (`tokens.rs`): the OAuth refresh token of each account that rotates one.
 //! - [`Liveness`] (here): `ping`, for `/healthz` and the watchdog.
 //!
 //! [`Ledger`] is all of them at once, what the wiring hands around (`Arc<dyn Ledger>`); code that
@@ -27,6 +28,7 @@ pub mod leases;
 pub mod polls;
 pub mod postgres;
 pub mod sqlite;
+pub mod tokens;
 
 #[cfg(test)]
 mod conformance;
@@ -39,6 +41,7 @@ pub(crate) use decisions::holding_decisions_sql;
 pub use decisions::{Decisions, LedgerRow, OrderView, Record, ViewQuery};
 pub use inbox::{Inbox, InboxItem};
 pub use leases::Leases;
+pub use tokens::{StoredToken, Tokens};
 pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +87,9 @@ pub trait Liveness: Send + Sync {
 
 /// The whole ledger: every concern of one backend. Implemented for any type that implements them
 /// all; nothing implements it by hand.
-pub trait Ledger: Decisions + Polls + Inbox + Leases + Liveness + Send + Sync {}
+pub trait Ledger: Decisions + Polls + Inbox + Leases + Tokens + Liveness + Send + Sync {}
 
-impl<T: Decisions + Polls + Inbox + Leases + Liveness + Send + Sync> Ledger for T {}
+impl<T: Decisions + Polls + Inbox + Leases + Tokens + Liveness + Send + Sync> Ledger for T {}
 
 /// Open the ledger named by `url` and apply migrations: `sqlite://FILE` (created if missing,
 /// readable by its owner only) or `postgres://USER@HOST/DATABASE` (the database must exist; its
