@@ -13,11 +13,13 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, SourceCredentials};
+use crate::config::{MercadoPagoToken, Settings, SourceCredentials};
 use crate::erp::Erp;
 use crate::erp::erpnext::ErpNextClient;
 use crate::pipeline::{AccountCtx, Engine};
 use crate::retry::RetryPolicy;
+use crate::source::mercadopago::rotation::{OAuthApp, OAuthTokens};
+use crate::source::mercadopago::{AccessTokens, MercadoPagoClient, MercadoPagoConfig, StaticToken};
 use crate::source::mobbex::MobbexClient;
 use crate::source::{PaymentSource, Window, WindowField};
 use crate::store;
@@ -68,33 +70,7 @@ impl App {
         );
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = engine(&settings, &erp, &ledger, None, &clock);
-        let mut accounts = Vec::new();
-        for a in &settings.accounts {
-            let source: Arc<dyn PaymentSource> = match &a.credentials {
-                SourceCredentials::Mobbex {
-                    api_key,
-                    access_token,
-                } => Arc::new(
-                    MobbexClient::new(
-                        a.api_url.clone(),
-                        api_key,
-                        access_token,
-                        Duration::from_secs(30),
-                    )?
-                    .with_retry(retry),
-                ),
-                SourceCredentials::MercadoPago(_) => {
-                    return Err(AppError::Source(crate::source::SourceError::Malformed {
-                        api: a.source.api_name(),
-                        message: "Mercado Pago accounts are not wired yet".into(),
-                    }));
-                }
-            };
-            accounts.push(AccountCtx {
-                settings: a.clone(),
-                source,
-            });
-        }
+        let accounts = accounts(&settings, &ledger, &clock, retry)?;
         Ok(App {
             settings,
             engine,
@@ -109,6 +85,12 @@ impl App {
     /// engine, its claims and the daemon all read this one.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
         self.clock = clock;
+        let retry = RetryPolicy {
+            max_total: self.settings.daemon.retry_budget,
+            ..RetryPolicy::default()
+        };
+        self.accounts = accounts(&self.settings, &self.ledger, &self.clock, retry)
+            .expect("the same settings built these accounts already");
         self.engine = engine(
             &self.settings,
             &self.erp,
@@ -180,6 +162,58 @@ pub fn created_window(tz: &jiff::tz::TimeZone, since: Date, until: Date) -> Wind
         from,
         to,
     }
+}
+
+/// How long one gateway request may take, answer included.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Each account with its source's client: the only place a gateway's implementation is chosen.
+fn accounts(
+    settings: &Settings,
+    ledger: &Arc<dyn store::Ledger>,
+    clock: &Arc<dyn Clock>,
+    retry: RetryPolicy,
+) -> Result<Vec<AccountCtx>, AppError> {
+    let mut accounts = Vec::new();
+    for a in &settings.accounts {
+        let source: Arc<dyn PaymentSource> = match &a.credentials {
+            SourceCredentials::Mobbex {
+                api_key,
+                access_token,
+            } => Arc::new(
+                MobbexClient::new(a.api_url.clone(), api_key, access_token, SOURCE_TIMEOUT)?
+                    .with_retry(retry),
+            ),
+            SourceCredentials::MercadoPago(mp) => {
+                let tokens: Arc<dyn AccessTokens> = match &mp.token {
+                    MercadoPagoToken::Static(t) => Arc::new(StaticToken(t.clone())),
+                    MercadoPagoToken::OAuth(keys) => Arc::new(OAuthTokens::new(
+                        &a.name,
+                        OAuthApp {
+                            client_id: keys.client_id.clone(),
+                            client_secret: keys.client_secret.clone(),
+                            configured_refresh_token: keys.refresh_token.clone(),
+                            token_url: keys.token_url.clone(),
+                        },
+                        ledger.clone(),
+                        clock.clone(),
+                        SOURCE_TIMEOUT,
+                    )?),
+                };
+                let config = MercadoPagoConfig {
+                    api_url: a.api_url.clone(),
+                    meli_api_url: mp.meli_api_url.clone(),
+                    timeout: SOURCE_TIMEOUT,
+                };
+                Arc::new(MercadoPagoClient::new(config, tokens)?.with_retry(retry))
+            }
+        };
+        accounts.push(AccountCtx {
+            settings: a.clone(),
+            source,
+        });
+    }
+    Ok(accounts)
 }
 
 /// The one engine of a process, from the settings (the only place its knobs are set).

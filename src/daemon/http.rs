@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
@@ -27,7 +27,8 @@ use tracing::{info, warn};
 
 use super::DaemonCtx;
 use super::listener::LogThrottle;
-use crate::source::Trigger;
+use super::mercadopago_hook::{self, Refusal};
+use crate::source::{SourceKind, Trigger};
 
 /// How long a webhook or `/healthz` waits for the ledger before answering 503: a partitioned
 /// PostgreSQL would otherwise hold the request until TCP gives up, many minutes later, and
@@ -100,7 +101,10 @@ impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
             (Some(expected), Some(given)) => {
                 bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes()))
             }
-            _ => false,
+            // Mercado Pago signs its webhooks (checked with the body, `mercadopago_hook.rs`): a
+            // URL token is then an extra guard the operator may add, not a requirement.
+            (None, _) => acc.settings.source == SourceKind::MercadoPago,
+            (Some(_), None) => false,
         };
         if !authorized {
             if let Some(suppressed) = BAD_TOKEN_LOG.allow() {
@@ -164,6 +168,7 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
 async fn webhook(
     State(ctx): State<Arc<DaemonCtx>>,
     Authorized { account, source }: Authorized,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -178,11 +183,26 @@ async fn webhook(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let trigger = match source.parse_webhook(content_type, &body) {
+    let parsed = match source {
+        SourceKind::Mobbex => source
+            .parse_webhook(content_type, &body)
+            .map_err(|e| Refusal::BadRequest(e.to_string())),
+        SourceKind::MercadoPago => match ctx.accounts.get(&account) {
+            Some(acc) => mercadopago_hook::trigger(&acc.settings, uri.query(), &headers, &body, received),
+            None => Err(Refusal::BadRequest("no such account".into())),
+        },
+    };
+    let trigger = match parsed {
         Ok(t) => t,
-        Err(e) => {
+        Err(Refusal::BadRequest(e)) => {
             warn!(account = %account, bytes = body.len(), error = %e, "webhook body refused");
-            return json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}));
+            return json_response(StatusCode::BAD_REQUEST, json!({"error": e}));
+        }
+        Err(Refusal::Unauthorized(e)) => {
+            if let Some(suppressed) = BAD_TOKEN_LOG.allow() {
+                warn!(account = %account, error = %e, suppressed, "webhook refused: not proven to come from the account's gateway");
+            }
+            return json_response(StatusCode::UNAUTHORIZED, json!({"error": e}));
         }
     };
     match trigger {
@@ -244,8 +264,9 @@ async fn webhook(
     }
 }
 
-/// 200 when the store answers and every account polled successfully within 3 schedule periods
-/// (counted from the daemon's start for a fresh daemon); 503 with the reasons otherwise.
+/// 200 when the store answers, every account polled successfully within 3 schedule periods
+/// (counted from the daemon's start for a fresh daemon) and none is stopped (its OAuth
+/// authorization revoked); 503 with the reasons otherwise.
 async fn healthz(State(ctx): State<Arc<DaemonCtx>>) -> Response {
     let mut problems = Vec::new();
     let store_ok = match crate::store::within(LEDGER_ANSWER, ctx.ledger.ping()).await {
@@ -277,19 +298,25 @@ async fn healthz(State(ctx): State<Arc<DaemonCtx>>) -> Response {
         };
         let reference = last.as_ref().map(|p| p.finished).unwrap_or(ctx.started);
         let age = now - reference;
-        let ok = now.duration_since(reference) <= allowed;
-        if !ok {
+        let polled = now.duration_since(reference) <= allowed;
+        if !polled {
             problems.push(format!(
                 "account {name}: no successful poll for {}s (allowed {}s)",
                 age.get_seconds(),
                 allowed.as_secs()
             ));
         }
+        // A revoked authorization does not heal by waiting: say so at once, not 3 periods later.
+        let stopped = acc.source.stopped();
+        if let Some(why) = &stopped {
+            problems.push(format!("account {name}: stopped: {why}"));
+        }
         accounts.insert(
             name.clone(),
             json!({
                 "last_successful_poll": last.map(|p| p.finished.to_string()),
-                "ok": ok,
+                "ok": polled && stopped.is_none(),
+                "stopped": stopped,
             }),
         );
     }

@@ -282,8 +282,19 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
         give_up(ctx, &item, "no such account in the configuration").await;
         return;
     };
-    // Read the ERP facts while the operation is re-read from Mobbex (the webhook's reference is
-    // only a guess of the order; it is used only if the API confirms it).
+    // A trigger naming several operations (a MercadoLibre order): each is queued as a trigger
+    // of its own, durably, and this one is done.
+    if let Some(expanded) = acc.source.expand_trigger(&item.uid).await {
+        let outcome = match expanded {
+            Ok(uids) => fan_out(ctx, &item, &uids).await,
+            Err(SourceError::NotFound { .. }) => Err((false, "not found in the source".into())),
+            Err(e) => Err((true, e.to_string())),
+        };
+        settle(ctx, &item, outcome).await;
+        return;
+    }
+    // Read the ERP facts while the operation is re-read from the source (the webhook's
+    // reference is only a guess of the order; it is used only if the API confirms it).
     let guess = item
         .hint
         .as_deref()
@@ -312,11 +323,33 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
                 Err(e) => Err((true, e.to_string())),
             }
         }
-        // An id Mobbex does not know: a spoof, or a webhook for another account. Nothing to retry.
-        Err(SourceError::NotFound { .. }) => Err((false, "operation not found in Mobbex".into())),
-        Err(e) if e.is_transient() => Err((true, e.to_string())),
+        // An id the source does not know: a spoof, or a webhook for another account. Nothing to
+        // retry.
+        Err(SourceError::NotFound { api, .. }) => {
+            Err((false, format!("operation not found in {api}")))
+        }
         Err(e) => Err((true, e.to_string())),
     };
+    settle(ctx, &item, outcome).await;
+}
+
+/// Queue each of `uids` as a trigger of the item's account.
+async fn fan_out(ctx: &DaemonCtx, item: &InboxItem, uids: &[String]) -> Result<(), (bool, String)> {
+    let now = ctx.clock.now();
+    for uid in uids {
+        if let Err(e) = ctx.ledger.inbox_push(&item.account, uid, now, None).await {
+            return Err((true, format!("could not queue payment {uid}: {e}")));
+        }
+    }
+    info!(account = %item.account, uid = %item.uid, payments = uids.len(), "order trigger: its payments queued");
+    if !uids.is_empty() {
+        ctx.inbox_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Record a trigger's outcome: done, tried again later, or given up.
+async fn settle(ctx: &DaemonCtx, item: &InboxItem, outcome: Result<(), (bool, String)>) {
     match outcome {
         Ok(()) => {
             let now = ctx.clock.now();

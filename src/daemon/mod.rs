@@ -22,6 +22,7 @@
 pub mod http;
 pub mod inbox;
 pub mod listener;
+pub mod mercadopago_hook;
 pub mod scheduler;
 
 use std::collections::HashMap;

@@ -315,6 +315,7 @@ impl PaymentSource for FakeSource {
         Ok(Page {
             items: ops[start..end].iter().cloned().map(Fetched::Op).collect(),
             is_last: end == ops.len(),
+            total: None,
         })
     }
 

@@ -80,7 +80,7 @@ fn spawn_listing(
     let (tx, rx) = mpsc::channel(1);
     let fetcher = tokio::spawn(
         async move {
-            let mut walker = SliceWalker::new(window);
+            let mut walker = SliceWalker::new(window).with_ceiling(source.page_ceiling());
             while let Some(slice) = walker.next_slice() {
                 let result =
                     match fetch_all(source.as_ref(), &slice, walker.page_limit(), api).await {
@@ -136,6 +136,13 @@ pub(super) async fn fetch_all(
         }
         previous_first = first;
         let last = p.is_last;
+        // The first page says how many the window holds: one that cannot fit in the pages
+        // allowed is split now, not after reading all it can.
+        let page_len = p.items.len() as u64;
+        let past_limit = |limit: u32| p.total.is_some_and(|t| t > page_len * u64::from(limit));
+        if page == 0 && !last && page_limit.is_some_and(past_limit) {
+            return Ok(None);
+        }
         items.extend(p.items);
         if last {
             return Ok(Some((items, page + 1)));

@@ -130,6 +130,9 @@ pub struct Page {
     pub items: Vec<Fetched>,
     /// No page after this one.
     pub is_last: bool,
+    /// How many the whole window holds, where the source says (Mercado Pago's
+    /// `paging.total`): tells early that a window is past the source's page ceiling.
+    pub total: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,4 +196,20 @@ pub trait PaymentSource: Send + Sync {
     async fn get_operation(&self, uid: &str) -> Result<Operation, SourceError>;
     /// Cheap call proving the credentials work (used by `paysync check`).
     async fn check(&self) -> Result<(), SourceError>;
+    /// The most pages one window can be read in (a search's offset ceiling); `None`: no limit.
+    /// A window that needs more is read again in shorter slices (`slices.rs`).
+    fn page_ceiling(&self) -> Option<u32> {
+        None
+    }
+    /// A trigger that names several operations rather than one (a marketplace order's
+    /// notification): their uids, each then queued as a trigger of its own. `None`: `uid` is one
+    /// operation, read with [`PaymentSource::get_operation`].
+    async fn expand_trigger(&self, _uid: &str) -> Option<Result<Vec<String>, SourceError>> {
+        None
+    }
+    /// Why the source cannot work any more without a person (credentials revoked), for
+    /// `/healthz` and `status`; `None` while it can.
+    fn stopped(&self) -> Option<String> {
+        None
+    }
 }

@@ -26,6 +26,7 @@ use url::Url;
 mod answers;
 pub mod oauth;
 mod payment;
+pub mod rotation;
 pub mod status;
 pub mod webhook;
 
@@ -74,6 +75,10 @@ pub trait AccessTokens: Send + Sync {
         &self,
         rejected: &SecretString,
     ) -> Result<SecretString, SourceError>;
+    /// Why no token can be had any more (an authorization revoked), for `/healthz`.
+    fn stopped(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A fixed access token (an application's own token, no OAuth): a 401 is final.
@@ -328,7 +333,7 @@ impl PaymentSource for MercadoPagoClient {
         ];
         let url = url_with(&self.api_url, &["v1", "payments", "search"])?;
         let read = |status, retry_after, body: &[u8]| {
-            parse_search(classify(API, status, retry_after, body)?, offset)
+            parse_search(classify(API, status, retry_after, body)?)
         };
         self.call(API, "search_payments", url, &query, read).await
     }
@@ -356,7 +361,25 @@ impl PaymentSource for MercadoPagoClient {
     async fn check(&self) -> Result<(), SourceError> {
         self.users_me().await.map(|_| ())
     }
+
+    fn page_ceiling(&self) -> Option<u32> {
+        Self::page_ceiling()
+    }
+
+    async fn expand_trigger(&self, uid: &str) -> Option<Result<Vec<String>, SourceError>> {
+        let order = uid.strip_prefix(ORDER_TRIGGER)?;
+        Some(self.order_payments(order).await)
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.tokens.stopped()
+    }
 }
+
+/// The inbox uid of a MercadoLibre order's notification (`ml-order:<id>`): its payments are each
+/// queued as a trigger of their own when it is processed. Payment ids are digits, so the two
+/// never collide.
+pub const ORDER_TRIGGER: &str = "ml-order:";
 
 /// The ids of an order's `payments[]`.
 fn read_order_payments(text: &str) -> Result<Vec<String>, SourceError> {

@@ -53,10 +53,9 @@ pub fn parse_payment(text: &str) -> Result<Operation, String> {
     build(&w)
 }
 
-/// A search answer (`{"paging": {"total": T, ...}, "results": [...]}`) asked at `offset`, into a
-/// [`Page`]. The page is last when it is short or reaches `paging.total` (a page that is full
-/// and exactly the last one would otherwise cost one more request for an empty page).
-pub fn parse_search(text: &str, offset: u32) -> Result<Page, SourceError> {
+/// A search answer (`{"paging": {"total": T, ...}, "results": [...]}`) into a [`Page`]: last
+/// when it is short; `paging.total` is carried as the caller's hint of the window's size.
+pub fn parse_search(text: &str) -> Result<Page, SourceError> {
     #[derive(Deserialize)]
     struct Search<'a> {
         #[serde(borrow)]
@@ -76,14 +75,13 @@ pub fn parse_search(text: &str, offset: u32) -> Result<Page, SourceError> {
     }
     let s: Search = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     let len = s.results.len();
-    let reached_total = s
-        .paging
-        .and_then(|p| p.total)
-        .is_some_and(|total| u64::from(offset) + len as u64 >= total);
     let items = s.results.into_iter().map(fetched).collect();
+    // Only a short page ends the walk: integrators report `paging.total` varying from one page
+    // to the next, so a total reached is no proof (one more, empty, page costs one request).
     Ok(Page {
         items,
-        is_last: len < PAGE_SIZE as usize || reached_total,
+        is_last: len < PAGE_SIZE as usize,
+        total: s.paging.and_then(|p| p.total),
     })
 }
 

@@ -62,7 +62,11 @@ pub fn parse_list(data: &str) -> Result<Page, SourceError> {
 fn page_of_slots(docs: Vec<DocSlot<'_>>) -> Page {
     let is_last = docs.len() < PAGE_SIZE;
     let items = docs.into_iter().map(DocSlot::into_fetched).collect();
-    Page { items, is_last }
+    Page {
+        items,
+        is_last,
+        total: None,
+    }
 }
 
 /// One element of a listing's `docs`, read whatever it holds: the fields we use as raw JSON
