@@ -18,8 +18,10 @@ use crate::domain::DecisionKind;
 
 mod coordination;
 mod daemon_state;
+mod tokens;
 use coordination::*;
 use daemon_state::*;
+use tokens::*;
 
 /// A ledger under test and what keeps its storage alive.
 struct Fresh {
@@ -97,6 +99,11 @@ on_every_backend!(
     only_the_current_claim_of_a_trigger_settles_it,
     renewed_trigger_leases_are_not_taken_over,
     a_clean_stop_hands_back_only_its_own_triggers,
+    a_first_token_is_stored_once,
+    a_token_is_replaced_only_over_the_version_it_was_read_at,
+    concurrent_replaces_from_one_version_land_once,
+    accounts_keep_their_own_tokens,
+    odd_tokens_round_trip_exactly,
 );
 
 fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {

@@ -6,7 +6,8 @@
 //! `open_existing`), migrations (`migrations/postgres/`, applied at open: sqlx's migrator holds
 //! `pg_advisory_lock` on the database while it lists and applies them, so several instances
 //! starting at once apply each migration once) and `ping`. The statements live with their concern,
-//! one module each — `decisions.rs`, `polls.rs`, `inbox.rs`, `leases.rs` — like the SQLite ones.
+//! one module each — `decisions.rs`, `polls.rs`, `inbox.rs`, `leases.rs`, `tokens.rs` — like the
+//! SQLite ones.
 //!
 //! Types: amounts are NUMERIC, bound and read as their canonical text (`$n::numeric`,
 //! `amount::text`) so they stay exact `Decimal`s without sqlx's decimal feature; times are BIGINT
@@ -31,6 +32,7 @@ mod decisions;
 mod inbox;
 mod leases;
 mod polls;
+mod tokens;
 #[doc(hidden)]
 pub mod scratch;
 

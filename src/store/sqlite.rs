@@ -4,8 +4,8 @@
 //! migrations (`migrations/sqlite/`), the file-identity check and the helpers every concern
 //! shares (times as epoch ms, id lists as JSON arrays). The statements live with their concern,
 //! one module each — `decisions.rs` (`operations`), `polls.rs` (`watermarks`, `polls`),
-//! `inbox.rs` (`inbox`), `leases.rs` (`claims`) — and touch no other concern's tables; `ping` is
-//! here.
+//! `inbox.rs` (`inbox`), `leases.rs` (`claims`), `tokens.rs` (`oauth_tokens`) — and touch no
+//! other concern's tables; `ping` is here.
 //!
 //! WAL lets `paysync sync` and the daemon share the file (readers never block the writer);
 //! `busy_timeout` makes a second writer wait instead of failing. Amounts are stored as canonical
@@ -33,6 +33,7 @@ mod file;
 mod inbox;
 mod leases;
 mod polls;
+mod tokens;
 mod write_tx;
 
 use file::LedgerFile;
