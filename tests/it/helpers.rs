@@ -62,6 +62,31 @@ impl TestEnv {
         extra_account_toml: &str,
         store_url: Option<&str>,
     ) -> TestEnv {
+        Self::start_built(opts, store_url, |b| b.account_line(extra_account_toml)).await
+    }
+
+    /// A second account, `mp`, reading the simulator's Mercado Pago with its static token or
+    /// (`oauth`) its OAuth client; `extra_account_toml` goes into that account's table.
+    pub async fn start_mercadopago(
+        opts: SimOptions,
+        oauth: bool,
+        extra_account_toml: &str,
+        store_url: Option<&str>,
+    ) -> TestEnv {
+        Self::start_built(opts, store_url, |b| {
+            b.mercadopago_account("mp", oauth)
+                .account_line(extra_account_toml)
+        })
+        .await
+    }
+
+    /// The common configuration, then `accounts` adds to the builder (whose last account is
+    /// the Mobbex `main`).
+    async fn start_built(
+        opts: SimOptions,
+        store_url: Option<&str>,
+        accounts: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> TestEnv {
         let sim = Simulator::start(opts).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sync.toml");
@@ -73,17 +98,15 @@ impl TestEnv {
         if let Some(url) = store_url.or(db.as_ref().map(|d| d.url.as_str())) {
             builder = builder.store_url(url);
         }
-        builder
+        let builder = builder
             .daemon("retry_budget = \"2s\"")
             // Short leases: a takeover in a test waits seconds, not the production 30 s.
             .daemon("lease = \"2s\"")
             .erp("max_in_flight = 4")
             .erp("timeout = \"5s\"")
             .erp("commit_horizon = \"4s\"")
-            .account_line("webhook_token = \"hook-secret-token\"")
-            .account_line(extra_account_toml)
-            .write(&config_path)
-            .unwrap();
+            .account_line("webhook_token = \"hook-secret-token\"");
+        accounts(builder).write(&config_path).unwrap();
         TestEnv {
             sim,
             dir,

@@ -15,6 +15,7 @@ mod fuzz;
 mod helpers;
 mod hostile;
 mod multi_instance;
+mod mercadopago;
 mod ordering;
 mod postgres;
 mod real_erpnext;

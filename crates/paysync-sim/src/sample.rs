@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use super::{SimOperation, SimPaymentEntry, SimSalesOrder, Simulator};
 
 mod mercadopago;
-pub use mercadopago::{MpExpected, load_mercadopago};
+pub use mercadopago::{MpExpected, demo_mercadopago, load_mercadopago};
 
 pub struct SampleSpec {
     /// At least this many operations are generated.

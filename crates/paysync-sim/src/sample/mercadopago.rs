@@ -29,6 +29,9 @@
 
 use std::collections::HashMap;
 
+mod demo;
+pub use demo::demo_mercadopago;
+
 use jiff::SignedDuration;
 use rust_decimal::Decimal;
 

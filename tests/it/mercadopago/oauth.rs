@@ -1,0 +1,165 @@
+//! OAuth that survives rotation: refresh tokens are single-use, so every one the server rotates
+//! to must be in the ledger before its access token is used — under load, across a restart and
+//! with two instances on one PostgreSQL — and a refused one stops the account, visibly.
+
+use std::time::Duration;
+
+use jiff::civil::date;
+use paysync::domain::DecisionKind;
+use paysync::store::Tokens;
+use paysync_sim::SimOptions;
+use secrecy::ExposeSecret;
+
+use super::{MP, assert_mp_books_exactly, sample, sync_mp};
+use crate::helpers::TestEnv;
+
+/// Access tokens that live just past paysync's refresh margin (10 minutes): every call a second
+/// after a grant refreshes again, so a sync rotates the refresh token many times.
+fn rotating() -> SimOptions {
+    SimOptions {
+        mp_access_ttl: paysync::source::mercadopago::rotation::EARLY + Duration::from_secs(1),
+        ..SimOptions::default()
+    }
+}
+
+async fn stored(env: &TestEnv, app: &paysync::app::App) -> String {
+    let _ = env;
+    app.ledger
+        .refresh_token("mp")
+        .await
+        .unwrap()
+        .expect("a refresh token is stored")
+        .refresh_token
+        .expose_secret()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_under_load_and_the_live_refresh_token_is_always_the_stored_one() {
+    let env = TestEnv::start_mercadopago(rotating(), true, "", None).await;
+    let expected = sample(&env.sim, 150, 3);
+    let before = env.sim.entry_names();
+    let app = env.app().await;
+    let first_grant = env.sim.mp_token_grants();
+    let s = sync_mp(&app, date(2026, 10, 1), date(2026, 10, 31)).await;
+    assert_eq!(s.errors(), 0, "{s}");
+    assert_mp_books_exactly(&env.sim, &expected, &before);
+    let grants = env.sim.mp_token_grants() - first_grant;
+    assert!(grants >= 1, "at least the first grant");
+    // The token the server will take next is the one the ledger holds: no rotation was lost.
+    assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
+    let stored_row = app.ledger.refresh_token("mp").await.unwrap().unwrap();
+    assert_eq!(stored_row.version as u64, grants, "one stored version per grant");
+
+    // Tokens the server invalidates mid-run (expired early): a 401 refreshes once, and goes on.
+    env.sim.expire_mp_access_tokens();
+    let again = sync_mp(&app, date(2026, 10, 1), date(2026, 10, 31)).await;
+    assert_eq!(again.errors(), 0, "{again}");
+    assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
+}
+
+#[tokio::test]
+async fn after_a_restart_the_stored_token_is_used_not_the_configured_one() {
+    let env = TestEnv::start_mercadopago(rotating(), true, "", None).await;
+    let configured = env.sim.mp_refresh_token();
+    env.sim
+        .add_sales_order(crate::helpers::order("SAL-ORD-2026-00001", "Cliente Uno", "100"));
+    let mut p = paysync_sim::SimMpPayment::approved(
+        1001,
+        super::d("100"),
+        super::ts("2026-11-03T10:00:00Z"),
+    );
+    p.external_reference = Some("SAL-ORD-2026-00001".into());
+    env.sim.add_mp_payment(p);
+    {
+        let app = env.app().await;
+        let s = sync_mp(&app, date(2026, 11, 1), date(2026, 11, 5)).await;
+        assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    }
+    // The configured token is dead now (it was used once); a new process must not send it.
+    assert_ne!(env.sim.mp_refresh_token(), configured);
+    let requests_before = env.sim.mp_token_requests();
+    let app = env.app().await;
+    let s = sync_mp(&app, date(2026, 11, 1), date(2026, 11, 5)).await;
+    assert_eq!(s.errors(), 0, "{s}");
+    assert_eq!(s.get(DecisionKind::AlreadyLoaded), 1, "{s}");
+    assert!(app.accounts[MP].source.stopped().is_none());
+    assert_eq!(env.sim.mp_token_requests(), requests_before + 1, "one refresh, accepted");
+    assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_stops_the_account_with_a_clear_reason() {
+    let env = TestEnv::start_mercadopago(SimOptions::default(), true, "", None).await;
+    // Someone else spent the configured token (another tool, a copy of the configuration):
+    // the server refuses it from now on.
+    let opts = env.sim.options();
+    let spent = reqwest::Client::new()
+        .post(format!("{}/oauth/token", env.sim.mercadopago_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "refresh_token")
+                .append_pair("client_id", &opts.mp_client_id)
+                .append_pair("client_secret", &opts.mp_client_secret)
+                .append_pair("refresh_token", &opts.mp_refresh_token)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spent.status(), 200);
+    let app = env.app().await;
+    let window = paysync::app::created_window(
+        &app.settings.daemon.timezone,
+        date(2026, 11, 1),
+        date(2026, 11, 5),
+    );
+    let err = app
+        .engine
+        .sync_window(&app.accounts[MP], window, &Default::default())
+        .await
+        .expect_err("no token, no listing");
+    let text = err.1.to_string();
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(!text.contains(&opts.mp_refresh_token), "no token in errors: {text}");
+    let why = app.accounts[MP].source.stopped().expect("stopped");
+    assert!(why.contains("authorize the application again"), "{why}");
+    // Stopped means stopped: no more refresh attempts with a dead token.
+    let requests = env.sim.mp_token_requests();
+    let _ = app
+        .engine
+        .sync_window(&app.accounts[MP], window, &Default::default())
+        .await;
+    assert_eq!(env.sim.mp_token_requests(), requests);
+}
+
+/// Two instances on one PostgreSQL ledger, each rotating the account's token many times while
+/// both sync: refreshes take turns through the ledger's claim, so neither ever sends a token the
+/// other already spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgresql_share_the_rotation() {
+    let Some(db) = paysync::store::postgres::scratch::ScratchDb::create("mp_oauth_two").await
+    else {
+        eprintln!("skipped: PAYSYNC_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let env = TestEnv::start_mercadopago(rotating(), true, "", Some(&db.url)).await;
+    let expected = sample(&env.sim, 150, 9);
+    let before = env.sim.entry_names();
+    let a = env.app().await;
+    let b = env.app().await;
+    let (sa, sb) = tokio::join!(
+        sync_mp(&a, date(2026, 10, 1), date(2026, 10, 31)),
+        sync_mp(&b, date(2026, 10, 1), date(2026, 10, 31)),
+    );
+    assert_eq!(sa.errors() + sb.errors(), 0, "{sa} / {sb}");
+    assert!(a.accounts[MP].source.stopped().is_none());
+    assert!(b.accounts[MP].source.stopped().is_none());
+    assert_mp_books_exactly(&env.sim, &expected, &before);
+    assert!(env.sim.mp_token_grants() >= 2, "both instances refreshed");
+    assert_eq!(stored(&env, &a).await, env.sim.mp_refresh_token());
+    drop((a, b));
+    drop(env);
+    drop(db);
+}
