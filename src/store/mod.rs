@@ -41,8 +41,8 @@ pub(crate) use decisions::holding_decisions_sql;
 pub use decisions::{Decisions, LedgerRow, OrderView, Record, ViewQuery};
 pub use inbox::{Inbox, InboxItem};
 pub use leases::Leases;
-pub use tokens::{StoredToken, Tokens};
 pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};
+pub use tokens::{StoredToken, Tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

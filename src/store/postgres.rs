@@ -32,9 +32,9 @@ mod decisions;
 mod inbox;
 mod leases;
 mod polls;
-mod tokens;
 #[doc(hidden)]
 pub mod scratch;
+mod tokens;
 
 /// The URL schemes this backend answers to.
 pub fn is_postgres_url(url: &str) -> bool {

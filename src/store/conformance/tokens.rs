@@ -32,7 +32,10 @@ pub(super) async fn a_first_token_is_stored_once(l: Arc<dyn Ledger>) {
     );
     let t = stored(&l, "main").await;
     assert_eq!(t.refresh_token.expose_secret(), "TG-1");
-    assert_eq!((t.version, t.seed.as_str(), t.updated), (1, "seed-a", at(100)));
+    assert_eq!(
+        (t.version, t.seed.as_str(), t.updated),
+        (1, "seed-a", at(100))
+    );
     assert!(
         !l.replace_refresh_token("main", None, &secret("TG-other"), "seed-b", at(200))
             .await
@@ -41,7 +44,10 @@ pub(super) async fn a_first_token_is_stored_once(l: Arc<dyn Ledger>) {
     );
     let t = stored(&l, "main").await;
     assert_eq!(t.refresh_token.expose_secret(), "TG-1");
-    assert_eq!((t.version, t.seed.as_str(), t.updated), (1, "seed-a", at(100)));
+    assert_eq!(
+        (t.version, t.seed.as_str(), t.updated),
+        (1, "seed-a", at(100))
+    );
 }
 
 /// A replacement over the version read lands (version + 1, the token, seed and time as
@@ -66,7 +72,10 @@ pub(super) async fn a_token_is_replaced_only_over_the_version_it_was_read_at(l: 
     );
     let t = stored(&l, "main").await;
     assert_eq!(t.refresh_token.expose_secret(), "TG-2");
-    assert_eq!((t.version, t.seed.as_str(), t.updated), (2, "seed-a", at(200)));
+    assert_eq!(
+        (t.version, t.seed.as_str(), t.updated),
+        (2, "seed-a", at(200))
+    );
     // The operator wrote a new token in sync.toml: a new seed, over the same chain.
     assert!(
         l.replace_refresh_token("main", Some(2), &secret("TG-3"), "seed-b", at(300))
@@ -75,7 +84,10 @@ pub(super) async fn a_token_is_replaced_only_over_the_version_it_was_read_at(l: 
     );
     let t = stored(&l, "main").await;
     assert_eq!(t.refresh_token.expose_secret(), "TG-3");
-    assert_eq!((t.version, t.seed.as_str(), t.updated), (3, "seed-b", at(300)));
+    assert_eq!(
+        (t.version, t.seed.as_str(), t.updated),
+        (3, "seed-b", at(300))
+    );
     // Stale (read at 1 or 2), or ahead: the newer token stays.
     for stale in [1, 2, 4] {
         assert!(
@@ -92,15 +104,19 @@ pub(super) async fn a_token_is_replaced_only_over_the_version_it_was_read_at(l: 
     );
     let t = stored(&l, "main").await;
     assert_eq!(t.refresh_token.expose_secret(), "TG-3");
-    assert_eq!((t.version, t.seed.as_str(), t.updated), (3, "seed-b", at(300)));
+    assert_eq!(
+        (t.version, t.seed.as_str(), t.updated),
+        (3, "seed-b", at(300))
+    );
 }
 
 /// Two processes refreshed from one token and store at once, from the same version: exactly one
 /// lands, and the stored token is its. Likewise two first stores.
 pub(super) async fn concurrent_replaces_from_one_version_land_once(l: Arc<dyn Ledger>) {
+    let (fa, fb) = (secret("TG-first-a"), secret("TG-first-b"));
     let (a, b) = tokio::join!(
-        l.replace_refresh_token("main", None, &secret("TG-first-a"), "s", at(1)),
-        l.replace_refresh_token("main", None, &secret("TG-first-b"), "s", at(1)),
+        l.replace_refresh_token("main", None, &fa, "s", at(1)),
+        l.replace_refresh_token("main", None, &fb, "s", at(1)),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a ^ b, "one first store: {a} {b}");
@@ -132,7 +148,11 @@ pub(super) async fn concurrent_replaces_from_one_version_land_once(l: Arc<dyn Le
 
 /// One account's token, version and seed are its own.
 pub(super) async fn accounts_keep_their_own_tokens(l: Arc<dyn Ledger>) {
-    for (account, token) in [("main", "TG-main"), ("other", "TG-other"), ("Main", "TG-Main")] {
+    for (account, token) in [
+        ("main", "TG-main"),
+        ("other", "TG-other"),
+        ("Main", "TG-Main"),
+    ] {
         assert!(
             l.replace_refresh_token(account, None, &secret(token), account, at(1))
                 .await

@@ -47,9 +47,9 @@ impl Tokens for PgLedger {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         // One statement, committed on its own (autocommit) before this returns.
-        let r = match expected {
-            None => {
-                sqlx::query(
+        let r =
+            match expected {
+                None => sqlx::query(
                     "INSERT INTO oauth_tokens (account, refresh_token, version, seed, updated_ms) \
                      VALUES ($1, $2, 1, $3, $4) ON CONFLICT (account) DO NOTHING",
                 )
@@ -58,10 +58,8 @@ impl Tokens for PgLedger {
                 .bind(seed)
                 .bind(ms(now))
                 .execute(&self.pool)
-                .await?
-            }
-            Some(version) => {
-                sqlx::query(
+                .await?,
+                Some(version) => sqlx::query(
                     "UPDATE oauth_tokens SET refresh_token = $2, version = version + 1, seed = $3, \
                      updated_ms = $4 WHERE account = $1 AND version = $5",
                 )
@@ -71,9 +69,8 @@ impl Tokens for PgLedger {
                 .bind(ms(now))
                 .bind(version)
                 .execute(&self.pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         Ok(r.rows_affected() == 1)
     }
 }
