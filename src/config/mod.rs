@@ -153,7 +153,7 @@ pub enum SourceCredentials {
         api_key: SecretString,
         access_token: SecretString,
     },
-    MercadoPago(MercadoPagoCredentials),
+    MercadoPago(Box<MercadoPagoCredentials>),
 }
 
 #[derive(Debug, Clone)]

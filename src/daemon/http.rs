@@ -188,7 +188,9 @@ async fn webhook(
             .parse_webhook(content_type, &body)
             .map_err(|e| Refusal::BadRequest(e.to_string())),
         SourceKind::MercadoPago => match ctx.accounts.get(&account) {
-            Some(acc) => mercadopago_hook::trigger(&acc.settings, uri.query(), &headers, &body, received),
+            Some(acc) => {
+                mercadopago_hook::trigger(&acc.settings, uri.query(), &headers, &body, received)
+            }
             None => Err(Refusal::BadRequest("no such account".into())),
         },
     };

@@ -58,7 +58,9 @@ pub fn trigger(
         parse_notification(&pairs, body).map_err(|e| Refusal::BadRequest(e.to_string()))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let application_ok = |application_id: Option<u64>| match &mp.token {
-        MercadoPagoToken::OAuth(keys) => application_id.is_some_and(|a| a.to_string() == keys.client_id),
+        MercadoPagoToken::OAuth(keys) => {
+            application_id.is_some_and(|a| a.to_string() == keys.client_id)
+        }
         // A seller's own token names no application to compare with.
         MercadoPagoToken::Static(_) => true,
     };

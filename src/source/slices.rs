@@ -89,7 +89,11 @@ impl SliceWalker {
     /// again from its start, in a slice half as long (below a day only for a page ceiling).
     pub fn too_big(&mut self, slice: &Window) {
         self.next_from = Some(slice.from);
-        let floor = if self.step > MIN_STEP { MIN_STEP } else { FLOOR };
+        let floor = if self.step > MIN_STEP {
+            MIN_STEP
+        } else {
+            FLOOR
+        };
         self.step = (self.step / 2).max(floor);
     }
 

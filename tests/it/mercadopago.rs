@@ -43,7 +43,11 @@ pub(crate) async fn run_window(app: &App, window: Window) -> Summary {
         collect_booked: true,
         ..RunOptions::default()
     };
-    match app.engine.sync_window(&app.accounts[MP], window, &opts).await {
+    match app
+        .engine
+        .sync_window(&app.accounts[MP], window, &opts)
+        .await
+    {
         Ok(s) => s,
         Err((s, e)) => panic!("sync failed: {e} (after {s})"),
     }
@@ -86,7 +90,11 @@ pub(crate) fn assert_mp_books_exactly(sim: &Simulator, expected: &[MpExpected], 
         let id = exp.id.to_string();
         let entries = by_ref.get(&id).map(Vec::as_slice).unwrap_or_default();
         if !exp.outcome.is_booked() {
-            assert!(entries.is_empty(), "{id} ({:?}) must not be booked", exp.outcome);
+            assert!(
+                entries.is_empty(),
+                "{id} ({:?}) must not be booked",
+                exp.outcome
+            );
             continue;
         }
         booked += 1;
@@ -99,13 +107,24 @@ pub(crate) fn assert_mp_books_exactly(sim: &Simulator, expected: &[MpExpected], 
         assert_eq!(e.paid_amount, amounts[&id], "{id}");
         let allocated = e.references.first().map(|r| r.allocated_amount);
         match &exp.outcome {
-            paysync_sim::sample::ExpectedOutcome::BookedInitial { allocated: a, order, .. } => {
-                assert_eq!(allocated, Some(*a).filter(|a| !a.is_zero()), "{id} allocated");
+            paysync_sim::sample::ExpectedOutcome::BookedInitial {
+                allocated: a,
+                order,
+                ..
+            } => {
+                assert_eq!(
+                    allocated,
+                    Some(*a).filter(|a| !a.is_zero()),
+                    "{id} allocated"
+                );
                 if let Some(r) = e.references.first() {
                     assert_eq!(&r.reference_name, order);
                 }
             }
-            _ => assert_eq!(allocated, None, "{id}: an additional payment is unallocated"),
+            _ => assert_eq!(
+                allocated, None,
+                "{id}: an additional payment is unallocated"
+            ),
         }
     }
     let new: usize = by_ref.values().map(Vec::len).sum();
@@ -126,7 +145,13 @@ async fn a_month_of_mercadopago_payments_books_exactly_what_the_oracle_says() {
     let rows = app.ledger.rows("mp", &ids).await.unwrap();
     for e in &expected {
         let row = &rows[&e.id.to_string()];
-        assert_eq!(row.decision, expected_kind(&e.outcome), "{}: {}", e.id, row.reason);
+        assert_eq!(
+            row.decision,
+            expected_kind(&e.outcome),
+            "{}: {}",
+            e.id,
+            row.reason
+        );
     }
     for k in [
         DecisionKind::BookedInitial,
@@ -166,9 +191,18 @@ async fn through_rate_limits_and_server_errors_it_still_books_exactly_once() {
     let app = env.app().await;
     // Unlucky pages fail the run; a later run goes on (as the daemon's next poll would).
     for _ in 0..10 {
-        let window = created_window(&app.settings.daemon.timezone, date(2026, 10, 1), date(2026, 10, 31));
+        let window = created_window(
+            &app.settings.daemon.timezone,
+            date(2026, 10, 1),
+            date(2026, 10, 31),
+        );
         let opts = RunOptions::default();
-        if app.engine.sync_window(&app.accounts[MP], window, &opts).await.is_ok() {
+        if app
+            .engine
+            .sync_window(&app.accounts[MP], window, &opts)
+            .await
+            .is_ok()
+        {
             break;
         }
     }
@@ -177,7 +211,10 @@ async fn through_rate_limits_and_server_errors_it_still_books_exactly_once() {
     assert_eq!(summary.errors(), 0, "{summary}");
     let stats = env.sim.stats();
     assert!(
-        stats.faults_injected.keys().any(|k| k.starts_with("mp 429")),
+        stats
+            .faults_injected
+            .keys()
+            .any(|k| k.starts_with("mp 429")),
         "{:?}",
         stats.faults_injected
     );
@@ -217,7 +254,10 @@ async fn a_poll_books_a_payment_approved_days_after_it_was_created() {
     let s = run_window(&app, poll).await;
     assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
     let e = env.sim.payment_entries();
-    let e = e.iter().find(|e| e.reference_no.as_deref() == Some("70001")).unwrap();
+    let e = e
+        .iter()
+        .find(|e| e.reference_no.as_deref() == Some("70001"))
+        .unwrap();
     assert_eq!(e.references[0].reference_name, "SAL-ORD-2026-00001");
     assert_eq!(e.posting_date, TODAY);
 }
@@ -244,8 +284,10 @@ async fn payments_find_their_order_by_the_mercadolibre_order_id_in_a_field() {
         p
     };
     // The later payment has the smaller id (listed first by id): created order decides.
-    env.sim.add_mp_payment(mk(80002, "1000", "2026-11-03T10:00:00Z"));
-    env.sim.add_mp_payment(mk(80001, "2000", "2026-11-03T09:00:00Z"));
+    env.sim
+        .add_mp_payment(mk(80002, "1000", "2026-11-03T10:00:00Z"));
+    env.sim
+        .add_mp_payment(mk(80001, "2000", "2026-11-03T09:00:00Z"));
     // Another ML order nobody holds.
     let mut stray = mk(80003, "10", "2026-11-03T11:00:00Z");
     stray.ml_order_id = Some(2_000_000_999);
@@ -256,19 +298,25 @@ async fn payments_find_their_order_by_the_mercadolibre_order_id_in_a_field() {
     assert_eq!(s.get(DecisionKind::BookedAdditional), 1, "{s}");
     assert_eq!(s.get(DecisionKind::OrderMissing), 1, "{s}");
     let entries = env.sim.payment_entries();
-    let by = |r: &str| entries.iter().find(|e| e.reference_no.as_deref() == Some(r)).unwrap();
-    assert_eq!(by("80001").references[0].reference_name, "SAL-ORD-2026-00042");
+    let by = |r: &str| {
+        entries
+            .iter()
+            .find(|e| e.reference_no.as_deref() == Some(r))
+            .unwrap()
+    };
+    assert_eq!(
+        by("80001").references[0].reference_name,
+        "SAL-ORD-2026-00042"
+    );
     assert_eq!(by("80001").references[0].allocated_amount, d("2000"));
     assert_eq!(by("80001").party, "Cliente ML");
     assert!(by("80002").references.is_empty());
     assert_eq!(by("80002").party, "Cliente ML");
-    let rows = app
-        .ledger
-        .rows("mp", &["80003".to_string()])
-        .await
-        .unwrap();
+    let rows = app.ledger.rows("mp", &["80003".to_string()]).await.unwrap();
     assert!(
-        rows["80003"].reason.contains("no Sales Order with custom_ml_order \"2000000999\""),
+        rows["80003"]
+            .reason
+            .contains("no Sales Order with custom_ml_order \"2000000999\""),
         "{}",
         rows["80003"].reason
     );
@@ -278,17 +326,29 @@ async fn payments_find_their_order_by_the_mercadolibre_order_id_in_a_field() {
 /// and the reason names both; held by an amendment and its cancelled original: the amendment.
 #[tokio::test]
 async fn a_po_no_two_live_orders_hold_books_nothing_and_an_amendment_wins() {
-    let env = TestEnv::start_mercadopago(SimOptions::default(), false, "order_field = \"po_no\"", None)
-        .await;
-    for (name, customer) in [("SAL-ORD-2026-00010", "Cliente A"), ("SAL-ORD-2026-00011", "Cliente B")] {
+    let env = TestEnv::start_mercadopago(
+        SimOptions::default(),
+        false,
+        "order_field = \"po_no\"",
+        None,
+    )
+    .await;
+    for (name, customer) in [
+        ("SAL-ORD-2026-00010", "Cliente A"),
+        ("SAL-ORD-2026-00011", "Cliente B"),
+    ] {
         env.sim.add_sales_order(order(name, customer, "100"));
         env.sim.set_sales_order_field(name, "po_no", "WEB-7");
     }
-    env.sim.add_sales_order(order("SAL-ORD-2026-00020", "Cliente C", "100"));
-    env.sim.set_sales_order_field("SAL-ORD-2026-00020", "po_no", "WEB-8");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00020", "Cliente C", "100"));
+    env.sim
+        .set_sales_order_field("SAL-ORD-2026-00020", "po_no", "WEB-8");
     env.sim.cancel_sales_order("SAL-ORD-2026-00020");
-    env.sim.add_sales_order(order("SAL-ORD-2026-00020-1", "Cliente C", "100"));
-    env.sim.set_sales_order_field("SAL-ORD-2026-00020-1", "po_no", "web-8");
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00020-1", "Cliente C", "100"));
+    env.sim
+        .set_sales_order_field("SAL-ORD-2026-00020-1", "po_no", "web-8");
     for (id, reference) in [(81001, "WEB-7"), (81002, "WEB-8")] {
         let mut p = SimMpPayment::approved(id, d("100"), ts("2026-11-03T10:00:00Z"));
         p.external_reference = Some(reference.into());
@@ -298,17 +358,21 @@ async fn a_po_no_two_live_orders_hold_books_nothing_and_an_amendment_wins() {
     let s = sync_mp(&app, date(2026, 11, 1), date(2026, 11, 5)).await;
     assert_eq!(s.get(DecisionKind::OrderNotPayable), 1, "{s}");
     assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
-    let rows = app
-        .ledger
-        .rows("mp", &["81001".to_string()])
-        .await
-        .unwrap();
+    let rows = app.ledger.rows("mp", &["81001".to_string()]).await.unwrap();
     let reason = &rows["81001"].reason;
     assert!(
-        reason.contains("2 Sales Orders hold po_no \"WEB-7\" (SAL-ORD-2026-00010, SAL-ORD-2026-00011)"),
+        reason.contains(
+            "2 Sales Orders hold po_no \"WEB-7\" (SAL-ORD-2026-00010, SAL-ORD-2026-00011)"
+        ),
         "{reason}"
     );
     let entries = env.sim.payment_entries();
-    let e = entries.iter().find(|e| e.reference_no.as_deref() == Some("81002")).unwrap();
-    assert_eq!(e.references[0].reference_name, "SAL-ORD-2026-00020-1", "case and the amendment");
+    let e = entries
+        .iter()
+        .find(|e| e.reference_no.as_deref() == Some("81002"))
+        .unwrap();
+    assert_eq!(
+        e.references[0].reference_name, "SAL-ORD-2026-00020-1",
+        "case and the amendment"
+    );
 }

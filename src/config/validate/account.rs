@@ -90,9 +90,9 @@ fn validate_account(
     let fees = parse_fees(c, i, a.fees_account.take(), a.fees_cost_center.take())?;
     let credentials = match source {
         SourceKind::Mobbex => mobbex_credentials(c, i, &mut a, creds_dir)?,
-        SourceKind::MercadoPago => SourceCredentials::MercadoPago(mercadopago_credentials(
-            c, i, &mut a, &api_url, creds_dir,
-        )?),
+        SourceKind::MercadoPago => SourceCredentials::MercadoPago(Box::new(
+            mercadopago_credentials(c, i, &mut a, &api_url, creds_dir)?,
+        )),
     };
     check_credentials_twin(c, i, &a.name, (&api_url, &credentials), earlier)?;
     let webhook_token = c.secret(
@@ -500,10 +500,11 @@ fn check_credentials_twin(
     let same = |x: &AccountSettings| x.api_url == *api_url && identity(&x.credentials) == mine;
     if let Some(twin) = earlier.iter().find(|x| same(x)) {
         let key = match credentials {
-            SourceCredentials::MercadoPago(MercadoPagoCredentials {
-                token: MercadoPagoToken::OAuth(_),
-                ..
-            }) => "refresh_token",
+            SourceCredentials::MercadoPago(mp)
+                if matches!(mp.token, MercadoPagoToken::OAuth(_)) =>
+            {
+                "refresh_token"
+            }
             _ => "access_token",
         };
         return Err(c.bad(

@@ -85,7 +85,11 @@ fn a_webhook_that_does_not_verify_is_refused_as_unauthorized() {
     assert!(refused("data.id=999&type=payment", &h, &body("999")).contains("x-signature"));
     // Another secret.
     let other = paysync_sim::mp_signature("another-secret", "999", "req-1", ts);
-    refused("data.id=999&type=payment", &headers(&other, "req-1"), &body("999"));
+    refused(
+        "data.id=999&type=payment",
+        &headers(&other, "req-1"),
+        &body("999"),
+    );
     // Another request id than the one signed.
     let (q, mut h) = signed("999", ts);
     h.insert("x-request-id", HeaderValue::from_static("req-2"));
@@ -119,13 +123,28 @@ fn mercadolibre_notifications_name_a_payment_or_an_order_of_this_application() {
         paysync_sim::ml_notification(topic, resource, 123456789, app).into_bytes()
     };
     let app: u64 = APP.parse().unwrap();
-    let t = trigger(&acc, None, &HeaderMap::new(), &ml("orders_v2", "/orders/2000000123", app), now());
+    let t = trigger(
+        &acc,
+        None,
+        &HeaderMap::new(),
+        &ml("orders_v2", "/orders/2000000123", app),
+        now(),
+    );
     assert!(
         matches!(&t, Ok(Trigger::Operation { uid, .. }) if uid == "ml-order:2000000123"),
         "{t:?}"
     );
-    let t = trigger(&acc, None, &HeaderMap::new(), &ml("payments", "/collections/55501", app), now());
-    assert!(matches!(&t, Ok(Trigger::Operation { uid, .. }) if uid == "55501"), "{t:?}");
+    let t = trigger(
+        &acc,
+        None,
+        &HeaderMap::new(),
+        &ml("payments", "/collections/55501", app),
+        now(),
+    );
+    assert!(
+        matches!(&t, Ok(Trigger::Operation { uid, .. }) if uid == "55501"),
+        "{t:?}"
+    );
     let other_app = ml("orders_v2", "/orders/2000000123", app + 1);
     assert!(matches!(
         trigger(&acc, None, &HeaderMap::new(), &other_app, now()),
@@ -134,7 +153,13 @@ fn mercadolibre_notifications_name_a_payment_or_an_order_of_this_application() {
     // A seller's own token names no application: the notification is taken (re-read anyway).
     let own = account("access_token = \"APP_USR-1\"", false);
     assert!(trigger(&own, None, &HeaderMap::new(), &other_app, now()).is_ok());
-    let t = trigger(&acc, None, &HeaderMap::new(), &ml("created_orders", "/orders/1", app), now());
+    let t = trigger(
+        &acc,
+        None,
+        &HeaderMap::new(),
+        &ml("created_orders", "/orders/1", app),
+        now(),
+    );
     assert!(matches!(t, Ok(Trigger::Ignored { .. })), "{t:?}");
 }
 

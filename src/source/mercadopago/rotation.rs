@@ -138,9 +138,10 @@ impl OAuthTokens {
             }
         }
         let now = self.clock.now();
-        let fresh = state.access.as_ref().filter(|a| {
-            !force && now.checked_add(EARLY).is_ok_and(|soon| soon < a.expires)
-        });
+        let fresh = state
+            .access
+            .as_ref()
+            .filter(|a| !force && now.checked_add(EARLY).is_ok_and(|soon| soon < a.expires));
         if let Some(a) = fresh {
             return Ok(a.token.clone());
         }

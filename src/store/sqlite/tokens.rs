@@ -49,7 +49,14 @@ impl Tokens for SqliteLedger {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.same_file()?;
-        // One statement, committed on its own (autocommit) before this returns.
+        // One statement, committed on its own (autocommit) before this returns — and synced:
+        // the ledger runs WAL with `synchronous = NORMAL`, whose commits survive a crash of
+        // paysync but not of the machine until a checkpoint. A lost refresh token locks the
+        // account out, so this connection syncs its commit (`FULL`) and goes back to NORMAL.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
         let r =
             match expected {
                 None => sqlx::query(
@@ -60,8 +67,8 @@ impl Tokens for SqliteLedger {
                 .bind(token.expose_secret())
                 .bind(seed)
                 .bind(ms(now))
-                .execute(&self.pool)
-                .await?,
+                .execute(&mut *conn)
+                .await,
                 Some(version) => sqlx::query(
                     "UPDATE oauth_tokens SET refresh_token = $2, version = version + 1, seed = $3, \
                      updated_ms = $4 WHERE account = $1 AND version = $5",
@@ -71,9 +78,17 @@ impl Tokens for SqliteLedger {
                 .bind(seed)
                 .bind(ms(now))
                 .bind(version)
-                .execute(&self.pool)
-                .await?,
+                .execute(&mut *conn)
+                .await,
             };
+        let reset = sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await;
+        let r = r?;
+        if reset.is_err() {
+            // A connection left at FULL is only slower; drop it rather than keep it so.
+            conn.detach();
+        }
         Ok(r.rows_affected() == 1)
     }
 }

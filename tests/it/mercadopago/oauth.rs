@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use jiff::civil::date;
 use paysync::domain::DecisionKind;
-use paysync::store::Tokens;
 use paysync_sim::SimOptions;
 use secrecy::ExposeSecret;
 
@@ -49,7 +48,10 @@ async fn tokens_rotate_under_load_and_the_live_refresh_token_is_always_the_store
     // The token the server will take next is the one the ledger holds: no rotation was lost.
     assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
     let stored_row = app.ledger.refresh_token("mp").await.unwrap().unwrap();
-    assert_eq!(stored_row.version as u64, grants, "one stored version per grant");
+    assert_eq!(
+        stored_row.version as u64, grants,
+        "one stored version per grant"
+    );
 
     // Tokens the server invalidates mid-run (expired early): a 401 refreshes once, and goes on.
     env.sim.expire_mp_access_tokens();
@@ -62,8 +64,11 @@ async fn tokens_rotate_under_load_and_the_live_refresh_token_is_always_the_store
 async fn after_a_restart_the_stored_token_is_used_not_the_configured_one() {
     let env = TestEnv::start_mercadopago(rotating(), true, "", None).await;
     let configured = env.sim.mp_refresh_token();
-    env.sim
-        .add_sales_order(crate::helpers::order("SAL-ORD-2026-00001", "Cliente Uno", "100"));
+    env.sim.add_sales_order(crate::helpers::order(
+        "SAL-ORD-2026-00001",
+        "Cliente Uno",
+        "100",
+    ));
     let mut p = paysync_sim::SimMpPayment::approved(
         1001,
         super::d("100"),
@@ -84,7 +89,11 @@ async fn after_a_restart_the_stored_token_is_used_not_the_configured_one() {
     assert_eq!(s.errors(), 0, "{s}");
     assert_eq!(s.get(DecisionKind::AlreadyLoaded), 1, "{s}");
     assert!(app.accounts[MP].source.stopped().is_none());
-    assert_eq!(env.sim.mp_token_requests(), requests_before + 1, "one refresh, accepted");
+    assert_eq!(
+        env.sim.mp_token_requests(),
+        requests_before + 1,
+        "one refresh, accepted"
+    );
     assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
 }
 
@@ -122,7 +131,10 @@ async fn a_refused_refresh_token_stops_the_account_with_a_clear_reason() {
         .expect_err("no token, no listing");
     let text = err.1.to_string();
     assert!(text.contains("invalid_grant"), "{text}");
-    assert!(!text.contains(&opts.mp_refresh_token), "no token in errors: {text}");
+    assert!(
+        !text.contains(&opts.mp_refresh_token),
+        "no token in errors: {text}"
+    );
     let why = app.accounts[MP].source.stopped().expect("stopped");
     assert!(why.contains("authorize the application again"), "{why}");
     // Stopped means stopped: no more refresh attempts with a dead token.

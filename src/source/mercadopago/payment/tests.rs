@@ -294,7 +294,10 @@ fn a_page_is_last_only_when_short_and_carries_the_total() {
         !parse_search(&search(&refs, 100)).unwrap().is_last,
         "full and reaching the total: totals vary between pages, one more page is read"
     );
-    assert!(parse_search(&search(&refs[..20], 120)).unwrap().is_last, "short");
+    assert!(
+        parse_search(&search(&refs[..20], 120)).unwrap().is_last,
+        "short"
+    );
     let no_paging = format!("{{\"results\":[{}]}}", refs.join(","));
     assert!(!parse_search(&no_paging).unwrap().is_last);
     assert!(parse_search("{\"results\":[]}").unwrap().is_last);

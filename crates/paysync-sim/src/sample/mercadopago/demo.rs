@@ -27,9 +27,24 @@ struct Case {
 pub fn demo_mercadopago(sim: &Simulator) -> Vec<MpExpected> {
     let d = |s: &str| s.parse::<Decimal>().expect("decimal");
     let orders = [
-        ("SAL-ORD-2026-09001", "Comprador MELI 1", "45990", 2_000_009_001u64),
-        ("SAL-ORD-2026-09002", "Comprador MELI 2", "18500", 2_000_009_002),
-        ("SAL-ORD-2026-09003", "Comprador MELI 3", "7200.5", 2_000_009_003),
+        (
+            "SAL-ORD-2026-09001",
+            "Comprador MELI 1",
+            "45990",
+            2_000_009_001u64,
+        ),
+        (
+            "SAL-ORD-2026-09002",
+            "Comprador MELI 2",
+            "18500",
+            2_000_009_002,
+        ),
+        (
+            "SAL-ORD-2026-09003",
+            "Comprador MELI 3",
+            "7200.5",
+            2_000_009_003,
+        ),
     ];
     for (name, customer, total, ml) in orders {
         sim.add_customer(customer);
@@ -38,19 +53,75 @@ pub fn demo_mercadopago(sim: &Simulator) -> Vec<MpExpected> {
     }
     let cases = [
         // Order 1: paid in two parts (card, then account money): initial, then additional.
-        Case { id: 91_000_001, ml_order: 2_000_009_001, amount: "30000", status: "approved", created: "2026-10-03T14:10:00Z", live: true },
-        Case { id: 91_000_002, ml_order: 2_000_009_001, amount: "15990", status: "approved", created: "2026-10-03T14:12:00Z", live: true },
+        Case {
+            id: 91_000_001,
+            ml_order: 2_000_009_001,
+            amount: "30000",
+            status: "approved",
+            created: "2026-10-03T14:10:00Z",
+            live: true,
+        },
+        Case {
+            id: 91_000_002,
+            ml_order: 2_000_009_001,
+            amount: "15990",
+            status: "approved",
+            created: "2026-10-03T14:12:00Z",
+            live: true,
+        },
         // Order 2: a rejected card, then the approved retry.
-        Case { id: 91_000_003, ml_order: 2_000_009_002, amount: "18500", status: "rejected", created: "2026-10-09T10:00:00Z", live: true },
-        Case { id: 91_000_004, ml_order: 2_000_009_002, amount: "18500", status: "approved", created: "2026-10-09T10:03:00Z", live: true },
+        Case {
+            id: 91_000_003,
+            ml_order: 2_000_009_002,
+            amount: "18500",
+            status: "rejected",
+            created: "2026-10-09T10:00:00Z",
+            live: true,
+        },
+        Case {
+            id: 91_000_004,
+            ml_order: 2_000_009_002,
+            amount: "18500",
+            status: "approved",
+            created: "2026-10-09T10:03:00Z",
+            live: true,
+        },
         // Order 3: a cash ticket not paid yet.
-        Case { id: 91_000_005, ml_order: 2_000_009_003, amount: "7200.5", status: "pending", created: "2026-10-15T18:30:00Z", live: true },
+        Case {
+            id: 91_000_005,
+            ml_order: 2_000_009_003,
+            amount: "7200.5",
+            status: "pending",
+            created: "2026-10-15T18:30:00Z",
+            live: true,
+        },
         // A sale refunded before anyone booked it.
-        Case { id: 91_000_006, ml_order: 2_000_009_003, amount: "1200", status: "refunded", created: "2026-10-16T09:00:00Z", live: true },
+        Case {
+            id: 91_000_006,
+            ml_order: 2_000_009_003,
+            amount: "1200",
+            status: "refunded",
+            created: "2026-10-16T09:00:00Z",
+            live: true,
+        },
         // A sale whose order has not reached ERPNext yet.
-        Case { id: 91_000_007, ml_order: 2_000_009_099, amount: "9999", status: "approved", created: "2026-10-21T12:00:00Z", live: true },
+        Case {
+            id: 91_000_007,
+            ml_order: 2_000_009_099,
+            amount: "9999",
+            status: "approved",
+            created: "2026-10-21T12:00:00Z",
+            live: true,
+        },
         // A test-user payment.
-        Case { id: 91_000_008, ml_order: 2_000_009_001, amount: "10", status: "approved", created: "2026-10-22T12:00:00Z", live: false },
+        Case {
+            id: 91_000_008,
+            ml_order: 2_000_009_001,
+            amount: "10",
+            status: "approved",
+            created: "2026-10-22T12:00:00Z",
+            live: false,
+        },
     ];
     let mut out = Vec::new();
     for c in &cases {
@@ -95,7 +166,9 @@ pub fn demo_mercadopago(sim: &Simulator) -> Vec<MpExpected> {
                 allocated: d("18500"),
                 party,
             },
-            (91_000_002, Some((order, party))) => ExpectedOutcome::BookedAdditional { order, party },
+            (91_000_002, Some((order, party))) => {
+                ExpectedOutcome::BookedAdditional { order, party }
+            }
             (91_000_003, _) => ExpectedOutcome::Rejected,
             (91_000_005, _) => ExpectedOutcome::Pending,
             (91_000_006, _) => ExpectedOutcome::Refunded,
@@ -110,7 +183,11 @@ pub fn demo_mercadopago(sim: &Simulator) -> Vec<MpExpected> {
         });
     }
     for (_, customer, _, ml) in orders {
-        let payment_ids = cases.iter().filter(|c| c.ml_order == ml).map(|c| c.id).collect();
+        let payment_ids = cases
+            .iter()
+            .filter(|c| c.ml_order == ml)
+            .map(|c| c.id)
+            .collect();
         sim.add_ml_order(SimMlOrder {
             id: ml,
             seller_id: DEFAULT_MP_SELLER_ID,
