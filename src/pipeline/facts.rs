@@ -15,7 +15,9 @@ use jiff::Timestamp;
 use super::Engine;
 use super::run::{Examined, RunCtx};
 use crate::config::AccountSettings;
-use crate::domain::{AccountPolicy, Decision, DecisionInput, ExistingEntry, SalesOrder, decide};
+use crate::domain::{
+    AccountPolicy, Decision, DecisionInput, ExistingEntry, FeePolicy, SalesOrder, decide,
+};
 use crate::erp::ErpError;
 
 /// What the ERP says about a batch.
@@ -257,6 +259,10 @@ impl Engine {
             mode_of_payment: acc.mode_of_payment.clone(),
             paid_to,
             include_test: acc.include_test,
+            fees: acc.fees.as_ref().map(|f| FeePolicy {
+                account: f.account.clone(),
+                cost_center: f.cost_center.clone(),
+            }),
         })
     }
 }

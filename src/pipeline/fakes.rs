@@ -376,6 +376,7 @@ pub fn entry_for(op: &Operation, order: &str) -> PaymentEntry {
         }),
         guard_value: None,
         naming_series: None,
+        deductions: Vec::new(),
     }
 }
 

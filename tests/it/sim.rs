@@ -319,6 +319,7 @@ async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials
             payer_name: "y".into(),
             parent_uid: None,
             operation_type: "payment.v2".into(),
+            entity_charges: Vec::new(),
         });
     }
     let http = reqwest::Client::new();

@@ -43,6 +43,7 @@ fn policy() -> AccountPolicy {
         mode_of_payment: "Mobbex".into(),
         paid_to: "Mobbex - MESA".into(),
         include_test: false,
+        fees: None,
     }
 }
 
@@ -419,3 +420,5 @@ fn decision_names_round_trip() {
         assert_eq!(DecisionKind::parse(k.as_str()), Some(k));
     }
 }
+
+mod fees;
