@@ -153,3 +153,6 @@ pub(super) fn to_json(parent: &str, deductions: &[SimDeduction]) -> Vec<Value> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
