@@ -81,7 +81,8 @@ impl App {
                         access_token,
                         Duration::from_secs(30),
                     )?
-                    .with_retry(retry),
+                    .with_retry(retry)
+                    .with_charges(a.fees.is_some()),
                 ),
                 SourceCredentials::MercadoPago(_) => {
                     return Err(AppError::Source(crate::source::SourceError::Malformed {

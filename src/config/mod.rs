@@ -146,6 +146,8 @@ pub struct AccountSettings {
 }
 
 /// An account's credentials, per gateway.
+// One per account, built once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SourceCredentials {
     /// Headers `x-api-key` and `x-access-token`.

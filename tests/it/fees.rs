@@ -151,3 +151,38 @@ async fn charges_that_take_the_whole_total_are_an_error_not_an_entry() {
         "{ledger}"
     );
 }
+
+/// A webhook's or a re-read's operation comes from `GET /p/operations/{uid}`, which carries no
+/// charges: a client that books fees takes them from the listing by the operation's reference.
+#[tokio::test]
+async fn an_operation_read_alone_gets_its_charges_from_the_listing() {
+    use paysync::source::PaymentSource;
+    use paysync::source::mobbex::MobbexClient;
+    let env = two_payments(FEES).await;
+    let opts = SimOptions::default();
+    let client = |charges: bool| {
+        MobbexClient::new(
+            env.sim.mobbex_url.parse().unwrap(),
+            &opts.mobbex_api_key.clone().into(),
+            &opts.mobbex_access_token.clone().into(),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap()
+        .with_charges(charges)
+    };
+    let with = client(true).get_operation("op-1").await.unwrap();
+    let fees: Vec<(&str, Decimal)> = with
+        .fees
+        .iter()
+        .map(|f| (f.kind.as_str(), f.amount))
+        .collect();
+    assert_eq!(fees, [("source", d("41.30")), ("service", d("8.705"))]);
+    let lists_before = env.sim.stats().mobbex_list_calls;
+    let without = client(false).get_operation("op-1").await.unwrap();
+    assert!(without.fees.is_empty());
+    assert_eq!(
+        env.sim.stats().mobbex_list_calls,
+        lists_before,
+        "no listing read without fees"
+    );
+}
