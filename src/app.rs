@@ -182,7 +182,8 @@ fn accounts(
                 access_token,
             } => Arc::new(
                 MobbexClient::new(a.api_url.clone(), api_key, access_token, SOURCE_TIMEOUT)?
-                    .with_retry(retry),
+                    .with_retry(retry)
+                    .with_charges(a.fees.is_some()),
             ),
             SourceCredentials::MercadoPago(mp) => {
                 let tokens: Arc<dyn AccessTokens> = match &mp.token {

@@ -11,7 +11,8 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 
 pub use rules::{
-    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, Skip, decide, pick_order,
+    AccountPolicy, Decision, DecisionInput, DecisionKind, EarlierPayment, FeePolicy, Skip, decide,
+    pick_order,
 };
 
 /// What a payment's status means for booking, whatever the gateway. Each source maps its own
@@ -126,6 +127,10 @@ pub struct PaymentEntry {
     pub posting_date: Date,
     /// `Some` for an initial payment: the order and the amount allocated to it.
     pub allocation: Option<Allocation>,
+    /// The gateway's fees, one row per fee, when the account books them (`fees_account`):
+    /// `paid_amount` is then the net and the customer is credited with net + Σ deductions.
+    /// Empty: the gross amount is booked, as without the option.
+    pub deductions: Vec<Deduction>,
     /// The duplicate guard's value when it is not the operation id itself: a deliberate
     /// re-booking after its entry was cancelled (`paysync rebook`) takes `<id>#2`, `<id>#3`, ...
     /// because a cancelled entry keeps its value for ever (recording U4c).
@@ -140,6 +145,19 @@ impl PaymentEntry {
     pub fn guard_key(&self) -> &str {
         self.guard_value.as_deref().unwrap_or(&self.reference_no)
     }
+}
+
+/// One `deductions` row of a Payment Entry (ERPNext's Payment Entry Deduction): a fee the gateway
+/// kept, booked as an expense so that the bank gets the net and the customer the gross.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deduction {
+    pub account: String,
+    /// Mandatory in ERPNext: a row without one is refused on insert (recording 29n).
+    pub cost_center: String,
+    /// Positive, rounded to 2 decimals by the rules (ERPNext would store a third one, 29l).
+    pub amount: Decimal,
+    /// The gateway's name for the fee ([`Fee::kind`]).
+    pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

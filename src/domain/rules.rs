@@ -13,6 +13,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::{Allocation, Operation, PaymentEntry, PaymentStatus, SalesOrder};
 
+mod fees;
+
+pub use fees::FeePolicy;
+
 /// The outcome recorded for every examined operation (ledger column `decision`, log field
 /// `decision`). The string forms are a public contract: they appear in logs, the ledger and README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,6 +134,9 @@ pub struct AccountPolicy {
     pub include_test: bool,
     /// The Sales Order field the operation's order key is looked up in (`name`, `po_no`, ...).
     pub order_field: String,
+    /// Where the gateway's fees are deducted (`fees_account`); `None`: the gross amount is
+    /// booked and the operation's fees are ignored.
+    pub fees: Option<FeePolicy>,
 }
 
 /// Everything [`decide`] needs to know about one operation. The caller gathers it (batched
@@ -231,9 +238,10 @@ fn check_and_book(input: &DecisionInput<'_>) -> Result<Decision, Skip> {
     skip_by_status(input)?;
     skip_already_loaded(input)?;
     skip_by_amount(input.op)?;
+    let deductions = fees::deductions(input.op, input.policy.fees.as_ref())?;
     let order = check_order(input)?;
     wait_for_earlier_payment(input, &order.name)?;
-    Ok(book(input, order))
+    Ok(book(input, order, deductions))
 }
 
 /// Child operations (booked through their parent) and test-mode ones unless included.
@@ -418,13 +426,26 @@ fn wait_for_earlier_payment(input: &DecisionInput<'_>, order_name: &str) -> Resu
 
 /// The entry to create: additional (unallocated) when the order already has one, else initial,
 /// allocated to the order as far as [`initial_allocation`] allows.
-fn book(input: &DecisionInput<'_>, order: &SalesOrder) -> Decision {
+///
+/// With `deductions` (the account books the fees), the bank gets the net: `paid_amount` =
+/// `received_amount` = total − Σ deductions, the only shape a one-currency ERPNext books as
+/// Bank net / Fees / Debtors gross (recording 29f; it overwrites `received_amount` with
+/// `paid_amount`, 29b). The allocation stays the gross one, and an additional payment's
+/// unallocated amount comes out gross on its own: ERPNext sets `unallocated = paid + Σ deductions
+/// − allocated` (= the total) and `difference = allocated + unallocated − received − Σ deductions`
+/// (= 0).
+fn book(
+    input: &DecisionInput<'_>,
+    order: &SalesOrder,
+    deductions: Vec<super::Deduction>,
+) -> Decision {
     let op = input.op;
+    let net = op.total - deductions.iter().map(|d| d.amount).sum::<Decimal>();
     let mut entry = PaymentEntry {
         company: input.policy.company.clone(),
         party: order.customer.clone(),
-        paid_amount: op.total,
-        received_amount: op.total,
+        paid_amount: net,
+        received_amount: net,
         mode_of_payment: input.policy.mode_of_payment.clone(),
         paid_to: input.policy.paid_to.clone(),
         paid_from: None,
@@ -432,6 +453,7 @@ fn book(input: &DecisionInput<'_>, order: &SalesOrder) -> Decision {
         reference_date: input.today,
         posting_date: input.today,
         allocation: None,
+        deductions,
         guard_value: None,
         naming_series: None,
     };

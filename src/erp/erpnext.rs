@@ -9,7 +9,9 @@
 //! - lists include cancelled documents unless `docstatus` is filtered (26);
 //! - create: `POST /api/resource/Payment Entry` with `docstatus: 1`; amounts as JSON **numbers**
 //!   (strings crash the server, 24a), rounded to 2 decimals (24c); answer `{"data":{...}}`;
-//! - `paid_to` and `received_amount` must be sent (03a, 03b); `reference_no`/`reference_date` too (03c).
+//! - `paid_to` and `received_amount` must be sent (03a, 03b); `reference_no`/`reference_date` too (03c);
+//! - fees go in `deductions` rows `{account, cost_center, amount}` with `paid_amount` =
+//!   `received_amount` = the net (29f); sent only when there are some.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -303,6 +305,10 @@ struct WireNewEntry<'a> {
     reference_no: &'a str,
     reference_date: String,
     references: Vec<WireNewRef<'a>>,
+    /// The gateway's fees (recording 29f's shape); absent when there are none, so an entry
+    /// without fees is the body it always was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deductions: Vec<WireDeduction<'a>>,
     /// The duplicate guard's value, when the guard is installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     paysync_operation: Option<&'a str>,
@@ -313,6 +319,16 @@ struct WireNewRef<'a> {
     reference_doctype: &'static str,
     reference_name: &'a str,
     allocated_amount: Box<RawValue>,
+}
+
+/// A Payment Entry Deduction row. `description` is a field of that child table in v15 (next to
+/// `is_exchange_gain_loss`, which 29f's answer shows); Frappe ignores keys a DocType lacks (25a).
+#[derive(Serialize)]
+struct WireDeduction<'a> {
+    account: &'a str,
+    cost_center: &'a str,
+    amount: Box<RawValue>,
+    description: &'a str,
 }
 
 /// A decimal as a JSON number, rounded half away from zero to 2 places (ERPNext's precision).
@@ -351,6 +367,16 @@ pub fn entry_body_guarded(e: &PaymentEntry, guard: bool) -> String {
                 reference_doctype: "Sales Order",
                 reference_name: &a.sales_order,
                 allocated_amount: json_amount(a.allocated_amount),
+            })
+            .collect(),
+        deductions: e
+            .deductions
+            .iter()
+            .map(|d| WireDeduction {
+                account: &d.account,
+                cost_center: &d.cost_center,
+                amount: json_amount(d.amount),
+                description: &d.description,
             })
             .collect(),
     };

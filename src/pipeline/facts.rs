@@ -22,7 +22,8 @@ use super::Engine;
 use super::run::{Examined, RunCtx};
 use crate::config::AccountSettings;
 use crate::domain::{
-    AccountPolicy, Decision, DecisionInput, ExistingEntry, SalesOrder, decide, pick_order,
+    AccountPolicy, Decision, DecisionInput, ExistingEntry, FeePolicy, SalesOrder, decide,
+    pick_order,
 };
 use crate::erp::ErpError;
 
@@ -320,6 +321,10 @@ impl Engine {
             paid_to,
             include_test: acc.include_test,
             order_field: acc.order_field.clone(),
+            fees: acc.fees.as_ref().map(|f| FeePolicy {
+                account: f.account.clone(),
+                cost_center: f.cost_center.clone(),
+            }),
         })
     }
 }

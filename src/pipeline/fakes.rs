@@ -380,6 +380,7 @@ pub fn entry_for(op: &Operation, order: &str) -> PaymentEntry {
         }),
         guard_value: None,
         naming_series: None,
+        deductions: Vec::new(),
     }
 }
 
@@ -496,7 +497,7 @@ impl Harness {
     }
 
     /// The context of a run with these options.
-    pub async fn ctx(&self, opts: &RunOptions) -> Arc<RunCtx> {
+    pub(in crate::pipeline) async fn ctx(&self, opts: &RunOptions) -> Arc<RunCtx> {
         let policy = self.engine.policy(&self.account.settings).await.unwrap();
         Arc::new(RunCtx::new(&self.engine, &self.account, policy, opts))
     }

@@ -77,6 +77,7 @@ fn seed(env: &TestEnv) {
             payer_name: "Juan".into(),
             parent_uid: None,
             operation_type: "payment.v2".into(),
+            entity_charges: Vec::new(),
         });
     }
 }

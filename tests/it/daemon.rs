@@ -116,6 +116,7 @@ pub(crate) fn live_op(
         payer_name: "Juan".into(),
         parent_uid: None,
         operation_type: "payment.v2".into(),
+        entity_charges: Vec::new(),
     }
 }
 

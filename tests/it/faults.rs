@@ -144,6 +144,7 @@ async fn a_listing_that_changes_while_it_is_read_loses_nothing() {
                 payer_name: "x".into(),
                 parent_uid: None,
                 operation_type: "payment.v2".into(),
+                entity_charges: Vec::new(),
             };
             added.lock().unwrap().push(new_op.uid.clone());
             let mut touched = existing[i % existing.len()].clone();

@@ -10,6 +10,7 @@ mod daemon;
 mod db_outage;
 mod duplicates;
 mod faults;
+mod fees;
 mod fixtures;
 mod fuzz;
 mod helpers;

@@ -221,6 +221,7 @@ async fn real_erpnext_books_every_order_oldest_first_under_proxy_faults() {
                 payer_name: "Comprador".into(),
                 parent_uid: None,
                 operation_type: "payment.v2".into(),
+                entity_charges: Vec::new(),
             });
             expected.push((uid.clone(), order.clone(), *amount, j == 0));
             if j == 0 {

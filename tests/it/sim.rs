@@ -68,6 +68,12 @@ async fn recorded_site() -> Simulator {
     sim.add_sales_order(so("SAL-ORD-2026-00006", "200", "0", 1, "Draft"));
     sim.add_sales_order(so("SAL-ORD-2026-00007", "210", "0", 1, "Draft"));
     sim.add_sales_order(so("SAL-ORD-2026-00008", "220", "0", 2, "Cancelled"));
+    // Section 29 (fees as deductions): fresh orders of 1000, submitted though they say Draft
+    // (29o), the fees account of 29a and the company's main cost center (set_company adds it).
+    for n in 3482..=3487 {
+        sim.add_sales_order(so(&format!("SAL-ORD-2026-0{n}"), "1000", "0", 1, "Draft"));
+    }
+    sim.add_account("Mobbex Fees - TCA", false);
     sim
 }
 
@@ -109,9 +115,6 @@ const NOT_YET_SIMULATED: &[(&str, &str)] = &[
         "issue 15 (refund reversals): accounts of Pay entries",
     ),
     ("28q-", "issue 15 (audit): amendments of submitted entries"),
-    ("29h-", "fee deductions (not booked by paysync yet)"),
-    ("29k-", "fee deductions (not booked by paysync yet)"),
-    ("29n-", "fee deductions (not booked by paysync yet)"),
     (
         "33a-",
         "a deadlock needs two allocated creates written at once in two series (Faults::erp_series_deadlock_rate, tested in paysync-sim's faults::contention)",
@@ -319,6 +322,7 @@ async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials
             payer_name: "y".into(),
             parent_uid: None,
             operation_type: "payment.v2".into(),
+            entity_charges: Vec::new(),
         });
     }
     let http = reqwest::Client::new();
@@ -368,4 +372,138 @@ async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials
     assert_eq!(bad.status().as_u16(), 401);
     let b: Value = bad.json().await.unwrap();
     assert_eq!(b["result"], false);
+}
+
+/// Section 29: the accepted fee shapes are stored as recorded, amounts included (29l keeps a
+/// third decimal and an unallocated remainder of 0.001), and the orders end at 1000 (29o).
+#[tokio::test]
+async fn recorded_fee_deductions_are_stored_as_recorded() {
+    let sim = recorded_site().await;
+    let opts = SimOptions::default();
+    let http = reqwest::Client::new();
+    let auth = format!("token {}:{}", opts.erp_api_key, opts.erp_api_secret);
+    let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    for file in [
+        "29b-post-receive-gross-paid-net-received-with-deduction.json",
+        "29d-post-receive-gross-paid-net-received-no-deduction.json",
+        "29f-post-receive-net-paid-with-deduction.json",
+        "29i-post-receive-net-paid-deduction-cents.json",
+        "29l-post-receive-net-paid-deduction-3-decimals.json",
+    ] {
+        let rec: Value =
+            serde_json::from_str(&std::fs::read_to_string(recordings().join(file)).unwrap())
+                .unwrap();
+        let resp = http
+            .post(format!("{}/api/resource/Payment%20Entry", sim.erpnext_url))
+            .header("Authorization", &auth)
+            .json(&rec["request_body"])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{file}");
+        let got: Value = resp.json().await.unwrap();
+        let (got, want) = (&got["data"], &rec["response_body"]["data"]);
+        assert_eq!(got["status"], "Submitted", "{file}");
+        for k in [
+            "paid_amount",
+            "received_amount",
+            "base_received_amount",
+            "total_allocated_amount",
+            "unallocated_amount",
+            "difference_amount",
+        ] {
+            // 29l's unallocated 0.0009999999999763531 is Python's float for 0.001.
+            assert!(
+                (num(&got[k]) - num(&want[k])).abs() < 1e-9,
+                "{file} {k}: {} stored, {} recorded",
+                got[k],
+                want[k]
+            );
+        }
+        let rows = |doc: &Value| -> Vec<(String, String, f64)> {
+            doc["deductions"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            (
+                                r["account"].as_str().unwrap().to_string(),
+                                r["cost_center"].as_str().unwrap().to_string(),
+                                num(&r["amount"]),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(rows(got), rows(want), "{file}");
+    }
+    // 29o: every order got its 1000 allocated, whatever reached the bank.
+    for n in [3482, 3483, 3484, 3486, 3487] {
+        assert_eq!(
+            sim.sales_order(&format!("SAL-ORD-2026-0{n}"))
+                .unwrap()
+                .advance_paid,
+            d("1000"),
+            "SAL-ORD-2026-0{n}"
+        );
+    }
+    // 29l's deduction is stored as sent, three decimals and all.
+    let stored = sim.payment_entries();
+    let last = stored.last().unwrap();
+    assert_eq!(last.deductions[0].amount, d("4.871"));
+    assert_eq!(last.received_amount, d("995.13"));
+}
+
+/// The merchant's charges are served in list documents as `totals.entity_charges`, exact
+/// numbers; without charges the document has no such key.
+#[tokio::test]
+async fn mobbex_serves_entity_charges_in_list_documents_only() {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let mut op = paysync_sim::fixtures::paid_op(
+        "op-fee",
+        "SAL-ORD-2026-00001",
+        1000,
+        jiff::Timestamp::from_second(1_790_000_000).unwrap(),
+    );
+    op.entity_charges = vec![
+        ("source".into(), d("41.30")),
+        ("service".into(), d("8.705")),
+    ];
+    sim.add_operation(op);
+    sim.add_operation(paysync_sim::fixtures::paid_op(
+        "op-plain",
+        "SAL-ORD-2026-00002",
+        500,
+        jiff::Timestamp::from_second(1_790_000_001).unwrap(),
+    ));
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        http.get(format!("{}{path}", sim.mobbex_url))
+            .header("x-api-key", "sim-mbx-key")
+            .header("x-access-token", "sim-mbx-token")
+            .query(&[("page", "0")])
+            .send()
+    };
+    let raw = get("/p/entity/operations".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains(r#""entity_charges":{"source":41.30,"service":8.705}"#),
+        "{raw}"
+    );
+    let list: Value = serde_json::from_str(&raw).unwrap();
+    let plain = &list["data"]["docs"][0];
+    assert_eq!(plain["uid"], "op-plain");
+    assert!(plain["totals"].get("entity_charges").is_none(), "{plain}");
+    let one = get("/p/operations/op-fee".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!one.contains("entity_charges"), "{one}");
 }

@@ -59,6 +59,7 @@ fn seeded_env_ops(env: &TestEnv, n: usize) -> Vec<String> {
                 payer_name: "Juan".into(),
                 parent_uid: None,
                 operation_type: "payment.v2".into(),
+                entity_charges: Vec::new(),
             });
             uid
         })

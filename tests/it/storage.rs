@@ -229,6 +229,7 @@ fn seed(env: &TestEnv) -> Vec<(String, String)> {
                 payer_name: "Juan".into(),
                 parent_uid: None,
                 operation_type: "payment.v2".into(),
+                entity_charges: Vec::new(),
             });
             (uid, name)
         })

@@ -33,6 +33,7 @@ fn op(uid: &str, reference: &str, status: u16, total: &str, created: &str) -> Si
         payer_name: "Juan Pérez".into(),
         parent_uid: None,
         operation_type: "payment.v2".into(),
+        entity_charges: Vec::new(),
     }
 }
 
@@ -326,6 +327,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
                 reference_name: "SAL-ORD-2026-00001".into(),
                 allocated_amount: d("200"),
             }],
+            deductions: Vec::new(),
             unallocated_amount: Decimal::ZERO,
             paysync_operation: None,
         });

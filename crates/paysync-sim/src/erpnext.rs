@@ -7,7 +7,9 @@
 //! `validate()`: amounts sent as strings crash it (500 TypeError, 24a), mandatory fields (03a–c),
 //! reference documents (draft order 17b, other customer 20b), the orders-to-be-billed check
 //! ("has already been fully paid.", 18b/19c), over-allocation (08), and at submit the difference
-//! amount (21). `reference_no` is not unique (07b). Submitting adds allocations to `advance_paid` (04).
+//! amount (21; with `deductions`, ERPNext's unallocated/difference rule, 29b–29n, in
+//! `deductions`). One currency: `received_amount` is overwritten with `paid_amount` (29b).
+//! `reference_no` is not unique (07b). Submitting adds allocations to `advance_paid` (04).
 //! That validation, the commit and the Payment Entry's JSON live in `payment_entry`, the create
 //! request around them (faults, the series lock) in `create`, the entry's name from its
 //! `naming_series` (32b–32d) in `naming`; listing (the REST list and `frappe.client.get_list`, one
@@ -20,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 mod create;
+mod deductions;
 mod list;
 mod naming;
 mod payment_entry;

@@ -538,6 +538,7 @@ pub fn paid_op(uid: &str, order: &str, total: i64, created: Timestamp) -> SimOpe
         payer_name: "Juan".into(),
         parent_uid: None,
         operation_type: "payment.v2".into(),
+        entity_charges: Vec::new(),
     }
 }
 

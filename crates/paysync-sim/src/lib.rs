@@ -75,6 +75,10 @@ pub struct SimOperation {
     pub parent_uid: Option<String>,
     /// "payment.v2", or "payment.multiple-sources" for a multicard parent.
     pub operation_type: String,
+    /// The merchant's charges on it, by name (`source`, `installment`, `service`): served as the
+    /// list document's `totals.entity_charges` (mobbex-api.md §2), the one answer that carries
+    /// them; the single-operation answer has no `totals`. Empty: no `entity_charges` key at all.
+    pub entity_charges: Vec<(String, Decimal)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +132,23 @@ pub struct SimPaymentEntry {
     pub reference_date: Option<Date>,
     pub posting_date: Date,
     pub references: Vec<SimReference>,
+    /// The `deductions` rows (fees, write-offs), as sent.
+    pub deductions: Vec<SimDeduction>,
+    /// As ERPNext computes it: `base_received_amount + Σ deductions − allocated` when positive,
+    /// unrounded (recording 29l stores 0.000999…).
     pub unallocated_amount: Decimal,
     /// The server-side guard's value (`guard::FIELD`), when the field is installed and was sent.
     pub paysync_operation: Option<String>,
+}
+
+/// A Payment Entry Deduction row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimDeduction {
+    pub account: String,
+    pub cost_center: String,
+    /// Stored as sent, with a third decimal if it had one (29l).
+    pub amount: Decimal,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +251,8 @@ pub(crate) struct State {
     pub abbr: String,
     pub companies: Vec<String>,
     pub accounts: HashMap<String, bool>, // account name -> is bank
+    /// Cost centers, by name (`Main - MESA`).
+    pub cost_centers: Vec<String>,
     pub customers: Vec<String>,
     /// Customers' own receivable accounts (the Customer's `accounts` child table, Party Account):
     /// (customer, company) → account.
@@ -308,6 +328,13 @@ impl State {
         self.accounts.insert(format!("Deudores - {abbr}"), false);
         self.accounts.insert(format!("Mobbex - {abbr}"), true);
         self.accounts.insert(format!("Caja - {abbr}"), false);
+        // An expense account for the gateway's fees, and the company's main cost center
+        // (`Company.cost_center`, "Main - TCA" on the recorded site, 29a).
+        self.accounts.insert(format!("Comisiones - {abbr}"), false);
+        let main = format!("Main - {abbr}");
+        if !self.cost_centers.contains(&main) {
+            self.cost_centers.push(main);
+        }
     }
 }
 
@@ -328,8 +355,9 @@ pub struct Simulator {
 impl Simulator {
     /// Start the three servers on `127.0.0.1:0`. The ERPNext side starts with company "Mi Empresa
     /// SA" (abbr MESA), accounts "Deudores - MESA" (receivable), "Mobbex - MESA" (bank), "Caja -
-    /// MESA" (cash), "Mercado Pago - MESA" (bank), and Modes of Payment "Mobbex" → "Mobbex - MESA"
-    /// and "Mercado Pago" → "Mercado Pago - MESA".
+    /// MESA" (cash), "Mercado Pago - MESA" (bank), "Comisiones - MESA" (an expense account for
+    /// fees), cost center "Main - MESA", and Modes of Payment "Mobbex" → "Mobbex - MESA" and
+    /// "Mercado Pago" → "Mercado Pago - MESA".
     pub async fn start(opts: SimOptions) -> std::io::Result<Simulator> {
         let mut st = State {
             rng: opts.seed.max(1),
@@ -339,6 +367,7 @@ impl Simulator {
             abbr: String::new(),
             companies: Vec::new(),
             accounts: HashMap::new(),
+            cost_centers: Vec::new(),
             customers: Vec::new(),
             customer_receivables: BTreeMap::new(),
             modes: HashMap::new(),
@@ -490,6 +519,15 @@ impl Simulator {
     pub fn add_account(&self, name: &str, bank: bool) {
         self.with(|s| {
             s.accounts.insert(name.to_string(), bank);
+        });
+    }
+
+    /// A cost center (deductions rows must name an existing one).
+    pub fn add_cost_center(&self, name: &str) {
+        self.with(|s| {
+            if !s.cost_centers.iter().any(|c| c == name) {
+                s.cost_centers.push(name.to_string());
+            }
         });
     }
 

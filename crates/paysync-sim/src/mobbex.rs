@@ -3,6 +3,8 @@
 //! `GET /p/entity/operations` (page from 0, limit default 15 max 50, date filters as ms epoch or
 //! `YYYY-MM-DD`, newest first, no total count) and `GET /p/operations/{uid}`. Status codes are
 //! strings, totals JSON numbers written from their exact decimal text, errors `{result:false,...}`.
+//! The merchant's charges (`totals.entity_charges`) are in list documents only: the spec shows no
+//! `totals` in the single-operation answer (mobbex-api.md §3a).
 
 use std::collections::HashMap;
 
@@ -225,9 +227,11 @@ fn iso(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// A listing document; `total` is written from the exact decimal text.
+/// A listing document; `total` and the charges are written from their exact decimal text. The
+/// merchant's charges are `totals.entity_charges` (mobbex-api.md §2: `entity_charges{source,
+/// installment,service}`), present only when the operation has some.
 fn list_doc(o: &SimOperation) -> String {
-    let doc = json!({
+    let mut doc = json!({
         "_id": format!("6{:023x}", fxhash(&o.uid)),
         "uid": o.uid,
         "operation": o.operation_type,
@@ -247,8 +251,22 @@ fn list_doc(o: &SimOperation) -> String {
         "card_number": "4507 99** **** 0010",
         "parent": o.parent_uid,
     });
-    doc.to_string()
-        .replace("\"__TOTAL__\"", &o.total.to_string())
+    let charges = (!o.entity_charges.is_empty()).then(|| {
+        doc["totals"]["entity_charges"] = json!("__CHARGES__");
+        let items: Vec<String> = o
+            .entity_charges
+            .iter()
+            .map(|(name, amount)| format!("{}:{amount}", json!(name)))
+            .collect();
+        format!("{{{}}}", items.join(","))
+    });
+    let text = doc
+        .to_string()
+        .replace("\"__TOTAL__\"", &o.total.to_string());
+    match charges {
+        Some(c) => text.replace("\"__CHARGES__\"", &c),
+        None => text,
+    }
 }
 
 fn fxhash(s: &str) -> u128 {

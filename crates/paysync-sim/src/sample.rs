@@ -259,6 +259,7 @@ impl Gen<'_> {
             payer_name: "Comprador".into(),
             parent_uid: None,
             operation_type: "payment.v2".into(),
+            entity_charges: Vec::new(),
         };
         self.ops += 1;
         op
@@ -444,6 +445,7 @@ impl Gen<'_> {
             reference_date: Some(date),
             posting_date: date,
             references: Vec::new(),
+            deductions: Vec::new(),
             unallocated_amount: total,
             paysync_operation: None,
         });

@@ -106,6 +106,7 @@ mod tests {
             reference_date: Some(date),
             posting_date: date,
             references: Vec::new(),
+            deductions: Vec::new(),
             unallocated_amount: Decimal::ONE,
             paysync_operation: None,
         }

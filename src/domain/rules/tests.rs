@@ -44,6 +44,7 @@ fn policy() -> AccountPolicy {
         paid_to: "Mobbex - MESA".into(),
         include_test: false,
         order_field: "name".into(),
+        fees: None,
     }
 }
 
@@ -510,3 +511,4 @@ fn assert_skip(c: &Case, kind: DecisionKind, words: &str) {
     assert_eq!(s.kind, kind, "{}", s.reason);
     assert!(s.reason.contains(words), "{}", s.reason);
 }
+mod fees;

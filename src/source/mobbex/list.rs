@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{API, PAGE_SIZE, build, classify};
+use super::{API, PAGE_SIZE, build, classify, parse_amount};
+use crate::domain::Fee;
 use crate::source::{Fetched, Page, SourceError};
 
 /// Read a listing answer in one pass over its body: the envelope, the list and each document's
@@ -89,6 +90,8 @@ struct WireOp<'a> {
     reference: Option<&'a RawValue>,
     created: Option<&'a RawValue>,
     updated: Option<&'a RawValue>,
+    /// Read for its `entity_charges` only (see [`entity_charges`]).
+    totals: Option<&'a RawValue>,
 }
 
 /// The keys of a list document [`DocSlot`] keeps (matched without allocating).
@@ -103,6 +106,7 @@ enum DocField {
     Reference,
     Created,
     Updated,
+    Totals,
     #[serde(other)]
     Other,
 }
@@ -130,6 +134,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for DocSlot<'a> {
                         DocField::Reference => &mut w.reference,
                         DocField::Created => &mut w.created,
                         DocField::Updated => &mut w.updated,
+                        DocField::Totals => &mut w.totals,
                         DocField::Other => {
                             m.next_value::<serde::de::IgnoredAny>()?;
                             continue;
@@ -195,9 +200,11 @@ impl DocSlot<'_> {
             ))
         })();
         let built = strings.and_then(|(raw_uid, reference, created, updated)| {
-            build(
+            let mut op = build(
                 raw_uid, w.status, w.total, w.currency, reference, created, updated,
-            )
+            )?;
+            op.fees = entity_charges(w.totals)?;
+            Ok(op)
         });
         match built {
             Ok(op) => Fetched::Op(op),
@@ -214,5 +221,78 @@ fn text_field(name: &str, raw: Option<&RawValue>) -> Result<Option<String>, Stri
         Some(r) => serde_json::from_str::<String>(r.get())
             .map(Some)
             .map_err(|_| format!("unreadable operation: {name} {} is not a string", r.get())),
+    }
+}
+
+/// The merchant's charges on an operation: `totals.entity_charges`, an object of named amounts
+/// (`source`, `installment`, `service`; mobbex-api.md §2), each read from its exact text into
+/// one [`Fee`] named after its key, in the document's order. They are in list documents only
+/// (the single-operation answer has no `totals`, §3a). `totals.user_charges` and
+/// `totals.financial` are what the *buyer* pays on top (financing): part of `total`, not kept
+/// from the merchant, so not fees.
+///
+/// Absent, `null` or `{}`: no fees; a `null` charge is none. A charge that is not an amount makes
+/// the document unreadable rather than being dropped: dropping it would book the gross amount
+/// for an account that deducts fees, silently.
+fn entity_charges(totals: Option<&RawValue>) -> Result<Vec<Fee>, String> {
+    #[derive(Deserialize)]
+    struct Totals<'a> {
+        #[serde(borrow)]
+        entity_charges: Option<&'a RawValue>,
+    }
+    let Some(totals) = totals.filter(|t| t.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    let t: Totals = serde_json::from_str(totals.get()).map_err(|_| {
+        format!(
+            "unreadable operation: totals {} is not an object",
+            totals.get()
+        )
+    })?;
+    let Some(charges) = t.entity_charges.filter(|c| c.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    let Charges(items) = serde_json::from_str(charges.get()).map_err(|_| {
+        format!(
+            "unreadable operation: totals.entity_charges {} is not an object",
+            charges.get()
+        )
+    })?;
+    items
+        .into_iter()
+        .filter(|(_, raw)| raw.get() != "null")
+        .map(|(kind, raw)| match parse_amount(raw) {
+            Ok(amount) => Ok(Fee { kind, amount }),
+            Err(_) => Err(format!(
+                "unreadable operation: totals.entity_charges.{kind} {} is not an amount",
+                raw.get()
+            )),
+        })
+        .collect()
+}
+
+/// An object's members in order, each value as its JSON text.
+struct Charges<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Charges<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Charges<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of charges")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = m.next_key::<String>()? {
+                    out.push((key, m.next_value::<&'de RawValue>()?));
+                }
+                Ok(Charges(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }

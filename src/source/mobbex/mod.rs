@@ -6,6 +6,9 @@
 //! - Status codes arrive as strings, totals as JSON numbers: totals are read from their exact
 //!   text into `Decimal` (never through `f64`).
 //! - `{result:false, code, error}` answers become [`SourceError::Api`] with Mobbex's message.
+//! - The merchant's charges (`totals.entity_charges`, the fees) are in list documents only; a
+//!   client that books fees ([`MobbexClient::with_charges`]) completes a single operation with
+//!   them from the listing by its `reference` (`charges`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use url::Url;
 
+mod charges;
 mod list;
 pub mod status;
 pub mod webhook;
@@ -39,6 +43,8 @@ pub struct MobbexClient {
     http: reqwest::Client,
     base: Url,
     retry: RetryPolicy,
+    /// The account books fees: an operation read alone is completed with its charges.
+    charges: bool,
 }
 
 impl MobbexClient {
@@ -76,7 +82,15 @@ impl MobbexClient {
             http,
             base,
             retry: RetryPolicy::default(),
+            charges: false,
         })
+    }
+
+    /// For an account that books fees (`fees_account`): [`PaymentSource::get_operation`] also
+    /// reads the operation's charges, which only the listing carries (see `charges`).
+    pub fn with_charges(mut self, charges: bool) -> MobbexClient {
+        self.charges = charges;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> MobbexClient {
@@ -316,7 +330,14 @@ impl PaymentSource for MobbexClient {
                 })
             }
             Err(e) => Err(e),
-            Ok(data) => parse_one(&data),
+            Ok(data) => {
+                let op = parse_one(&data)?;
+                if self.charges {
+                    self.with_listed_charges(op).await
+                } else {
+                    Ok(op)
+                }
+            }
         }
     }
 

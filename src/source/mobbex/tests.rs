@@ -281,3 +281,84 @@ fn single_operation_shape() {
     );
     assert!(op.updated.is_some());
 }
+
+/// The merchant's charges, `totals.entity_charges`, become the operation's fees, exactly and in
+/// the document's order; the buyer's charges (`user_charges`, `financial`) are not fees.
+#[test]
+fn entity_charges_are_the_fees() {
+    let doc = GOOD.replace(
+        "\"currency\":\"ARS\",",
+        r#""currency":"ARS","totals":{"total":2871.74,"currency":"ARS","user_charges":150.25,"financial":{"percentage":5.5,"amount":150.25},"entity_charges":{"source":57.4348,"installment":0,"service":12.10,"extra":null}},"#,
+    );
+    let p = page_of(&[&doc]);
+    let Fetched::Op(op) = &p.items[0] else {
+        panic!("{:?}", p.items[0])
+    };
+    let fees: Vec<(&str, String)> = op
+        .fees
+        .iter()
+        .map(|f| (f.kind.as_str(), f.amount.to_string()))
+        .collect();
+    assert_eq!(
+        fees,
+        [
+            ("source", "57.4348".to_string()),
+            ("installment", "0".to_string()),
+            ("service", "12.10".to_string())
+        ]
+    );
+    assert_eq!(op.total.to_string(), "2871.74");
+}
+
+#[test]
+fn no_entity_charges_no_fees() {
+    for totals in [
+        "",
+        r#""totals":null,"#,
+        r#""totals":{"total":1,"currency":"ARS"},"#,
+        r#""totals":{"entity_charges":null},"#,
+        r#""totals":{"entity_charges":{}},"#,
+    ] {
+        let doc = GOOD.replace(
+            "\"currency\":\"ARS\",",
+            &format!("\"currency\":\"ARS\",{totals}"),
+        );
+        let p = page_of(&[&doc]);
+        let Fetched::Op(op) = &p.items[0] else {
+            panic!("{totals}: {:?}", p.items[0])
+        };
+        assert!(op.fees.is_empty(), "{totals}: {:?}", op.fees);
+    }
+}
+
+/// A charge that cannot be read is the document's fault (booking without it would book gross).
+#[test]
+fn an_unreadable_charge_is_a_bad_document() {
+    for (totals, needle) in [
+        (
+            r#""totals":{"entity_charges":{"service":"12,10"}},"#,
+            "entity_charges.service",
+        ),
+        (
+            r#""totals":{"entity_charges":{"service":{"amount":3}}},"#,
+            "entity_charges.service",
+        ),
+        (
+            r#""totals":{"entity_charges":[1,2]},"#,
+            "entity_charges [1,2]",
+        ),
+        (r#""totals":"x","#, "totals \"x\""),
+    ] {
+        let doc = GOOD.replace(
+            "\"currency\":\"ARS\",",
+            &format!("\"currency\":\"ARS\",{totals}"),
+        );
+        match &page_of(&[&doc]).items[0] {
+            Fetched::Bad { uid, reason } => {
+                assert_eq!(uid.as_deref(), Some("u1"));
+                assert!(reason.contains(needle), "{totals}: {reason}");
+            }
+            x => panic!("{totals}: {x:?}"),
+        }
+    }
+}

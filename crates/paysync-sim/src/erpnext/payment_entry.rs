@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::naming::Naming;
-use super::{frappe_error, json_body, python_error, validation};
+use super::{deductions, frappe_error, json_body, python_error, validation};
 use crate::{SimPaymentEntry, SimReference, SimSalesOrder, State, frappe_number};
 
 fn status(docstatus: i32) -> &'static str {
@@ -72,8 +72,9 @@ pub(super) fn pe_json(pe: &SimPaymentEntry, orders: &BTreeMap<String, SimSalesOr
         "source_exchange_rate": 1.0,
         "target_exchange_rate": 1.0,
         "total_allocated_amount": frappe_number(total_allocated),
-        "unallocated_amount": frappe_number(pe.unallocated_amount.round_dp(2)),
+        "unallocated_amount": frappe_number(pe.unallocated_amount),
         "difference_amount": 0.0,
+        "deductions": deductions::to_json(&pe.name, &pe.deductions),
         "reference_no": pe.reference_no,
         "reference_date": pe.reference_date.map(|d| d.to_string()),
         "posting_date": pe.posting_date.to_string(),
@@ -166,6 +167,7 @@ fn head(s: &State, b: &Value) -> Head {
 /// name (`set_new_name`, where the series' row lock is taken). `Err` is the refusal.
 pub(crate) fn named(s: &State, b: &Value) -> Result<Naming, Response> {
     check_links(s, &head(s, b))?;
+    deductions::check_links(s, b)?;
     Naming::of(b, posting_date(b))
 }
 
@@ -299,7 +301,19 @@ pub(crate) fn create_payment_entry(
     let Some(paid_amount) = paid_amount else {
         return Err(validation("Paid Amount is mandatory"));
     };
-    let received_amount = received_amount.unwrap_or_default();
+    // Frappe's mandatory check of the child rows, after the entry was named (29n names it).
+    let deductions = deductions::read(b, &naming.next(s).0, |v| {
+        amount(v).map_err(|is_str| {
+            if is_str {
+                type_error()
+            } else {
+                validation("Amount must be a number")
+            }
+        })
+    })?;
+    // set_received_amount: paid_from and paid_to share the currency, so the received amount
+    // is the paid amount whatever was sent (29b stored received 1000 for a 950 sent).
+    let received_amount = paid_amount;
     let reference_no = text("reference_no").filter(|r| !r.is_empty());
     let reference_date = text("reference_date").and_then(|d| d.parse::<Date>().ok());
     let is_bank = s.accounts.get(&paid_to).copied().unwrap_or(false);
@@ -321,11 +335,6 @@ pub(crate) fn create_payment_entry(
                 "Sales Order {name} is not associated with Customer {party}"
             )));
         }
-    }
-    if received_amount > paid_amount {
-        return Err(validation(
-            "Received Amount cannot be greater than Paid Amount",
-        ));
     }
     for (i, (dt, name, alloc)) in refs.iter().enumerate() {
         if dt != "Sales Order" || alloc.is_zero() {
@@ -352,7 +361,10 @@ pub(crate) fn create_payment_entry(
         }
     }
     let total_allocated: Decimal = refs.iter().map(|r| r.2).sum();
-    if docstatus == 1 && total_allocated > paid_amount {
+    let (unallocated_amount, difference) =
+        deductions::unallocated_and_difference(received_amount, total_allocated, &deductions);
+    // on_submit (21, 29h, 29k); a draft keeps its difference.
+    if docstatus == 1 && !difference.is_zero() {
         return Err(validation("Difference Amount must be zero"));
     }
 
@@ -399,7 +411,8 @@ pub(crate) fn create_payment_entry(
                 allocated_amount: *alloc,
             })
             .collect(),
-        unallocated_amount: paid_amount - total_allocated,
+        deductions,
+        unallocated_amount,
         paysync_operation: None,
     };
     pe.paysync_operation = guard_value;

@@ -161,6 +161,7 @@ fn entry(name: &str, reference_no: &str, docstatus: i32, orders: &[&str]) -> Sim
                 allocated_amount: d("50"),
             })
             .collect(),
+        deductions: Vec::new(),
         unallocated_amount: d("100") - d("50") * Decimal::from(orders.len()),
         paysync_operation: None,
     }

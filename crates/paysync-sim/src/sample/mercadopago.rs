@@ -260,6 +260,7 @@ mod tests {
             payer_name: "Juan".into(),
             parent_uid: None,
             operation_type: "payment.v2".into(),
+            entity_charges: Vec::new(),
         };
         let p = SimMpPayment::from_mobbex(&op(200, "ARS"), 7).unwrap();
         assert_eq!(
