@@ -553,8 +553,13 @@ impl Simulator {
         });
     }
 
+    /// Add an order, and its customer if it is not there yet: ERPNext saves no order whose
+    /// customer does not exist (a link field), nor deletes a customer an order links to.
     pub fn add_sales_order(&self, so: SimSalesOrder) {
         self.with(|s| {
+            if !s.customers.iter().any(|c| *c == so.customer) {
+                s.customers.push(so.customer.clone());
+            }
             s.orders.insert(so.name.clone(), so);
         });
     }
