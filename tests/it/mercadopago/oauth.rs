@@ -49,7 +49,10 @@ async fn tokens_rotate_under_load_and_the_live_refresh_token_is_always_the_store
     assert_eq!(s.errors(), 0, "{s}");
     assert_mp_books_exactly(&env.sim, &expected, &before);
     let grants = env.sim.mp_token_grants() - first_grant;
-    assert!(grants >= 3, "the token rotated during the sync: {grants} grants");
+    assert!(
+        grants >= 3,
+        "the token rotated during the sync: {grants} grants"
+    );
     // The token the server will take next is the one the ledger holds: no rotation was lost.
     assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
     let stored_row = app.ledger.refresh_token("mp").await.unwrap().unwrap();
@@ -94,7 +97,10 @@ async fn after_a_restart_the_stored_token_is_used_not_the_configured_one() {
     assert_eq!(s.errors(), 0, "{s}");
     assert_eq!(s.get(DecisionKind::AlreadyLoaded), 1, "{s}");
     assert!(app.accounts[MP].source.stopped().is_none());
-    assert!(env.sim.mp_token_requests() > requests_before, "the new process refreshed");
+    assert!(
+        env.sim.mp_token_requests() > requests_before,
+        "the new process refreshed"
+    );
     assert_eq!(
         env.sim.mp_token_requests(),
         env.sim.mp_token_grants(),
@@ -175,7 +181,10 @@ async fn two_instances_on_one_postgresql_share_the_rotation() {
     assert!(a.accounts[MP].source.stopped().is_none());
     assert!(b.accounts[MP].source.stopped().is_none());
     assert_mp_books_exactly(&env.sim, &expected, &before);
-    assert!(env.sim.mp_token_grants() >= 4, "both instances refreshed, repeatedly");
+    assert!(
+        env.sim.mp_token_grants() >= 4,
+        "both instances refreshed, repeatedly"
+    );
     assert_eq!(stored(&env, &a).await, env.sim.mp_refresh_token());
     drop((a, b));
     drop(env);
