@@ -188,9 +188,16 @@ async fn webhook(
             .parse_webhook(content_type, &body)
             .map_err(|e| Refusal::BadRequest(e.to_string())),
         SourceKind::MercadoPago => match ctx.accounts.get(&account) {
-            Some(acc) => {
-                mercadopago_hook::trigger(&acc.settings, uri.query(), &headers, &body, received)
-            }
+            Some(acc) => mercadopago_hook::trigger(
+                &mercadopago_hook::Expect {
+                    account: &acc.settings,
+                    seller: acc.source.merchant_id(),
+                },
+                uri.query(),
+                &headers,
+                &body,
+                received,
+            ),
             None => Err(Refusal::BadRequest("no such account".into())),
         },
     };

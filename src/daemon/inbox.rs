@@ -356,9 +356,9 @@ async fn settle(ctx: &DaemonCtx, item: &InboxItem, outcome: Result<(), (bool, St
             let holder = ctx.engine.holder();
             write_outcome(
                 ctx,
-                &item,
+                item,
                 "inbox: could not mark a trigger done; pausing",
-                || ctx.ledger.inbox_done(&item, holder, now),
+                || ctx.ledger.inbox_done(item, holder, now),
             )
             .await;
             ctx.progress.send_modify(|p| p.triggers_done += 1);
@@ -375,17 +375,17 @@ async fn settle(ctx: &DaemonCtx, item: &InboxItem, outcome: Result<(), (bool, St
             );
             write_outcome(
                 ctx,
-                &item,
+                item,
                 "inbox: could not reschedule a trigger; pausing",
                 || {
                     ctx.ledger
-                        .inbox_retry(&item, ctx.engine.holder(), run_after, &reason)
+                        .inbox_retry(item, ctx.engine.holder(), run_after, &reason)
                 },
             )
             .await;
             ctx.progress.send_modify(|p| p.triggers_retried += 1);
         }
-        Err((_, reason)) => give_up(ctx, &item, &reason).await,
+        Err((_, reason)) => give_up(ctx, item, &reason).await,
     }
 }
 

@@ -8,6 +8,8 @@
 //! - MercadoLibre notifications are not signed (`shared/spec/mercadolibre-api.md` §2.2): their
 //!   `application_id` must be the account's OAuth `client_id` when it has one; `?token=` (the
 //!   account's `webhook_token`) is the other guard, checked before the body is read (`http.rs`).
+//! - Both carry the seller's `user_id`: once the account's seller is known (read at the daemon's
+//!   start), a notification for another seller is refused (401).
 //!
 //! Either way a notification only names what to re-read: the payment (or the order's payments) is
 //! always read from the API with the account's own token, so a forged id books nothing that is
@@ -40,14 +42,22 @@ pub enum Refusal {
     BadRequest(String),
 }
 
-/// The trigger of one notification of `acc`.
+/// What a notification is checked against besides the configuration: the seller's user id,
+/// once the source has read it (`PaymentSource::merchant_id`).
+pub struct Expect<'a> {
+    pub account: &'a AccountSettings,
+    pub seller: Option<String>,
+}
+
+/// The trigger of one notification of `expect.account`.
 pub fn trigger(
-    acc: &AccountSettings,
+    expect: &Expect<'_>,
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
     now: Timestamp,
 ) -> Result<Trigger, Refusal> {
+    let acc = expect.account;
     let SourceCredentials::MercadoPago(mp) = &acc.credentials else {
         return Err(Refusal::BadRequest("not a Mercado Pago account".into()));
     };
@@ -57,6 +67,12 @@ pub fn trigger(
     let notification =
         parse_notification(&pairs, body).map_err(|e| Refusal::BadRequest(e.to_string()))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // A notification naming another seller is not this account's (its `user_id` is the seller,
+    // the token's user); one naming none, or before the seller is known, is taken.
+    let seller_ok = |user_id: Option<u64>| match (&expect.seller, user_id) {
+        (Some(seller), Some(user)) => *seller == user.to_string(),
+        _ => true,
+    };
     let application_ok = |application_id: Option<u64>| match &mp.token {
         MercadoPagoToken::OAuth(keys) => {
             application_id.is_some_and(|a| a.to_string() == keys.client_id)
@@ -65,7 +81,17 @@ pub fn trigger(
         MercadoPagoToken::Static(_) => true,
     };
     match notification {
-        Notification::Payment { id, action, .. } => {
+        Notification::Payment {
+            id,
+            action,
+            user_id,
+            ..
+        } => {
+            if !seller_ok(user_id) {
+                return Err(Refusal::Unauthorized(
+                    "a webhook for another seller (user_id)".into(),
+                ));
+            }
             let Some(secret) = &mp.webhook_secret else {
                 return Err(Refusal::Unauthorized(
                     "no webhook_secret configured for this account: Mercado Pago webhooks cannot be verified".into(),
@@ -92,8 +118,16 @@ pub fn trigger(
             })
         }
         Notification::MlPayment {
-            id, application_id, ..
+            id,
+            application_id,
+            user_id,
+            ..
         } => {
+            if !seller_ok(user_id) {
+                return Err(Refusal::Unauthorized(
+                    "a notification for another seller (user_id)".into(),
+                ));
+            }
             if !application_ok(application_id) {
                 return Err(Refusal::Unauthorized(
                     "a notification of another application".into(),
@@ -108,8 +142,14 @@ pub fn trigger(
         Notification::MlOrder {
             order_id,
             application_id,
+            user_id,
             ..
         } => {
+            if !seller_ok(user_id) {
+                return Err(Refusal::Unauthorized(
+                    "a notification for another seller (user_id)".into(),
+                ));
+            }
             if !application_ok(application_id) {
                 return Err(Refusal::Unauthorized(
                     "a notification of another application".into(),

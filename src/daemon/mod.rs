@@ -131,6 +131,24 @@ impl DaemonCtx {
 }
 
 /// Run the daemon on `listener` until `shutdown` resolves. Returns once everything has stopped.
+/// Ask each source once who the merchant behind its credentials is (Mercado Pago's seller id),
+/// so that webhooks naming another merchant are refused at once, without an API call on the
+/// webhook's path. Until it is known a webhook is taken (its payment is re-read with the
+/// account's own token anyway); a failure here is only logged.
+fn learn_merchants(ctx: &Arc<DaemonCtx>, tracker: &TaskTracker) {
+    for (name, acc) in &ctx.accounts {
+        if acc.settings.source != crate::source::SourceKind::MercadoPago {
+            continue;
+        }
+        let (name, source) = (name.clone(), acc.source.clone());
+        tracker.spawn(async move {
+            if let Err(e) = source.check().await {
+                warn!(account = %name, error = %e, "could not read the account's merchant id; webhooks are checked once it is known");
+            }
+        });
+    }
+}
+
 pub async fn run(
     ctx: Arc<DaemonCtx>,
     listener: TcpListener,
@@ -140,6 +158,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
 
     let server = spawn_http(&ctx, listener);
+    learn_merchants(&ctx, &tracker);
     tracker.spawn(inbox::run(ctx.clone(), tracker.clone()));
     let schedules = account_schedules(&ctx)?;
     let poll = poll_fn(&ctx);

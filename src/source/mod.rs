@@ -207,6 +207,11 @@ pub trait PaymentSource: Send + Sync {
     async fn expand_trigger(&self, _uid: &str) -> Option<Result<Vec<String>, SourceError>> {
         None
     }
+    /// The gateway's id of the merchant behind the credentials, once known (Mercado Pago: the
+    /// seller's user id, read by [`PaymentSource::check`]); webhooks naming another are refused.
+    fn merchant_id(&self) -> Option<String> {
+        None
+    }
     /// Why the source cannot work any more without a person (credentials revoked), for
     /// `/healthz` and `status`; `None` while it can.
     fn stopped(&self) -> Option<String> {

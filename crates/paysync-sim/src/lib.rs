@@ -557,7 +557,7 @@ impl Simulator {
     /// customer does not exist (a link field), nor deletes a customer an order links to.
     pub fn add_sales_order(&self, so: SimSalesOrder) {
         self.with(|s| {
-            if !s.customers.iter().any(|c| *c == so.customer) {
+            if !s.customers.contains(&so.customer) {
                 s.customers.push(so.customer.clone());
             }
             s.orders.insert(so.name.clone(), so);

@@ -36,6 +36,14 @@ fn oauth() -> AccountSettings {
     )
 }
 
+/// What a notification of `acc` is checked against, its seller not known yet.
+fn expect(acc: &AccountSettings) -> Expect<'_> {
+    Expect {
+        account: acc,
+        seller: None,
+    }
+}
+
 fn headers(signature: &str, request_id: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("x-signature", HeaderValue::from_str(signature).unwrap());
@@ -61,7 +69,7 @@ fn signed(id: &str, ts: i64) -> (String, HeaderMap) {
 #[test]
 fn a_signed_webhook_is_a_trigger_for_its_payment() {
     let (q, h) = signed("999", now().as_second());
-    let t = trigger(&oauth(), Some(&q), &h, &body("999"), now()).unwrap();
+    let t = trigger(&expect(&oauth()), Some(&q), &h, &body("999"), now()).unwrap();
     assert_eq!(
         t,
         Trigger::Operation {
@@ -76,10 +84,11 @@ fn a_signed_webhook_is_a_trigger_for_its_payment() {
 fn a_webhook_that_does_not_verify_is_refused_as_unauthorized() {
     let acc = oauth();
     let ts = now().as_second();
-    let refused = |q: &str, h: &HeaderMap, b: &[u8]| match trigger(&acc, Some(q), h, b, now()) {
-        Err(Refusal::Unauthorized(m)) => m,
-        other => panic!("{other:?}"),
-    };
+    let refused =
+        |q: &str, h: &HeaderMap, b: &[u8]| match trigger(&expect(&acc), Some(q), h, b, now()) {
+            Err(Refusal::Unauthorized(m)) => m,
+            other => panic!("{other:?}"),
+        };
     // Signed for another payment than the query names.
     let (_, h) = signed("998", ts);
     assert!(refused("data.id=999&type=payment", &h, &body("999")).contains("x-signature"));
@@ -103,14 +112,14 @@ fn a_webhook_that_does_not_verify_is_refused_as_unauthorized() {
     }
     // Within the tolerance it verifies.
     let (q, h) = signed("999", ts - 600);
-    assert!(trigger(&acc, Some(&q), &h, &body("999"), now()).is_ok());
+    assert!(trigger(&expect(&acc), Some(&q), &h, &body("999"), now()).is_ok());
 }
 
 #[test]
 fn without_a_webhook_secret_no_mercadopago_webhook_is_taken() {
     let acc = account("access_token = \"APP_USR-1\"", false);
     let (q, h) = signed("999", now().as_second());
-    match trigger(&acc, Some(&q), &h, &body("999"), now()) {
+    match trigger(&expect(&acc), Some(&q), &h, &body("999"), now()) {
         Err(Refusal::Unauthorized(m)) => assert!(m.contains("no webhook_secret"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -124,7 +133,7 @@ fn mercadolibre_notifications_name_a_payment_or_an_order_of_this_application() {
     };
     let app: u64 = APP.parse().unwrap();
     let t = trigger(
-        &acc,
+        &expect(&acc),
         None,
         &HeaderMap::new(),
         &ml("orders_v2", "/orders/2000000123", app),
@@ -135,7 +144,7 @@ fn mercadolibre_notifications_name_a_payment_or_an_order_of_this_application() {
         "{t:?}"
     );
     let t = trigger(
-        &acc,
+        &expect(&acc),
         None,
         &HeaderMap::new(),
         &ml("payments", "/collections/55501", app),
@@ -147,14 +156,14 @@ fn mercadolibre_notifications_name_a_payment_or_an_order_of_this_application() {
     );
     let other_app = ml("orders_v2", "/orders/2000000123", app + 1);
     assert!(matches!(
-        trigger(&acc, None, &HeaderMap::new(), &other_app, now()),
+        trigger(&expect(&acc), None, &HeaderMap::new(), &other_app, now()),
         Err(Refusal::Unauthorized(_))
     ));
     // A seller's own token names no application: the notification is taken (re-read anyway).
     let own = account("access_token = \"APP_USR-1\"", false);
-    assert!(trigger(&own, None, &HeaderMap::new(), &other_app, now()).is_ok());
+    assert!(trigger(&expect(&own), None, &HeaderMap::new(), &other_app, now()).is_ok());
     let t = trigger(
-        &acc,
+        &expect(&acc),
         None,
         &HeaderMap::new(),
         &ml("created_orders", "/orders/1", app),
@@ -168,11 +177,40 @@ fn an_unreadable_notification_is_a_bad_request() {
     for b in [&b"not json"[..], b"[]", b"{}"] {
         assert!(
             matches!(
-                trigger(&oauth(), None, &HeaderMap::new(), b, now()),
+                trigger(&expect(&oauth()), None, &HeaderMap::new(), b, now()),
                 Err(Refusal::BadRequest(_))
             ),
             "{}",
             String::from_utf8_lossy(b)
         );
     }
+}
+
+#[test]
+fn once_the_seller_is_known_notifications_for_another_are_refused() {
+    let acc = oauth();
+    let app: u64 = APP.parse().unwrap();
+    let known = Expect {
+        account: &acc,
+        seller: Some("123456789".into()),
+    };
+    let ours = paysync_sim::ml_notification("orders_v2", "/orders/1", 123456789, app).into_bytes();
+    let theirs =
+        paysync_sim::ml_notification("orders_v2", "/orders/1", 987654321, app).into_bytes();
+    assert!(trigger(&known, None, &HeaderMap::new(), &ours, now()).is_ok());
+    assert!(matches!(
+        trigger(&known, None, &HeaderMap::new(), &theirs, now()),
+        Err(Refusal::Unauthorized(m)) if m.contains("another seller")
+    ));
+    // Not known yet: taken (the payment is re-read with the account's own token anyway).
+    assert!(trigger(&expect(&acc), None, &HeaderMap::new(), &theirs, now()).is_ok());
+    // A signed Mercado Pago webhook for another seller, too.
+    let (q, h) = signed("999", now().as_second());
+    let other = String::from_utf8(body("999"))
+        .unwrap()
+        .replace(r#""type""#, r#""user_id":987654321,"type""#);
+    assert!(matches!(
+        trigger(&known, Some(&q), &h, other.as_bytes(), now()),
+        Err(Refusal::Unauthorized(_))
+    ));
 }

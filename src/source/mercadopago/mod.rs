@@ -374,6 +374,10 @@ impl PaymentSource for MercadoPagoClient {
     fn stopped(&self) -> Option<String> {
         self.tokens.stopped()
     }
+
+    fn merchant_id(&self) -> Option<String> {
+        self.seller.get().map(u64::to_string)
+    }
 }
 
 /// The inbox uid of a MercadoLibre order's notification (`ml-order:<id>`): its payments are each
