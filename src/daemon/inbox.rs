@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use super::DaemonCtx;
 use crate::config::OrderSource;
-use crate::pipeline::RunOptions;
+use crate::pipeline::{AccountCtx, RunOptions};
 use crate::retry::{Backoff, Jitter};
 use crate::source::{Fetched, SourceError};
 use crate::store::{InboxItem, StoreError};
@@ -282,11 +282,12 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
         give_up(ctx, &item, "no such account in the configuration").await;
         return;
     };
-    // A trigger naming several operations (a MercadoLibre order): each is queued as a trigger
-    // of its own, durably, and this one is done.
+    // A trigger naming several operations (a MercadoLibre order): they are read and decided
+    // together, as one batch, so the order's oldest payment is its initial one whatever order
+    // the notification lists them in.
     if let Some(expanded) = acc.source.expand_trigger(&item.uid).await {
         let outcome = match expanded {
-            Ok(uids) => fan_out(ctx, &item, &uids).await,
+            Ok(uids) => process_together(ctx, acc, &item, &uids).await,
             Err(SourceError::NotFound { .. }) => Err((false, "not found in the source".into())),
             Err(e) => Err((true, e.to_string())),
         };
@@ -333,19 +334,37 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
     settle(ctx, &item, outcome).await;
 }
 
-/// Queue each of `uids` as a trigger of the item's account.
-async fn fan_out(ctx: &DaemonCtx, item: &InboxItem, uids: &[String]) -> Result<(), (bool, String)> {
-    let now = ctx.clock.now();
-    for uid in uids {
-        if let Err(e) = ctx.ledger.inbox_push(&item.account, uid, now, None).await {
-            return Err((true, format!("could not queue payment {uid}: {e}")));
+/// Read each of `uids` and decide them in one batch. A payment the source does not know is a
+/// bad item (recorded, the others go on); any other failure to read one tries the whole trigger
+/// again later (what was booked is then `already_loaded`).
+async fn process_together(
+    ctx: &DaemonCtx,
+    acc: &AccountCtx,
+    item: &InboxItem,
+    uids: &[String],
+) -> Result<(), (bool, String)> {
+    let reads = futures::future::join_all(uids.iter().map(|uid| acc.source.get_operation(uid)));
+    let mut fetched = Vec::new();
+    for (uid, read) in uids.iter().zip(reads.await) {
+        match read {
+            Ok(op) => fetched.push(Fetched::Op(op)),
+            Err(SourceError::NotFound { api, .. }) => fetched.push(Fetched::Bad {
+                uid: Some(uid.clone()),
+                reason: format!("named by {} but not found in {api}", item.uid),
+            }),
+            Err(e) => return Err((true, format!("payment {uid}: {e}"))),
         }
     }
-    info!(account = %item.account, uid = %item.uid, payments = uids.len(), "order trigger: its payments queued");
-    if !uids.is_empty() {
-        ctx.inbox_wake.notify_one();
+    info!(account = %item.account, uid = %item.uid, payments = uids.len(), "order trigger: its payments read");
+    match ctx
+        .engine
+        .process_operations_with(acc, fetched, &RunOptions::default(), None)
+        .await
+    {
+        Ok(summary) if summary.unresolved() == 0 => Ok(()),
+        Ok(summary) => Err((true, format!("not resolved yet: {summary}"))),
+        Err(e) => Err((true, e.to_string())),
     }
-    Ok(())
 }
 
 /// Record a trigger's outcome: done, tried again later, or given up.

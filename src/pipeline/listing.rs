@@ -120,7 +120,17 @@ pub(super) async fn fetch_all(
     let mut items = Vec::new();
     let mut previous_first: Option<String> = None;
     for page in 0u32.. {
-        let p = source.list_page(window, page).await?;
+        let p = match source.list_page(window, page).await {
+            Ok(p) => p,
+            // The source cannot page this far into one window: shorter slices, while there is
+            // a shorter one to try (`page_limit` is `None` at the floor).
+            Err(SourceError::Api { code, .. })
+                if code == crate::source::PAST_PAGE_CEILING && page > 0 && page_limit.is_some() =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let first = p.items.iter().find_map(|i| match i {
             Fetched::Op(o) => Some(o.uid.clone()),
             Fetched::Bad { uid, .. } => uid.clone(),

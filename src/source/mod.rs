@@ -187,6 +187,10 @@ impl SourceError {
     }
 }
 
+/// The `code` of [`SourceError::Api`] a source answers for a page past what one window may be
+/// read in (a search's offset ceiling): the listing reads the window again in shorter slices.
+pub const PAST_PAGE_CEILING: &str = "offset_ceiling";
+
 /// A payment gateway, read-only.
 #[async_trait]
 pub trait PaymentSource: Send + Sync {

@@ -376,3 +376,36 @@ async fn a_po_no_two_live_orders_hold_books_nothing_and_an_amendment_wins() {
         "case and the amendment"
     );
 }
+
+/// A search that refuses to page past 500 rows (lower than the 10,000 paysync assumes, which is
+/// not documented): a day of 700 payments is read again in shorter slices, every payment once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_ceiling_lower_than_assumed_splits_the_day() {
+    let opts = SimOptions {
+        mp_max_rows: 500,
+        ..SimOptions::default()
+    };
+    let env = TestEnv::start_mercadopago(opts, false, "", None).await;
+    let start = ts("2026-11-03T03:00:00Z");
+    for i in 0..700u64 {
+        let created = start + SignedDuration::from_secs(i as i64 * 90);
+        let mut p = SimMpPayment::approved(60_000 + i, d("10"), created);
+        p.external_reference = Some(format!("NOPE-{i}"));
+        env.sim.add_mp_payment(p);
+    }
+    let app = env.app().await;
+    let s = sync_mp(&app, date(2026, 11, 3), date(2026, 11, 3)).await;
+    assert_eq!(s.get(DecisionKind::OrderMissing), 700, "{s}");
+    assert_eq!(s.errors(), 0, "{s}");
+    assert!(
+        env.sim
+            .stats()
+            .by_endpoint
+            .get("GET /v1/payments/search")
+            .copied()
+            .unwrap_or(0)
+            > 14,
+        "read in more than one slice: {:?}",
+        env.sim.stats().by_endpoint
+    );
+}

@@ -25,6 +25,9 @@ pub struct SimOptions {
     pub mp_access_ttl: Duration,
     /// The seller (MercadoLibre user id) every token belongs to: `/users/me`, `collector_id`.
     pub mp_seller_id: u64,
+    /// The deepest row a search may reach (`offset + limit`), past which it answers 400 with
+    /// cause 1000 "Number of rows exceeded the limits".
+    pub mp_max_rows: u64,
     pub faults: Faults,
     /// Seed of the deterministic fault RNG.
     pub seed: u64,
@@ -43,6 +46,7 @@ impl Default for SimOptions {
             mp_refresh_token: "TG-sim-initial".into(),
             mp_access_ttl: Duration::from_secs(6 * 3600),
             mp_seller_id: 123_456_789,
+            mp_max_rows: 10_000,
             faults: Faults::default(),
             seed: 42,
         }

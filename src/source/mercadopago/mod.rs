@@ -33,7 +33,7 @@ pub mod webhook;
 pub use answers::classify;
 pub use payment::{parse_payment, parse_search};
 
-use super::{Page, PaymentSource, SourceError, Window, WindowField};
+use super::{Fetched, PAST_PAGE_CEILING, Page, PaymentSource, SourceError, Window, WindowField};
 use crate::domain::Operation;
 use crate::http_client::describe_reqwest;
 use crate::retry::{RetryPolicy, retrying};
@@ -311,7 +311,7 @@ impl PaymentSource for MercadoPagoClient {
         let Some(offset) = offset else {
             return Err(SourceError::Api {
                 api: API,
-                code: "offset_ceiling".into(),
+                code: PAST_PAGE_CEILING.into(),
                 message: format!(
                     "page {page} is past the search's {OFFSET_CEILING} rows: split the window \
                      (at most {MAX_PAGES} pages of {PAGE_SIZE})"
@@ -322,12 +322,15 @@ impl PaymentSource for MercadoPagoClient {
             WindowField::Created => "date_created",
             WindowField::Updated => "date_last_updated",
         };
+        // Whether the search's bounds are inclusive, and to the millisecond, is not documented
+        // (research notes): it is asked a second wider on each side, and what comes back is
+        // cut to the window exactly, so slices that tile to the millisecond each keep their own.
         let query = [
             ("sort", field.to_string()),
             ("criteria", "asc".to_string()),
             ("range", field.to_string()),
-            ("begin_date", search_date(window.from)),
-            ("end_date", search_date(window.to)),
+            ("begin_date", search_date(window.from - BOUND_MARGIN)),
+            ("end_date", search_date(window.to + BOUND_MARGIN)),
             ("offset", offset.to_string()),
             ("limit", PAGE_SIZE.to_string()),
         ];
@@ -335,7 +338,22 @@ impl PaymentSource for MercadoPagoClient {
         let read = |status, retry_after, body: &[u8]| {
             parse_search(classify(API, status, retry_after, body)?)
         };
-        self.call(API, "search_payments", url, &query, read).await
+        match self.call(API, "search_payments", url, &query, read).await {
+            Ok(mut p) => {
+                p.items.retain(|item| within(window, item));
+                Ok(p)
+            }
+            // "Number of rows exceeded the limits": a ceiling lower than ours; the window is
+            // split like one past OFFSET_CEILING.
+            Err(SourceError::Api { code, message, .. }) if code == "1000" => {
+                Err(SourceError::Api {
+                    api: API,
+                    code: PAST_PAGE_CEILING.into(),
+                    message,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn get_operation(&self, uid: &str) -> Result<Operation, SourceError> {
@@ -421,6 +439,24 @@ fn read_order_payments(text: &str) -> Result<Vec<String>, SourceError> {
 
 /// A window bound as the search wants it: UTC, milliseconds, `-00:00` (floored to the
 /// millisecond: Mercado Pago's dates have no finer part, so nothing inside the bound is lost).
+/// How much wider than the window the search is asked (see `list_page`).
+const BOUND_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+/// The item falls in the window by the window's own field (a bad document is always kept: it is
+/// recorded, not dropped).
+fn within(window: &Window, item: &Fetched) -> bool {
+    match item {
+        Fetched::Op(op) => {
+            let t = match window.field {
+                WindowField::Created => op.created,
+                WindowField::Updated => op.updated.unwrap_or(op.created),
+            };
+            window.from <= t && t <= window.to
+        }
+        Fetched::Bad { .. } => true,
+    }
+}
+
 fn search_date(t: jiff::Timestamp) -> String {
     let ms = jiff::Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t);
     ms.strftime("%Y-%m-%dT%H:%M:%S%.3f-00:00").to_string()

@@ -291,8 +291,8 @@ async fn a_page_is_asked_as_the_contract_says() {
     let (c, script) = serve(vec![ok(body)], fixed("APP_USR-1"), RetryPolicy::none()).await;
     let window = Window {
         field: WindowField::Updated,
-        from: "2026-11-01T00:00:00-03:00".parse().unwrap(),
-        to: "2026-11-02T00:00:00.5Z".parse().unwrap(),
+        from: "2026-11-05T00:00:00-03:00".parse().unwrap(),
+        to: "2026-11-06T00:00:00.5Z".parse().unwrap(),
     };
     let page = c.list_page(&window, 1).await.unwrap();
     assert!(page.is_last);
@@ -313,11 +313,70 @@ async fn a_page_is_asked_as_the_contract_says() {
             ("sort", "date_last_updated"),
             ("criteria", "asc"),
             ("range", "date_last_updated"),
-            ("begin_date", "2026-11-01T03:00:00.000-00:00"),
-            ("end_date", "2026-11-02T00:00:00.500-00:00"),
+            // A second wider each side: the search's bounds are not documented.
+            ("begin_date", "2026-11-05T02:59:59.000-00:00"),
+            ("end_date", "2026-11-06T00:00:01.500-00:00"),
             ("offset", "50"),
             ("limit", "50"),
         ]
+    );
+}
+
+/// The search is asked a second wider than the window; what comes back is cut to the window by
+/// its own field, to the millisecond, so two slices that tile never both keep a payment.
+#[tokio::test]
+async fn what_the_wider_search_brings_is_cut_to_the_window() {
+    let at = |id: u64, updated: &str| {
+        format!(
+            r#"{{"id":{id},"status":"approved","currency_id":"ARS","transaction_amount":1,"date_created":"2026-11-01T00:00:00.000Z","date_last_updated":"{updated}","live_mode":true}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"paging":{{"total":5}},"results":[{},{},{},{},{}]}}"#,
+        at(1, "2026-11-05T02:59:59.999Z"),
+        at(2, "2026-11-05T03:00:00.000Z"),
+        at(3, "2026-11-06T00:00:00.500Z"),
+        at(4, "2026-11-06T00:00:00.501Z"),
+        r#"{"id":5,"status":"approved"}"#
+    );
+    let (c, _) = serve(vec![ok(body)], fixed("t"), RetryPolicy::none()).await;
+    let window = Window {
+        field: WindowField::Updated,
+        from: "2026-11-05T03:00:00Z".parse().unwrap(),
+        to: "2026-11-06T00:00:00.5Z".parse().unwrap(),
+    };
+    let page = c.list_page(&window, 0).await.unwrap();
+    let kept: Vec<String> = page
+        .items
+        .iter()
+        .map(|i| match i {
+            Fetched::Op(o) => o.uid.clone(),
+            Fetched::Bad { uid, .. } => format!("bad {}", uid.clone().unwrap_or_default()),
+        })
+        .collect();
+    assert_eq!(kept, ["2", "3", "bad 5"]);
+}
+
+/// A 400 "Number of rows exceeded the limits" (a ceiling lower than ours) says the same as a
+/// page past ours: split the window.
+#[tokio::test]
+async fn error_1000_is_a_page_ceiling() {
+    let body = r#"{"message":"Number of rows exceeded the limits","error":"bad_request","status":400,"cause":[{"code":1000,"description":"Number of rows exceeded the limits"}]}"#;
+    let (c, _) = serve(
+        vec![(400, "", body.to_string())],
+        fixed("t"),
+        RetryPolicy::none(),
+    )
+    .await;
+    let window = Window {
+        field: WindowField::Created,
+        from: jiff::Timestamp::UNIX_EPOCH,
+        to: jiff::Timestamp::UNIX_EPOCH,
+    };
+    let e = c.list_page(&window, 3).await.unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Api { code, .. } if code == crate::source::PAST_PAGE_CEILING),
+        "{e:?}"
     );
 }
 

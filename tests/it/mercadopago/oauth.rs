@@ -190,3 +190,77 @@ async fn two_instances_on_one_postgresql_share_the_rotation() {
     drop(env);
     drop(db);
 }
+
+/// A whole `paysync sync` of the real binary at trace level, its tokens rotating: no access
+/// token, refresh token or client secret appears in its output, and the ledger holds only the
+/// live refresh token (it must: it is single-use), never an access token or the client secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_the_logs() {
+    let env = TestEnv::start_mercadopago(rotating(), true, "", None).await;
+    sample(&env.sim, 40, 21);
+    let opts = env.sim.options();
+    let configured = env.sim.mp_refresh_token();
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
+            .args([
+                "--config",
+                &cfg,
+                "--log-format",
+                "json",
+                "sync",
+                "--since",
+                "2026-10-01",
+                "--until",
+                "2026-10-31",
+            ])
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        logs.contains("OAuth access token refreshed"),
+        "{logs:.3000}"
+    );
+    assert!(
+        env.sim.mp_token_grants() >= 2,
+        "the token rotated during the run"
+    );
+    let live_refresh = env.sim.mp_refresh_token();
+    let mut secrets = env.sim.mp_valid_access_tokens();
+    secrets.extend([
+        opts.mp_client_secret.clone(),
+        configured,
+        live_refresh.clone(),
+    ]);
+    for s in &secrets {
+        assert!(s.len() >= 8, "{s:?} too short to search for");
+        assert!(
+            !logs.contains(s.as_str()),
+            "a token or secret reached the logs"
+        );
+    }
+    let ledger = env.ledger_contents().await;
+    assert!(
+        ledger.contains(&live_refresh),
+        "the live refresh token is kept"
+    );
+    for s in env
+        .sim
+        .mp_valid_access_tokens()
+        .iter()
+        .chain([&opts.mp_client_secret])
+    {
+        assert!(
+            !ledger.contains(s.as_str()),
+            "an access token or the secret reached the ledger"
+        );
+    }
+}

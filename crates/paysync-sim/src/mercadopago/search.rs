@@ -26,9 +26,9 @@ use serde_json::{Value, json};
 use super::super::Shared;
 use super::{StoredMp, body, error, gate, json as doc, payments_by_id};
 
-/// The largest `limit`, and the deepest row `offset + limit` may reach.
+/// The largest `limit`. The deepest row `offset + limit` may reach is `SimOptions::mp_max_rows`
+/// (10,000 by default: the real ceiling is not documented, research notes).
 const MAX_LIMIT: u64 = 1000;
-const MAX_ROWS: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -173,7 +173,11 @@ struct SearchRequest {
 }
 
 impl SearchRequest {
-    fn parse(q: &HashMap<String, String>, now: Timestamp) -> Result<SearchRequest, Response> {
+    fn parse(
+        q: &HashMap<String, String>,
+        now: Timestamp,
+        max_rows: u64,
+    ) -> Result<SearchRequest, Response> {
         let sort = match q.get("sort") {
             None => Field::Created,
             Some(v) => Field::parse(v.trim()).ok_or_else(|| bad_request(1003, "Invalid sort"))?,
@@ -220,7 +224,7 @@ impl SearchRequest {
             }
         };
         let (offset, limit) = (number("offset", 0)?, number("limit", 30)?);
-        if limit > MAX_LIMIT || offset.saturating_add(limit) > MAX_ROWS {
+        if limit > MAX_LIMIT || offset.saturating_add(limit) > max_rows {
             return Err(rows_exceeded());
         }
         Ok(SearchRequest {
@@ -268,7 +272,8 @@ pub(crate) async fn search(
     if let Err(r) = gate(&state, &headers, "GET /v1/payments/search").await {
         return r;
     }
-    let req = match SearchRequest::parse(&q, Timestamp::now()) {
+    let max_rows = state.lock().expect("sim state poisoned").opts.mp_max_rows;
+    let req = match SearchRequest::parse(&q, Timestamp::now(), max_rows) {
         Ok(r) => r,
         Err(r) => return r,
     };
