@@ -264,3 +264,74 @@ async fn no_token_reaches_the_logs() {
         );
     }
 }
+
+/// `kill -9` of the real binary syncing an OAuth account, several times: every new process
+/// starts from the refresh token the previous one stored (the configured one is spent after the
+/// first), and after the last run every paid payment is booked exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_syncs_books_exactly_once_and_never_loses_the_token() {
+    let opts = SimOptions {
+        faults: paysync_sim::Faults {
+            erp_write_latency: Duration::from_millis(8),
+            ..paysync_sim::Faults::default()
+        },
+        ..SimOptions::default()
+    };
+    let env = TestEnv::start_mercadopago(opts, true, "", None).await;
+    let expected = sample(&env.sim, 600, 31);
+    let before = env.sim.entry_names();
+    let cfg = env.config_path.to_str().unwrap().to_string();
+    let sync = move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_paysync"));
+        c.args([
+            "--config",
+            &cfg,
+            "sync",
+            "--account",
+            "mp",
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-10-31",
+        ])
+        .env("RUST_LOG", "warn");
+        c
+    };
+    let mut writes = env.sim.subscribe_writes();
+    let start = *writes.borrow();
+    for threshold in [40u64, 100, 170] {
+        let mut child = sync()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = tokio::time::timeout(
+            Duration::from_secs(60),
+            writes.wait_for(|n| *n >= start + threshold),
+        )
+        .await;
+        assert!(
+            reached.is_ok(),
+            "the sync stalled before {threshold} entries"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let last = tokio::task::spawn_blocking(move || sync().output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(!stderr.contains("invalid_grant"), "{stderr}");
+    assert_eq!(
+        env.sim.mp_token_requests(),
+        env.sim.mp_token_grants(),
+        "no process sent a spent refresh token"
+    );
+    assert!(
+        env.sim.mp_token_grants() >= 4,
+        "each process refreshed once at least"
+    );
+    assert_mp_books_exactly(&env.sim, &expected, &before);
+    let app = env.app().await;
+    assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
+}
