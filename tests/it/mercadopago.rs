@@ -409,3 +409,92 @@ async fn a_search_ceiling_lower_than_assumed_splits_the_day() {
         env.sim.stats().by_endpoint
     );
 }
+
+/// With `fees_account`, a MercadoLibre sale is booked at what reached the seller: the listed fee
+/// and the charges `fee_details` does not list (shipping) are deductions, the customer credited
+/// the gross; the simulated ERPNext takes both entries with a zero difference.
+#[tokio::test]
+async fn fees_are_deducted_so_the_bank_gets_what_arrived() {
+    let env = TestEnv::start_mercadopago(
+        SimOptions::default(),
+        false,
+        "fees_account = \"Comisiones - MESA\"\nfees_cost_center = \"Main - MESA\"",
+        None,
+    )
+    .await;
+    env.sim
+        .add_sales_order(order("SAL-ORD-2026-00050", "Cliente Fees", "260.20"));
+    let mk = |id: u64, amount: &str, fee: &str, shipping: &str, minute: i64| {
+        let mut p = SimMpPayment::approved(
+            id,
+            d(amount),
+            ts("2026-11-03T10:00:00Z") + SignedDuration::from_mins(minute),
+        );
+        p.external_reference = Some("SAL-ORD-2026-00050".into());
+        p.fees = vec![paysync_sim::SimMpFee {
+            kind: "mercadopago_fee".into(),
+            amount: d(fee),
+            payer: "collector".into(),
+        }];
+        p.unlisted_charges = d(shipping);
+        p
+    };
+    env.sim
+        .add_mp_payment(mk(82001, "260.20", "44.23", "23.45", 0));
+    env.sim.add_mp_payment(mk(82002, "100", "4.99", "0", 5));
+    let app = env.app().await;
+    let s = sync_mp(&app, date(2026, 11, 1), date(2026, 11, 5)).await;
+    assert_eq!(s.get(DecisionKind::BookedInitial), 1, "{s}");
+    assert_eq!(s.get(DecisionKind::BookedAdditional), 1, "{s}");
+    let entries = env.sim.payment_entries();
+    let by = |r: &str| {
+        entries
+            .iter()
+            .find(|e| e.reference_no.as_deref() == Some(r))
+            .unwrap()
+    };
+    let first = by("82001");
+    assert_eq!(
+        first.paid_amount,
+        d("192.52"),
+        "the net that reached the seller"
+    );
+    assert_eq!(
+        first.references[0].allocated_amount,
+        d("260.20"),
+        "the order paid in full"
+    );
+    let rows: Vec<(Option<String>, Decimal)> = first
+        .deductions
+        .iter()
+        .map(|r| (r.description.clone(), r.amount))
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| r.1).sum::<Decimal>(),
+        d("67.68"),
+        "{rows:?}"
+    );
+    assert_eq!(first.deductions.len(), 2, "{rows:?}");
+    assert!(
+        first
+            .deductions
+            .iter()
+            .all(|r| r.account == "Comisiones - MESA" && r.cost_center == "Main - MESA")
+    );
+    assert_eq!(first.unallocated_amount, Decimal::ZERO);
+    let second = by("82002");
+    assert_eq!(second.paid_amount, d("95.01"));
+    assert!(second.references.is_empty());
+    assert_eq!(
+        second.unallocated_amount,
+        d("100"),
+        "the customer credited the gross"
+    );
+    assert_eq!(
+        env.sim
+            .sales_order("SAL-ORD-2026-00050")
+            .unwrap()
+            .advance_paid,
+        d("260.20")
+    );
+}

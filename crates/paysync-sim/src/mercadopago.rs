@@ -80,6 +80,9 @@ pub struct SimMpPayment {
     /// `date_approved`, served only while the status is approved, refunded or charged_back.
     pub approved: Option<Timestamp>,
     pub fees: Vec<SimMpFee>,
+    /// What Mercado Pago kept beyond `fee_details` (a MercadoLibre sale's shipping is listed in
+    /// `charges_details`, not there): lowers `net_received_amount` only.
+    pub unlisted_charges: Decimal,
     pub description: String,
 }
 
@@ -102,6 +105,7 @@ impl SimMpPayment {
             updated: created,
             approved: Some(created),
             fees: Vec::new(),
+            unlisted_charges: Decimal::ZERO,
             description: "Compra".into(),
         }
     }

@@ -40,6 +40,8 @@ struct WirePayment<'a> {
     live_mode: Option<&'a RawValue>,
     #[serde(borrow)]
     fee_details: Option<&'a RawValue>,
+    #[serde(borrow)]
+    transaction_details: Option<&'a RawValue>,
 }
 
 /// One payment document into an [`Operation`]; the error is the reason it was refused (it
@@ -142,8 +144,58 @@ fn build(w: &WirePayment<'_>) -> Result<Operation, String> {
         // Only an explicit `false` is test mode: a payment that does not say is a live one.
         is_test: live_mode == Some(false),
         marketplace_order: marketplace_order(w.order)?,
-        fees: fees_of(w.fee_details)?,
+        fees: reconciled(
+            total,
+            fees_of(w.fee_details)?,
+            net_of(w.transaction_details)?,
+        ),
     })
+}
+
+/// `transaction_details.net_received_amount`: what reached the seller's account, when stated.
+fn net_of(details: Option<&RawValue>) -> Result<Option<Decimal>, String> {
+    #[derive(Deserialize)]
+    struct Details<'a> {
+        #[serde(borrow)]
+        net_received_amount: Option<&'a RawValue>,
+    }
+    let Some(details) = details.filter(|d| d.get() != "null") else {
+        return Ok(None);
+    };
+    let d: Details = Some(details.get())
+        .filter(|t| is_object(t))
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| format!("transaction_details {} is not an object", quote(details)))?;
+    match d.net_received_amount.filter(|n| n.get() != "null") {
+        None => Ok(None),
+        Some(n) => amount_of("transaction_details.net_received_amount", n).map(Some),
+    }
+}
+
+/// The fees, made to add up to what Mercado Pago kept when the payment says what reached the
+/// seller: `fee_details` does not list every charge a MercadoLibre sale bears (shipping, for one,
+/// is in `charges_details`; research notes (h)), and the bank side of the entry must be what
+/// really arrived. Listed fees short of `total − net`: the rest is one more row,
+/// `other_charges`; listed fees past it (a charge that is net-neutral): one row for what was
+/// kept, `charges`. Without a stated net, the listed fees as they are.
+fn reconciled(total: Decimal, listed: Vec<Fee>, net: Option<Decimal>) -> Vec<Fee> {
+    let Some(net) = net else { return listed };
+    let kept = total - net;
+    let sum: Decimal = listed.iter().map(|f| f.amount).sum();
+    let mut fees = if sum <= kept { listed } else { Vec::new() };
+    let rest = kept - fees.iter().map(|f| f.amount).sum::<Decimal>();
+    if rest > Decimal::ZERO {
+        let kind = if fees.is_empty() && sum > kept {
+            "charges"
+        } else {
+            "other_charges"
+        };
+        fees.push(Fee {
+            kind: kind.into(),
+            amount: rest,
+        });
+    }
+    fees
 }
 
 /// `order.id` when the order is a MercadoLibre one; other orders (`mercadopago`, `{}`, absent)

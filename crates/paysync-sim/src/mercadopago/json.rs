@@ -119,7 +119,7 @@ pub(crate) fn payment(p: &SimMpPayment) -> Value {
         "transaction_amount": num(p.transaction_amount),
         "transaction_amount_refunded": num(p.transaction_amount_refunded),
         "transaction_details": {
-            "net_received_amount": num(p.transaction_amount - by_collector),
+            "net_received_amount": num(p.transaction_amount - by_collector - p.unlisted_charges),
             "total_paid_amount": num(total_paid),
             "installment_amount": num(total_paid),
         },

@@ -119,6 +119,7 @@ impl SimMpPayment {
             updated: op.updated,
             approved,
             fees,
+            unlisted_charges: rust_decimal::Decimal::ZERO,
             description: op.description.clone(),
         })
     }

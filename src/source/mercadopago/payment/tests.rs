@@ -183,13 +183,19 @@ fn statuses_and_dates() {
 
 #[test]
 fn fees_are_the_collectors_and_exact() {
+    // Without a stated net (that reconciling is the next test's).
     let fees = |rows: &str| {
         let s = GOOD.replace(
+            r#""transaction_details": {"net_received_amount": 1425.48, "total_paid_amount": 1500.5, "installment_amount": 1500.5},"#,
+            "",
+        );
+        let s = s.replace(
             r#"[{"type": "mercadopago_fee", "amount": 75.02, "fee_payer": "collector"},
                  {"type": "financing_fee", "amount": 10, "fee_payer": "payer"}]"#,
             rows,
         );
         assert_ne!(s, GOOD);
+        assert!(!s.contains("net_received_amount"));
         parse_payment(&s)
     };
     assert_eq!(fees("[]").unwrap().fees, vec![]);
@@ -313,4 +319,69 @@ fn a_page_is_last_only_when_short_and_carries_the_total() {
             "{broken}"
         );
     }
+}
+
+/// The fees add up to what Mercado Pago kept when the payment states the net: an unlisted
+/// charge (a sale's shipping) becomes `other_charges`; listed fees past what was kept (a
+/// net-neutral financing fee) become one `charges` row; no net stated, the listed rows.
+#[test]
+fn fees_add_up_to_what_reached_the_seller() {
+    let with = |fees: &str, details: &str| {
+        let doc = format!(
+            r#"{{"id":1,"status":"approved","currency_id":"ARS","transaction_amount":260.20,"date_created":"2026-11-05T10:01:50.000-04:00","live_mode":true,"fee_details":{fees}{details}}}"#
+        );
+        parse_payment(&doc)
+            .unwrap()
+            .fees
+            .into_iter()
+            .map(|f| (f.kind, f.amount.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let fee = r#"[{"type":"mercadopago_fee","amount":44.23,"fee_payer":"collector"}]"#;
+    assert_eq!(
+        with(
+            fee,
+            r#","transaction_details":{"net_received_amount":192.52}"#
+        ),
+        [
+            ("mercadopago_fee".to_string(), "44.23".to_string()),
+            ("other_charges".to_string(), "23.45".to_string())
+        ]
+    );
+    assert_eq!(
+        with(
+            fee,
+            r#","transaction_details":{"net_received_amount":215.97}"#
+        ),
+        [("mercadopago_fee".to_string(), "44.23".to_string())],
+        "listed fees that add up are kept as they are"
+    );
+    assert_eq!(
+        with(
+            fee,
+            r#","transaction_details":{"net_received_amount":230.20}"#
+        ),
+        [("charges".to_string(), "30.00".to_string())],
+        "listed past what was kept: one row of what was kept"
+    );
+    assert_eq!(
+        with(fee, ""),
+        [("mercadopago_fee".to_string(), "44.23".to_string())],
+        "no net stated"
+    );
+    assert_eq!(
+        with(
+            "[]",
+            r#","transaction_details":{"net_received_amount":260.20}"#
+        ),
+        Vec::<(String, String)>::new(),
+        "nothing kept, nothing deducted"
+    );
+    assert_eq!(
+        with(
+            fee,
+            r#","transaction_details":{"net_received_amount":null}"#
+        ),
+        [("mercadopago_fee".to_string(), "44.23".to_string())]
+    );
 }
