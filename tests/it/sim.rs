@@ -25,7 +25,7 @@ async fn recorded_site() -> Simulator {
     let sim = Simulator::start(SimOptions::default()).await.unwrap();
     sim.set_company("Test Co AR", "TCA");
     sim.add_account("Bank Account - TCA", true);
-    sim.add_account("Debtors - TCA", false);
+    sim.set_default_receivable("Debtors - TCA");
     sim.add_mode_of_payment("Mobbex", true, &[("Test Co AR", "Bank Account - TCA")]);
     sim.add_customer("Cliente Demo");
     sim.add_customer("Cliente Dos");
@@ -376,6 +376,8 @@ async fn mobbex_pages_from_zero_with_string_statuses_and_refuses_bad_credentials
 
 /// Section 29: the accepted fee shapes are stored as recorded, amounts included (29l keeps a
 /// third decimal and an unallocated remainder of 0.001), and the orders end at 1000 (29o).
+/// Unallocated ones (29p, 29r, 29s: no references, no `paid_from`) book paid + Σ deductions as
+/// unallocated, whatever the amounts, with the receivable filled in.
 #[tokio::test]
 async fn recorded_fee_deductions_are_stored_as_recorded() {
     let sim = recorded_site().await;
@@ -389,6 +391,9 @@ async fn recorded_fee_deductions_are_stored_as_recorded() {
         "29f-post-receive-net-paid-with-deduction.json",
         "29i-post-receive-net-paid-deduction-cents.json",
         "29l-post-receive-net-paid-deduction-3-decimals.json",
+        "29p-post-receive-unallocated-net-paid-with-deduction.json",
+        "29r-post-receive-unallocated-deduction-cents.json",
+        "29s-post-receive-unallocated-paid-900-deduction-50.json",
     ] {
         let rec: Value =
             serde_json::from_str(&std::fs::read_to_string(recordings().join(file)).unwrap())
@@ -400,12 +405,19 @@ async fn recorded_fee_deductions_are_stored_as_recorded() {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "{file}");
+        assert_eq!(resp.status().as_u16() as u64, rec["status"], "{file}");
         let got: Value = resp.json().await.unwrap();
         let (got, want) = (&got["data"], &rec["response_body"]["data"]);
         assert_eq!(got["status"], "Submitted", "{file}");
+        assert_eq!(got["paid_from"], want["paid_from"], "{file}");
+        assert_eq!(
+            got["references"].as_array().map(Vec::len),
+            want["references"].as_array().map(Vec::len),
+            "{file}"
+        );
         for k in [
             "paid_amount",
+            "base_paid_amount",
             "received_amount",
             "base_received_amount",
             "total_allocated_amount",
@@ -450,7 +462,10 @@ async fn recorded_fee_deductions_are_stored_as_recorded() {
     }
     // 29l's deduction is stored as sent, three decimals and all.
     let stored = sim.payment_entries();
-    let last = stored.last().unwrap();
+    let last = stored
+        .iter()
+        .find(|pe| pe.reference_no.as_deref() == Some("mbx-rx27-fee-06"))
+        .unwrap();
     assert_eq!(last.deductions[0].amount, d("4.871"));
     assert_eq!(last.received_amount, d("995.13"));
 }

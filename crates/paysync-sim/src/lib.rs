@@ -120,6 +120,9 @@ pub(crate) struct State {
     /// Customers' own receivable accounts (the Customer's `accounts` child table, Party Account):
     /// (customer, company) → account.
     pub customer_receivables: BTreeMap<(String, String), String>,
+    /// The company's `default_receivable_account` when set (`Simulator::set_default_receivable`),
+    /// else `Deudores - <abbr>`.
+    pub default_receivable: Option<String>,
     pub modes: HashMap<String, ModeOfPayment>,
     pub orders: BTreeMap<String, SimSalesOrder>,
     /// Other fields of the orders (`po_no`, custom fields), by order name then field.
@@ -170,7 +173,9 @@ impl State {
     }
 
     pub fn receivable(&self) -> String {
-        format!("Deudores - {}", self.abbr)
+        self.default_receivable
+            .clone()
+            .unwrap_or_else(|| format!("Deudores - {}", self.abbr))
     }
 
     /// ERPNext's `get_party_account("Customer", party, company)`: the customer's own account for
@@ -233,6 +238,7 @@ impl Simulator {
             cost_centers: Vec::new(),
             customers: Vec::new(),
             customer_receivables: BTreeMap::new(),
+            default_receivable: None,
             modes: HashMap::new(),
             orders: BTreeMap::new(),
             order_fields: HashMap::new(),
@@ -399,6 +405,17 @@ impl Simulator {
             if !s.customers.iter().any(|c| c == name) {
                 s.customers.push(name.to_string());
             }
+        });
+    }
+
+    /// Set the company's default receivable account (`Company.default_receivable_account`,
+    /// `Debtors - TCA` on the recorded site: 14, 29p), added to the chart as a non-bank account:
+    /// `get_party_account` answers it for customers without their own account, and a Receive
+    /// entry created without `paid_from` books to it.
+    pub fn set_default_receivable(&self, account: &str) {
+        self.with(|s| {
+            s.accounts.entry(account.to_string()).or_insert(false);
+            s.default_receivable = Some(account.to_string());
         });
     }
 

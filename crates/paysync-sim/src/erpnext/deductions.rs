@@ -9,7 +9,9 @@
 //! - the unallocated and difference amounts follow ERPNext's `set_unallocated_amount` and
 //!   `set_difference_amount` for Receive: `unallocated = base_received + Σ − allocated` when
 //!   positive (unrounded), `difference = round2(allocated + unallocated − base_received − Σ)`,
-//!   and a non-zero difference refuses the submit (29h, 29k).
+//!   and a non-zero difference refuses the submit (29h, 29k). With no references (29p, 29r,
+//!   29s) the whole `received + Σ` is unallocated and the difference is 0 whatever the amounts:
+//!   900 + 50 books 950 unallocated (29s).
 
 // Returns `Result<_, Response>` to short-circuit with an HTTP answer, as the handlers do.
 #![allow(clippy::result_large_err)]

@@ -531,3 +531,24 @@ async fn a_customers_own_receivable_is_its_party_account_and_its_paid_from() {
     assert_eq!(accounts[0]["account"], "Deudores Dos - MESA");
     assert_eq!(accounts[0]["doctype"], "Party Account");
 }
+
+#[tokio::test]
+async fn the_companys_default_receivable_can_be_set_and_a_customers_own_still_wins() {
+    let env = start().await;
+    env.sim.set_default_receivable("Debtors - MESA");
+    env.sim
+        .set_customer_receivable("Cliente Dos", "Mi Empresa SA", "Deudores Dos - MESA");
+    assert_eq!(
+        env.party_account("Cliente Demo", "Mi Empresa SA").await,
+        "Debtors - MESA"
+    );
+    assert_eq!(
+        env.party_account("Cliente Dos", "Mi Empresa SA").await,
+        "Deudores Dos - MESA"
+    );
+    // An entry without paid_from books to it (recording 29p: `Debtors - TCA`).
+    let doc = env
+        .receive_without_paid_from("Cliente Demo", "mbx-debtors")
+        .await;
+    assert_eq!(doc["paid_from"], "Debtors - MESA");
+}
