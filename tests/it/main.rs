@@ -20,6 +20,7 @@ mod multi_instance;
 mod ordering;
 mod postgres;
 mod real_erpnext;
+mod real_erpnext_mercadopago;
 mod real_erpnext_rebook;
 mod rebook;
 mod series;
