@@ -79,11 +79,7 @@ async fn real_erpnext_books_mercadolibre_sales_net_of_fees() {
         p.unlisted_charges = d(unlisted);
         p
     };
-    let ids = [
-        tag as u64 * 10 + 1,
-        tag as u64 * 10 + 2,
-        tag as u64 * 10 + 3,
-    ];
+    let ids = [tag * 10 + 1, tag * 10 + 2, tag * 10 + 3];
     sim.add_mp_payment(pay(ids[0], ml[0], "700", "34.93", "0", 0));
     sim.add_mp_payment(pay(ids[1], ml[0], "300", "14.97", "0", 5));
     sim.add_mp_payment(pay(ids[2], ml[1], "260.2", "44.23", "23.45", 10));
