@@ -151,7 +151,7 @@ fn lost(e: reqwest::Error) -> OAuthError {
 /// | 4xx `error: invalid_client` (or a 401 without a code) | `InvalidClient` |
 /// | other 4xx | `Refused` |
 /// | 429 | `Transient(RateLimited)` |
-/// | 502, 504 (a gateway: the server behind may have processed it) | `OutcomeUnknown` |
+/// | 408, 502, 504 (timed out, a gateway: it may have been processed) | `OutcomeUnknown` |
 /// | other 5xx | `Transient(Http)` |
 fn read_grant(
     status: u16,
@@ -179,7 +179,9 @@ fn read_grant(
             api: API,
             retry_after,
         })),
-        (502 | 504, _) => Err(OAuthError::OutcomeUnknown(format!(
+        // A gateway that gave up, or a server that timed the request out: it may have been
+        // processed.
+        (408 | 502 | 504, _) => Err(OAuthError::OutcomeUnknown(format!(
             "HTTP {status}: {message}"
         ))),
         (500..=599, _) => Err(OAuthError::Transient(SourceError::Http {
@@ -359,7 +361,7 @@ mod tests {
                 assert!(e.is_transient());
             }
         }
-        for status in [502u16, 504] {
+        for status in [408u16, 502, 504] {
             let e = grant(status, "<html>Bad Gateway</html>").unwrap_err();
             assert!(
                 matches!(e, OAuthError::OutcomeUnknown(_)),

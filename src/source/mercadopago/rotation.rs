@@ -16,8 +16,8 @@
 //!    access token is not used until it is stored.
 //!
 //! A refresh happens when the access token is within [`EARLY`] of its expiry (or there is none
-//! yet: a start), and once after a 401 for the token that got it. `invalid_grant` or
-//! `invalid_client` stop the account: every later call fails at once with the reason, and
+//! yet: a start), and once after a 401 for the token that got it. `invalid_grant`,
+//! `invalid_client` or another refusal (`invalid_scope`) stop the account: every later call fails at once with the reason, and
 //! [`AccessTokens::stopped`] says so (for `/healthz`) until the process restarts with a new
 //! `refresh_token` in the configuration. No token or secret is ever logged or put in an error.
 
@@ -197,6 +197,11 @@ impl OAuthTokens {
                 return Err(self.stop(format!(
                     "the application's client_id or client_secret was refused (invalid_client: {m})"
                 )));
+            }
+            // Another refusal (`invalid_scope`: no `offline_access`; an unexpected 4xx) is as
+            // final for this configuration: sending the same request again gets the same answer.
+            Err(e @ OAuthError::Refused { .. }) => {
+                return Err(self.stop(format!("the token endpoint refused the refresh: {e}")));
             }
             Err(e) => {
                 warn!(account = %self.account, error = %e, "OAuth refresh failed; tried again at the next call");

@@ -335,3 +335,41 @@ async fn kill_9_during_syncs_books_exactly_once_and_never_loses_the_token() {
     let app = env.app().await;
     assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
 }
+
+/// What a token endpoint answers while it is overloaded (429, 503) does not stop the account —
+/// the refresh token was not spent — and the next call refreshes; a 400 that is neither
+/// `invalid_grant` nor `invalid_client` (`invalid_scope`: the application lacks
+/// `offline_access`) does: the same request would get the same answer.
+#[tokio::test]
+async fn passing_token_errors_are_retried_and_a_refusal_stops_the_account() {
+    use paysync_sim::{ErrorBody, NextAnswer, SimApi};
+    let env = TestEnv::start_mercadopago(SimOptions::default(), true, "", None).await;
+    env.sim.fail_next(
+        SimApi::MercadoPagoToken,
+        vec![
+            NextAnswer::TooManyRequests(Some(1)),
+            NextAnswer::Status(503, ErrorBody::Json),
+        ],
+    );
+    let app = env.app().await;
+    let source = &app.accounts[MP].source;
+    for _ in 0..2 {
+        let e = source.check().await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert!(source.stopped().is_none());
+    }
+    source.check().await.expect("the third refresh is granted");
+    assert_eq!(stored(&env, &app).await, env.sim.mp_refresh_token());
+
+    // Refused for another reason than the token or the client.
+    let env = TestEnv::start_mercadopago(SimOptions::default(), true, "", None).await;
+    env.sim.fail_next(
+        SimApi::MercadoPagoToken,
+        vec![NextAnswer::Status(400, ErrorBody::Json)],
+    );
+    let app = env.app().await;
+    let e = app.accounts[MP].source.check().await.unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    let why = app.accounts[MP].source.stopped().expect("stopped");
+    assert!(why.contains("refused"), "{why}");
+}
