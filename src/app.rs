@@ -1,7 +1,7 @@
 //! Wiring: from validated [`Settings`] to a ready [`Engine`] and its accounts.
 //!
-//! The only place that picks concrete implementations (Mobbex, ERPNext, the ledger backend named
-//! by `[store] url`) for the traits the pipeline works with, and the process's one [`Clock`]
+//! The only place that picks concrete implementations (Mobbex or Mercado Pago per account, with a
+//! fixed token or OAuth rotation; ERPNext; the ledger backend named by `[store] url`) for the traits the pipeline works with, and the process's one [`Clock`]
 //! ([`App::clock`]: the wall clock unless a test gives another), which the engine, its claims and
 //! the daemon all read.
 //! Must not book, decide or print anything.
@@ -55,10 +55,7 @@ impl App {
         settings: Settings,
         ledger: Arc<dyn store::Ledger>,
     ) -> Result<App, AppError> {
-        let retry = RetryPolicy {
-            max_total: settings.daemon.retry_budget,
-            ..RetryPolicy::default()
-        };
+        let retry = retry_policy(&settings);
         let erp: Arc<dyn Erp> = Arc::new(
             ErpNextClient::new(
                 settings.erp.url.clone(),
@@ -85,10 +82,7 @@ impl App {
     /// engine, its claims and the daemon all read this one.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
         self.clock = clock;
-        let retry = RetryPolicy {
-            max_total: self.settings.daemon.retry_budget,
-            ..RetryPolicy::default()
-        };
+        let retry = retry_policy(&self.settings);
         self.accounts = accounts(&self.settings, &self.ledger, &self.clock, retry)
             .expect("the same settings built these accounts already");
         self.engine = engine(
@@ -164,6 +158,14 @@ pub fn created_window(tz: &jiff::tz::TimeZone, since: Date, until: Date) -> Wind
     }
 }
 
+/// Every API call's retries, within `[daemon] retry_budget`.
+fn retry_policy(settings: &Settings) -> RetryPolicy {
+    RetryPolicy {
+        max_total: settings.daemon.retry_budget,
+        ..RetryPolicy::default()
+    }
+}
+
 /// How long one gateway request may take, answer included.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -232,10 +234,7 @@ fn engine(
         1,
     )
     .with_write_limit(settings.erp.max_in_flight)
-    .with_retry(RetryPolicy {
-        max_total: settings.daemon.retry_budget,
-        ..RetryPolicy::default()
-    })
+    .with_retry(retry_policy(settings))
     .with_commit_horizon(settings.erp.commit_horizon)
     .with_lease(settings.daemon.lease)
     .with_clock(clock.clone());

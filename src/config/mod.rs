@@ -3,7 +3,8 @@
 //! Sources, later ones winning: the TOML file (`--config PATH`, else `$PAYSYNC_CONFIG`, else
 //! `./sync.toml`), then `PAYSYNC__SECTION__KEY` environment variables, and for accounts
 //! `PAYSYNC__ACCOUNTS__<NAME>__KEY`. Every secret (`api_key`, `api_secret`, `access_token`,
-//! `webhook_token`) may instead be read from a file named by `<key>_file` (relative paths are
+//! `webhook_token`, and Mercado Pago's `client_secret`, `refresh_token`, `webhook_secret`) may
+//! instead be read from a file named by `<key>_file` (relative paths are
 //! looked up in `$CREDENTIALS_DIRECTORY`, which is where systemd's `LoadCredential=` puts them).
 //!
 //! Everything is validated here, before any work starts: a wrong key fails with the key, the file
@@ -14,7 +15,8 @@
 //!
 //! - `raw.rs`: the file's shape (serde), the key lists.
 //! - `read.rs`: the file and the environment into that shape; syntax and type errors, redacted.
-//! - `validate.rs`: every key checked, with its range, into [`Settings`].
+//! - `validate.rs`: every key checked, with its range, into [`Settings`]; `validate/account.rs`
+//!   an `[[accounts]]` table (its source's credentials, how its payments find their order, fees).
 //! - `secrets.rs`: inline and `*_file` secrets, bounded reads, the file-permission warning.
 
 mod raw;
