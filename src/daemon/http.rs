@@ -67,6 +67,8 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 struct Authorized {
     account: String,
     source: crate::source::SourceKind,
+    /// The URL carried the account's configured `webhook_token`.
+    url_token: bool,
 }
 
 impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
@@ -97,15 +99,17 @@ impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
         metrics::counter!(crate::metrics::WEBHOOKS, "account" => account.clone()).increment(1);
         let Query(q) =
             Query::<TokenQuery>::try_from_uri(&parts.uri).map_err(IntoResponse::into_response)?;
-        let authorized = match (&acc.settings.webhook_token, &q.token) {
+        let url_token = match (&acc.settings.webhook_token, &q.token) {
             (Some(expected), Some(given)) => {
                 bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes()))
             }
-            // Mercado Pago signs its webhooks (checked with the body, `mercadopago_hook.rs`): a
-            // URL token is then an extra guard the operator may add, not a requirement.
-            (None, _) => acc.settings.source == SourceKind::MercadoPago,
-            (Some(_), None) => false,
+            _ => false,
         };
+        // Mercado Pago signs its webhooks (checked with the body, `mercadopago_hook.rs`): without
+        // a configured token those may come in; what is unsigned is refused there.
+        let authorized = url_token
+            || (acc.settings.webhook_token.is_none()
+                && acc.settings.source == SourceKind::MercadoPago);
         if !authorized {
             if let Some(suppressed) = BAD_TOKEN_LOG.allow() {
                 warn!(account = %account, token_given = q.token.is_some(), suppressed, "webhook with a wrong or missing token refused");
@@ -118,6 +122,7 @@ impl FromRequestParts<Arc<DaemonCtx>> for Authorized {
         Ok(Authorized {
             account: account.clone(),
             source: acc.settings.source,
+            url_token,
         })
     }
 }
@@ -167,7 +172,11 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
 
 async fn webhook(
     State(ctx): State<Arc<DaemonCtx>>,
-    Authorized { account, source }: Authorized,
+    Authorized {
+        account,
+        source,
+        url_token,
+    }: Authorized,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -192,6 +201,7 @@ async fn webhook(
                 &mercadopago_hook::Expect {
                     account: &acc.settings,
                     seller: acc.source.merchant_id(),
+                    url_token,
                 },
                 uri.query(),
                 &headers,

@@ -5,9 +5,10 @@
 //!   `webhook_secret` over `data.id` (from the query), `x-request-id` and `ts`, and `ts` must be
 //!   within [`SIGNATURE_TOLERANCE`] of now; otherwise 401. Without a `webhook_secret` they are
 //!   refused (401): an unverifiable webhook is never taken.
-//! - MercadoLibre notifications are not signed (`shared/spec/mercadolibre-api.md` §2.2): their
-//!   `application_id` must be the account's OAuth `client_id` when it has one; `?token=` (the
-//!   account's `webhook_token`) is the other guard, checked before the body is read (`http.rs`).
+//! - MercadoLibre notifications are not signed (`shared/spec/mercadolibre-api.md` §2.2): they are
+//!   taken only with the account's `webhook_token` in the URL (`?token=`, checked before the
+//!   body is read, `http.rs`) — an `application_id` is no secret (it is in every authorization
+//!   URL) — and their `application_id` must be the account's OAuth `client_id` when it has one.
 //! - Both carry the seller's `user_id`: once the account's seller is known (read at the daemon's
 //!   start), a notification for another seller is refused (401).
 //!
@@ -47,6 +48,8 @@ pub enum Refusal {
 pub struct Expect<'a> {
     pub account: &'a AccountSettings,
     pub seller: Option<String>,
+    /// The URL carried the account's `webhook_token` (one was configured and matched).
+    pub url_token: bool,
 }
 
 /// The trigger of one notification of `expect.account`.
@@ -72,6 +75,11 @@ pub fn trigger(
     let seller_ok = |user_id: Option<u64>| match (&expect.seller, user_id) {
         (Some(seller), Some(user)) => *seller == user.to_string(),
         _ => true,
+    };
+    let unsigned_refused = || {
+        Refusal::Unauthorized(
+            "MercadoLibre notifications are not signed: they are taken only with the account's webhook_token in the notification URL (?token=...)".into(),
+        )
     };
     let application_ok = |application_id: Option<u64>| match &mp.token {
         MercadoPagoToken::OAuth(keys) => {
@@ -123,6 +131,9 @@ pub fn trigger(
             user_id,
             ..
         } => {
+            if !expect.url_token {
+                return Err(unsigned_refused());
+            }
             if !seller_ok(user_id) {
                 return Err(Refusal::Unauthorized(
                     "a notification for another seller (user_id)".into(),
@@ -145,6 +156,9 @@ pub fn trigger(
             user_id,
             ..
         } => {
+            if !expect.url_token {
+                return Err(unsigned_refused());
+            }
             if !seller_ok(user_id) {
                 return Err(Refusal::Unauthorized(
                     "a notification for another seller (user_id)".into(),
@@ -161,6 +175,8 @@ pub fn trigger(
                 reference: None,
             })
         }
+        // Recorded in the ledger: only from a caller that proved who it is.
+        Notification::Ignored { .. } if !expect.url_token => Err(unsigned_refused()),
         Notification::Ignored { reason } => Ok(Trigger::Ignored {
             uid: pairs
                 .iter()

@@ -37,10 +37,12 @@ fn oauth() -> AccountSettings {
 }
 
 /// What a notification of `acc` is checked against, its seller not known yet.
+/// (With the URL token: MercadoLibre's notifications are unsigned.)
 fn expect(acc: &AccountSettings) -> Expect<'_> {
     Expect {
         account: acc,
         seller: None,
+        url_token: true,
     }
 }
 
@@ -193,6 +195,7 @@ fn once_the_seller_is_known_notifications_for_another_are_refused() {
     let known = Expect {
         account: &acc,
         seller: Some("123456789".into()),
+        url_token: true,
     };
     let ours = paysync_sim::ml_notification("orders_v2", "/orders/1", 123456789, app).into_bytes();
     let theirs =
@@ -213,4 +216,29 @@ fn once_the_seller_is_known_notifications_for_another_are_refused() {
         trigger(&known, Some(&q), &h, other.as_bytes(), now()),
         Err(Refusal::Unauthorized(_))
     ));
+}
+
+/// Unsigned notifications need the URL token; a signed Mercado Pago webhook does not.
+#[test]
+fn without_the_url_token_only_signed_webhooks_are_taken() {
+    let acc = oauth();
+    let bare = Expect {
+        account: &acc,
+        seller: None,
+        url_token: false,
+    };
+    let app: u64 = APP.parse().unwrap();
+    for (topic, resource) in [
+        ("orders_v2", "/orders/1"),
+        ("payments", "/collections/1"),
+        ("created_orders", "/orders/1"),
+    ] {
+        let b = paysync_sim::ml_notification(topic, resource, 123456789, app).into_bytes();
+        assert!(
+            matches!(trigger(&bare, None, &HeaderMap::new(), &b, now()), Err(Refusal::Unauthorized(m)) if m.contains("webhook_token")),
+            "{topic}"
+        );
+    }
+    let (q, h) = signed("999", now().as_second());
+    assert!(trigger(&bare, Some(&q), &h, &body("999"), now()).is_ok());
 }

@@ -149,7 +149,8 @@ fn lost(e: reqwest::Error) -> OAuthError {
 /// | 200 anything else | `Malformed` (the body is never quoted) |
 /// | 4xx `error: invalid_grant` | `InvalidGrant` |
 /// | 4xx `error: invalid_client` (or a 401 without a code) | `InvalidClient` |
-/// | other 4xx | `Refused` |
+/// | other 4xx with an `error` code (`invalid_scope`) | `Refused` |
+/// | any other answer (a code-less 4xx: a firewall's page; a 3xx) | `Transient(Http)` |
 /// | 429 | `Transient(RateLimited)` |
 /// | 408, 502, 504 (timed out, a gateway: it may have been processed) | `OutcomeUnknown` |
 /// | other 5xx | `Transient(Http)` |
@@ -191,27 +192,42 @@ fn read_grant(
         })),
         (_, Some("invalid_grant")) => Err(OAuthError::InvalidGrant(message)),
         (_, Some("invalid_client")) | (401, None) => Err(OAuthError::InvalidClient(message)),
-        (_, code) => Err(OAuthError::Refused {
+        // The server's own refusal, with its word for why: final for this configuration.
+        (400..=499, Some(code)) => Err(OAuthError::Refused {
             status,
-            code: code
-                .map(|c| mask(c, secrets))
-                .unwrap_or_else(|| format!("HTTP {status}")),
+            code: mask(code, secrets),
             message,
         }),
+        // Without a code (a firewall's 403 page, a redirect, a proxy's 404): not the token
+        // endpoint's answer, the refresh token not spent; tried again later.
+        _ => Err(OAuthError::Transient(SourceError::Http {
+            api: API,
+            status,
+            message,
+        })),
     }
 }
 
+/// What an access token lives when a grant does not say (MercadoLibre's 6 hours, the shorter of
+/// the two: refreshing early is harmless, late is not).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+/// A 200's grant. Only the two tokens are required: the server rotated on this answer, so a
+/// refresh token that is present must reach the caller whatever else is odd about the body
+/// (`expires_in` as a float or a string, `user_id` as a string, neither at all).
 fn parse_grant(body: &[u8]) -> Result<TokenGrant, OAuthError> {
     #[derive(Deserialize)]
     struct Grant {
         access_token: Option<String>,
         refresh_token: Option<String>,
-        expires_in: Option<u64>,
-        user_id: Option<u64>,
+        #[serde(default)]
+        expires_in: Option<serde_json::Value>,
+        #[serde(default)]
+        user_id: Option<serde_json::Value>,
     }
     // serde's own error text can quote the value it choked on: it is not kept.
     let g: Grant = serde_json::from_slice(body)
-        .map_err(|_| OAuthError::Malformed("not a JSON grant".into()))?;
+        .map_err(|_| OAuthError::OutcomeUnknown("a 200 that is not a JSON grant".into()))?;
     let present = |t: Option<String>, what: &str| {
         t.filter(|t| !t.trim().is_empty())
             .map(SecretString::from)
@@ -222,15 +238,28 @@ fn parse_grant(body: &[u8]) -> Result<TokenGrant, OAuthError> {
         g.refresh_token,
         "refresh_token (is the offline_access scope granted?)",
     )?;
+    let number = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
     let expires_in = g
         .expires_in
-        .map(Duration::from_secs)
-        .ok_or_else(|| OAuthError::Malformed("no numeric expires_in".into()))?;
+        .as_ref()
+        .and_then(number)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_LIFETIME);
+    let user_id = g.user_id.as_ref().and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
     Ok(TokenGrant {
         access_token,
         refresh_token,
         expires_in,
-        user_id: g.user_id,
+        user_id,
     })
 }
 
@@ -284,18 +313,52 @@ mod tests {
         );
     }
 
+    /// The server rotated on a 200: its refresh token must come through whatever else is odd.
     #[test]
-    fn a_200_that_is_no_grant_is_malformed_and_quotes_nothing() {
-        for body in [
-            r#"{"access_token":"APP_USR-x","expires_in":21600}"#,
-            r#"{"refresh_token":"TG-x","expires_in":21600}"#,
-            r#"{"access_token":"APP_USR-x","refresh_token":"TG-x"}"#,
-            r#"{"access_token":"APP_USR-x","refresh_token":"TG-x","expires_in":"soon"}"#,
-            "<html>ok</html>",
-            "",
+    fn a_grant_with_odd_fields_still_gives_its_tokens() {
+        for (body, lifetime, user) in [
+            (
+                r#"{"access_token":"APP_USR-x","refresh_token":"TG-x","user_id":"123"}"#,
+                DEFAULT_LIFETIME,
+                Some(123),
+            ),
+            (
+                r#"{"access_token":"APP_USR-x","refresh_token":"TG-x","expires_in":"soon"}"#,
+                DEFAULT_LIFETIME,
+                None,
+            ),
+            (
+                r#"{"access_token":"APP_USR-x","refresh_token":"TG-x","expires_in":21600.0,"user_id":[1]}"#,
+                Duration::from_secs(21600),
+                None,
+            ),
+            (
+                r#"{"access_token":"APP_USR-x","refresh_token":"TG-x","expires_in":"15552000"}"#,
+                Duration::from_secs(15_552_000),
+                None,
+            ),
+        ] {
+            let g = grant(200, body).unwrap();
+            assert_eq!(g.refresh_token.expose_secret(), "TG-x", "{body}");
+            assert_eq!(g.expires_in, lifetime, "{body}");
+            assert_eq!(g.user_id, user, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_200_that_is_no_grant_is_refused_and_quotes_nothing() {
+        for (body, unknown) in [
+            (r#"{"access_token":"APP_USR-x","expires_in":21600}"#, false),
+            (r#"{"refresh_token":"TG-x","expires_in":21600}"#, false),
+            // Not JSON at all: whether the server rotated is not known.
+            ("<html>ok</html>", true),
+            ("", true),
         ] {
             let e = grant(200, body).unwrap_err();
-            assert!(matches!(e, OAuthError::Malformed(_)), "{body}: {e:?}");
+            match unknown {
+                true => assert!(matches!(e, OAuthError::OutcomeUnknown(_)), "{body}: {e:?}"),
+                false => assert!(matches!(e, OAuthError::Malformed(_)), "{body}: {e:?}"),
+            }
             let text = e.to_string();
             assert!(
                 !text.contains("APP_USR-x") && !text.contains("TG-x"),
@@ -328,10 +391,9 @@ mod tests {
             matches!(&e, OAuthError::Refused { status: 400, code, .. } if code == "invalid_scope"),
             "{e:?}"
         );
-        assert!(matches!(
-            grant(403, "<html>no</html>"),
-            Err(OAuthError::Refused { status: 403, .. })
-        ));
+        // A code-less refusal (a firewall's page) is not the token endpoint's word: tried later.
+        let e = grant(403, "<html>no</html>").unwrap_err();
+        assert!(matches!(e, OAuthError::Transient(_)), "{e:?}");
     }
 
     #[test]

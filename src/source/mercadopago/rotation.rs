@@ -15,8 +15,10 @@
 //!    take it, the grant is kept in memory and offered to the ledger again at the next call; its
 //!    access token is not used until it is stored.
 //!
-//! A refresh happens when the access token is within [`EARLY`] of its expiry (or there is none
-//! yet: a start), and once after a 401 for the token that got it. `invalid_grant`,
+//! A refresh happens when the access token is within [`EARLY`] of its expiry (half its life if
+//! that is shorter; or there is none yet: a start), and once after a 401 for the token that got
+//! it. A refused refresh token is checked against the ledger once more: if another instance
+//! stored a newer one meanwhile (this one's claim had lapsed), that one is tried. `invalid_grant`,
 //! `invalid_client` or another refusal (`invalid_scope`) stop the account: every later call fails at once with the reason, and
 //! [`AccessTokens::stopped`] says so (for `/healthz`) until the process restarts with a new
 //! `refresh_token` in the configuration. No token or secret is ever logged or put in an error.
@@ -78,6 +80,9 @@ struct State {
 struct Access {
     token: SecretString,
     expires: Timestamp,
+    /// Refresh this long before `expires`: [`EARLY`], or half the token's life if that is
+    /// shorter (a token of a few minutes would otherwise be refreshed at every call).
+    margin: SignedDuration,
 }
 
 impl OAuthTokens {
@@ -141,7 +146,7 @@ impl OAuthTokens {
         let fresh = state
             .access
             .as_ref()
-            .filter(|a| !force && now.checked_add(EARLY).is_ok_and(|soon| soon < a.expires));
+            .filter(|a| !force && now.checked_add(a.margin).is_ok_and(|soon| soon < a.expires));
         if let Some(a) = fresh {
             return Ok(a.token.clone());
         }
@@ -164,12 +169,40 @@ impl OAuthTokens {
     }
 
     async fn refresh_claimed(&self, state: &mut State) -> Result<SecretString, SourceError> {
+        match self.grant_once(state).await {
+            // Refused: unless the ledger holds another token than the one just sent (another
+            // instance rotated it while this one's claim had lapsed), the chain is dead.
+            Err(Refusal::Spent(version, why)) => {
+                let now_stored = self
+                    .ledger
+                    .refresh_token(&self.account)
+                    .await
+                    .map_err(|e| ledger_error(&e))?
+                    .map(|s| s.version);
+                if now_stored != version {
+                    info!(account = %self.account, "the refresh token was refused but another instance stored a newer one; trying it");
+                    return match self.grant_once(state).await {
+                        Ok(t) => Ok(t),
+                        Err(Refusal::Spent(_, why)) => Err(self.stop(why)),
+                        Err(Refusal::Other(e)) => Err(e),
+                    };
+                }
+                Err(self.stop(why))
+            }
+            Err(Refusal::Other(e)) => Err(e),
+            Ok(t) => Ok(t),
+        }
+    }
+
+    /// One refresh from the stored token (steps 2–4). `Spent`: the server refused that token,
+    /// with the version it was read at.
+    async fn grant_once(&self, state: &mut State) -> Result<SecretString, Refusal> {
         let seed = fingerprint(&self.app.configured_refresh_token);
         let stored = self
             .ledger
             .refresh_token(&self.account)
             .await
-            .map_err(|e| ledger_error(&e))?;
+            .map_err(|e| Refusal::Other(ledger_error(&e)))?;
         let (refresh_token, expected) = match &stored {
             Some(s) if s.seed == seed => (s.refresh_token.clone(), Some(s.version)),
             Some(s) => {
@@ -189,32 +222,37 @@ impl OAuthTokens {
         {
             Ok(g) => g,
             Err(OAuthError::InvalidGrant(m)) => {
-                return Err(self.stop(format!(
-                    "the refresh token was refused (invalid_grant: {m}); the seller must authorize the application again and the new refresh_token go into sync.toml"
-                )));
+                return Err(Refusal::Spent(
+                    expected,
+                    format!(
+                        "the refresh token was refused (invalid_grant: {m}); the seller must authorize the application again and the new refresh_token go into sync.toml"
+                    ),
+                ));
             }
             Err(OAuthError::InvalidClient(m)) => {
-                return Err(self.stop(format!(
+                return Err(Refusal::Other(self.stop(format!(
                     "the application's client_id or client_secret was refused (invalid_client: {m})"
-                )));
+                ))));
             }
-            // Another refusal (`invalid_scope`: no `offline_access`; an unexpected 4xx) is as
-            // final for this configuration: sending the same request again gets the same answer.
+            // Another refusal with the server's code (`invalid_scope`: no `offline_access`) is
+            // as final for this configuration: the same request would get the same answer.
             Err(e @ OAuthError::Refused { .. }) => {
-                return Err(self.stop(format!("the token endpoint refused the refresh: {e}")));
+                return Err(Refusal::Other(
+                    self.stop(format!("the token endpoint refused the refresh: {e}")),
+                ));
             }
             Err(e) => {
                 warn!(account = %self.account, error = %e, "OAuth refresh failed; tried again at the next call");
-                return Err(SourceError::Transport {
+                return Err(Refusal::Other(SourceError::Transport {
                     api: API,
                     message: format!("OAuth refresh: {e}"),
-                });
+                }));
             }
         };
         info!(account = %self.account, expires_in_s = grant.expires_in.as_secs(), "OAuth access token refreshed");
         if let Err(e) = self.store(&grant, expected, &seed).await {
             state.unstored = Some((grant, expected, seed));
-            return Err(e);
+            return Err(Refusal::Other(e));
         }
         Ok(self.adopt(state, grant))
     }
@@ -263,9 +301,11 @@ impl OAuthTokens {
         let now = self.clock.now();
         let lifetime = SignedDuration::try_from(grant.expires_in).unwrap_or(SignedDuration::ZERO);
         let expires = now.checked_add(lifetime).unwrap_or(Timestamp::MAX);
+        let early = SignedDuration::try_from(EARLY).unwrap_or(SignedDuration::ZERO);
         state.access = Some(Access {
             token: grant.access_token.clone(),
             expires,
+            margin: early.min(lifetime / 2),
         });
         grant.access_token
     }
@@ -317,6 +357,13 @@ impl AccessTokens for OAuthTokens {
     fn stopped(&self) -> Option<String> {
         self.stopped_reason()
     }
+}
+
+/// Why one refresh gave no token.
+enum Refusal {
+    /// The server refused the token read at this version (`invalid_grant`), with the reason.
+    Spent(Option<i64>, String),
+    Other(SourceError),
 }
 
 /// What the ledger keeps of the configured token: a digest, so a changed configuration is told

@@ -112,12 +112,15 @@ async fn a_signed_webhook_books_and_a_forged_one_is_refused() {
     daemon.stop().await;
 }
 
+/// The query of a MercadoLibre notification URL with the account's `webhook_token`.
+const ML_TOKEN: &str = "token=ml-hook-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orders_v2_notification_books_each_payment_of_the_order() {
     let env = TestEnv::start_mercadopago(
         SimOptions::default(),
         true,
-        "order_source = \"order_id\"\norder_field = \"po_no\"",
+        "order_source = \"order_id\"\norder_field = \"po_no\"\nwebhook_token = \"ml-hook-token\"",
         None,
     )
     .await;
@@ -148,14 +151,31 @@ async fn an_orders_v2_notification_books_each_payment_of_the_order() {
         DEFAULT_MP_SELLER_ID,
         app_id + 1,
     );
-    assert_eq!(post(&daemon, "", &[], other_app).await.status(), 401);
+    assert_eq!(
+        post(&daemon, ML_TOKEN, &[], other_app).await.status(),
+        401,
+        "another application"
+    );
     let body = paysync_sim::ml_notification(
         "orders_v2",
         "/orders/2000000777",
         DEFAULT_MP_SELLER_ID,
         app_id,
     );
-    assert_eq!(post(&daemon, "", &[], body).await.status(), 200);
+    // Unsigned: an application id is no secret, the URL token is.
+    assert_eq!(
+        post(&daemon, "", &[], body.clone()).await.status(),
+        401,
+        "no token"
+    );
+    assert_eq!(
+        post(&daemon, "token=wrong", &[], body.clone())
+            .await
+            .status(),
+        401,
+        "a wrong token"
+    );
+    assert_eq!(post(&daemon, ML_TOKEN, &[], body).await.status(), 200);
     // One trigger: the order, its payments read and decided together, oldest first.
     daemon
         .wait_for("the order and its payments", |p| p.triggers_done >= 1)
@@ -189,7 +209,7 @@ async fn an_orders_v2_notification_books_each_payment_of_the_order() {
         DEFAULT_MP_SELLER_ID,
         app_id,
     );
-    assert_eq!(post(&daemon, "", &[], body).await.status(), 200);
+    assert_eq!(post(&daemon, ML_TOKEN, &[], body).await.status(), 200);
     daemon
         .wait_for("the payment", |p| p.triggers_done >= 2)
         .await;

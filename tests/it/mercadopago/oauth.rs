@@ -12,17 +12,33 @@ use secrecy::ExposeSecret;
 use super::{MP, assert_mp_books_exactly, sample, sync_mp};
 use crate::helpers::TestEnv;
 
-/// Access tokens that live just past paysync's refresh margin (10 minutes): every call 300 ms
-/// after a grant refreshes again, so a sync (each call 20 ms) rotates the refresh token many
-/// times.
+/// Each Mercado Pago call takes 20 ms, so a sync lasts long enough for [`under_expiry`].
 fn rotating() -> SimOptions {
     SimOptions {
-        mp_access_ttl: paysync::source::mercadopago::rotation::EARLY + Duration::from_millis(300),
         faults: paysync_sim::Faults {
             mp_latency: Duration::from_millis(20),
             ..paysync_sim::Faults::default()
         },
         ..SimOptions::default()
+    }
+}
+
+/// `work`, while the server revokes every access token it granted every 250 ms: the calls in
+/// flight get 401, paysync refreshes once for them (rotating the refresh token), and so on —
+/// many rotations during one sync, under concurrent calls.
+async fn under_expiry<T>(
+    sim: &paysync_sim::Simulator,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let expirer = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            sim.expire_mp_access_tokens();
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        _ = expirer => unreachable!("the expirer never ends"),
     }
 }
 
@@ -45,7 +61,11 @@ async fn tokens_rotate_under_load_and_the_live_refresh_token_is_always_the_store
     let before = env.sim.entry_names();
     let app = env.app().await;
     let first_grant = env.sim.mp_token_grants();
-    let s = sync_mp(&app, date(2026, 10, 1), date(2026, 10, 31)).await;
+    let s = under_expiry(
+        &env.sim,
+        sync_mp(&app, date(2026, 10, 1), date(2026, 10, 31)),
+    )
+    .await;
     assert_eq!(s.errors(), 0, "{s}");
     assert_mp_books_exactly(&env.sim, &expected, &before);
     let grants = env.sim.mp_token_grants() - first_grant;
@@ -173,10 +193,13 @@ async fn two_instances_on_one_postgresql_share_the_rotation() {
     let before = env.sim.entry_names();
     let a = env.app().await;
     let b = env.app().await;
-    let (sa, sb) = tokio::join!(
-        sync_mp(&a, date(2026, 10, 1), date(2026, 10, 31)),
-        sync_mp(&b, date(2026, 10, 1), date(2026, 10, 31)),
-    );
+    let (sa, sb) = under_expiry(&env.sim, async {
+        tokio::join!(
+            sync_mp(&a, date(2026, 10, 1), date(2026, 10, 31)),
+            sync_mp(&b, date(2026, 10, 1), date(2026, 10, 31)),
+        )
+    })
+    .await;
     assert_eq!(sa.errors() + sb.errors(), 0, "{sa} / {sb}");
     assert!(a.accounts[MP].source.stopped().is_none());
     assert!(b.accounts[MP].source.stopped().is_none());
@@ -201,7 +224,7 @@ async fn no_token_reaches_the_logs() {
     let opts = env.sim.options();
     let configured = env.sim.mp_refresh_token();
     let cfg = env.config_path.to_str().unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || {
+    let run = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_paysync"))
             .args([
                 "--config",
@@ -217,9 +240,8 @@ async fn no_token_reaches_the_logs() {
             .env("RUST_LOG", "trace")
             .output()
             .unwrap()
-    })
-    .await
-    .unwrap();
+    });
+    let out = under_expiry(&env.sim, run).await.unwrap();
     let logs = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
