@@ -28,7 +28,7 @@
 //! measured on tokio's timer, which sleeps use too. The wait for another holder is
 //! [`TAKE_RETRY`]. This module must not decide or book anything: the pipeline asks it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -78,9 +78,54 @@ impl Default for ClaimTiming {
 struct Held {
     /// Groups of this process holding it.
     refs: usize,
-    /// When the ledger last confirmed it is ours.
+    /// When the question the ledger last answered "it is ours" to was asked (the row's expiry
+    /// was computed then: an answer that came back late is no later a confirmation).
     renewed: Instant,
+    /// The current unbroken holding (see [`Holding`]).
+    holding: Holding,
     /// Taken over from another holder: nothing is created for the order before this.
+    safe_at: Option<Instant>,
+}
+
+/// One unbroken holding of an order's claim by this process. A group books under the holding
+/// it claimed in; a create is sent only while that holding is still the current one. A new
+/// holding starts whenever the ledger confirms the claim at a moment when it may have lapsed
+/// since the last confirmation: another process may then have taken it, booked and released it,
+/// and this process taken it afresh — its row names this process again, but what a group read
+/// under the earlier holding is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holding(u64);
+
+impl Held {
+    /// The ledger confirmed the claim to a question asked at `asked`, answered at `answered`:
+    /// the holding goes on if the claim cannot have lapsed since the last confirmation, else a
+    /// new one starts.
+    ///
+    /// The row ran until the last confirmation's question plus `ttl`: an answer back within
+    /// that cannot have found it lapsed in between. An eighth of `ttl` covers the wall clock
+    /// the expiry was computed on and tokio's drifting apart.
+    fn confirm(&mut self, ttl: Duration, asked: Instant, answered: Instant) {
+        let unbroken_within = ttl.saturating_sub(ttl / 8);
+        if answered.saturating_duration_since(self.renewed) >= unbroken_within {
+            self.holding = Holding::next();
+        }
+        self.renewed = self.renewed.max(asked);
+    }
+}
+
+impl Holding {
+    /// Process-wide, so that a holding is never reused (an entry dropped and taken again).
+    fn next() -> Holding {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Holding(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// A take the ledger granted: when it was asked and answered, and (taken over from another
+/// holder) when creating becomes safe.
+struct Took {
+    asked: Instant,
+    answered: Instant,
     safe_at: Option<Instant>,
 }
 
@@ -136,25 +181,37 @@ impl Claims {
         self.timing.ttl.saturating_sub(self.timing.ttl / 4)
     }
 
-    /// Take the claims of `keys` that nobody else holds, in one statement. Returns those taken.
-    pub async fn take_many(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+    /// Take the claims of `keys` that nobody else holds, in one statement. Returns those taken,
+    /// each with the holding it is now in.
+    pub async fn take_many(&self, keys: &[String]) -> Result<HashMap<String, Holding>, StoreError> {
+        let asked = Instant::now();
         let now = self.clock.now();
         let taken = self
             .ledger
             .try_claim_many(ORDER_CLAIMS, keys, &self.holder, now, self.timing.ttl)
             .await?;
-        for (key, prev_expires) in &taken {
-            self.hold(key, prev_expires.map(|p| self.safe_after(p, now)));
-        }
-        Ok(taken.into_keys().collect())
+        let answered = Instant::now();
+        Ok(taken
+            .into_iter()
+            .map(|(key, prev_expires)| {
+                let took = Took {
+                    asked,
+                    answered,
+                    safe_at: prev_expires.map(|p| self.safe_after(p, now)),
+                };
+                let holding = self.hold(&key, took);
+                (key, holding)
+            })
+            .collect())
     }
 
     /// Take the claim of `key`, waiting up to `wait` for another live holder (or for its claim
     /// to lapse).
-    pub async fn take(&self, key: &str) -> Result<(), String> {
+    pub async fn take(&self, key: &str) -> Result<Holding, String> {
         let deadline = Instant::now() + self.timing.wait;
         let mut pauses = TAKE_RETRY.iter();
         loop {
+            let asked = Instant::now();
             let now = self.clock.now();
             match self
                 .ledger
@@ -162,8 +219,12 @@ impl Claims {
                 .await
             {
                 Ok(Some(prev_expires)) => {
-                    self.hold(key, prev_expires.map(|p| self.safe_after(p, now)));
-                    return Ok(());
+                    let took = Took {
+                        asked,
+                        answered: Instant::now(),
+                        safe_at: prev_expires.map(|p| self.safe_after(p, now)),
+                    };
+                    return Ok(self.hold(key, took));
                 }
                 Ok(None) if Instant::now() < deadline => {
                     tokio::time::sleep(pauses.next_delay()).await;
@@ -187,26 +248,59 @@ impl Claims {
         Instant::now() + wait
     }
 
-    fn hold(&self, key: &str, safe_at: Option<Instant>) {
-        {
+    /// One more group holds `key`, just taken in the ledger; the holding it is in.
+    fn hold(&self, key: &str, took: Took) -> Holding {
+        let holding = {
             let mut held = self.held.lock().expect("poisoned");
-            let h = held.entry(key.to_string()).or_insert(Held {
+            let h = held.entry(key.to_string()).or_insert_with(|| Held {
                 refs: 0,
-                renewed: Instant::now(),
+                renewed: took.asked,
+                holding: Holding::next(),
                 safe_at: None,
             });
             h.refs += 1;
-            h.renewed = Instant::now();
-            if let Some(at) = safe_at {
+            if took.safe_at.is_some() {
+                // Taken from another holder: whatever this process held before is gone.
+                h.holding = Holding::next();
+            }
+            h.confirm(self.timing.ttl, took.asked, took.answered);
+            if let Some(at) = took.safe_at {
                 h.safe_at = Some(h.safe_at.map_or(at, |old| old.max(at)));
             }
-        }
+            h.holding
+        };
         self.start_heartbeat();
+        holding
     }
 
     /// Let go of claims; the rows of those no longer held by any group of this process go.
     pub async fn release(&self, keys: &[String]) {
-        let free: Vec<String> = {
+        let free = self.drop_refs(keys);
+        if let Err(e) = self
+            .ledger
+            .release_claims(ORDER_CLAIMS, &free, &self.holder)
+            .await
+        {
+            warn!(error = %e, "could not release claims; they expire by themselves");
+        }
+    }
+
+    /// Let go of claims without freeing their rows: they lapse after `ttl`, and whoever takes
+    /// one then waits out the commit horizon and asks the ERP again. For a booking the ledger
+    /// could not record: released, the next holder would trust the ledger's silence.
+    pub fn abandon(&self, keys: &[String]) {
+        let gone = self.drop_refs(keys);
+        if !gone.is_empty() {
+            warn!(
+                claims = gone.len(),
+                "claims left to lapse: a booking under them is not in the ledger"
+            );
+        }
+    }
+
+    /// One group fewer holds each of `keys`; those no group of this process holds any more.
+    fn drop_refs(&self, keys: &[String]) -> Vec<String> {
+        {
             let mut held = self.held.lock().expect("poisoned");
             keys.iter()
                 .filter(|k| match held.get_mut(k.as_str()) {
@@ -222,13 +316,6 @@ impl Claims {
                 })
                 .cloned()
                 .collect()
-        };
-        if let Err(e) = self
-            .ledger
-            .release_claims(ORDER_CLAIMS, &free, &self.holder)
-            .await
-        {
-            warn!(error = %e, "could not release claims; they expire by themselves");
         }
     }
 
@@ -250,15 +337,14 @@ impl Claims {
         }
     }
 
-    /// True when the claim of `key` is still ours, right before a create: confirmed by the
-    /// heartbeat recently, or renewed in the ledger now. False when another process took it.
-    pub async fn still_held(&self, key: &str) -> bool {
-        let recent = self
-            .held
-            .lock()
-            .expect("poisoned")
-            .get(key)
-            .is_some_and(|h| h.renewed.elapsed() < self.fresh_for());
+    /// True when the claim of `key` is still ours in `holding`, right before a create:
+    /// confirmed by the heartbeat recently, or renewed in the ledger now. False when another
+    /// process took it, or it may have lapsed since (a new holding).
+    pub async fn still_held(&self, key: &str, holding: Holding) -> bool {
+        let recent = match self.held.lock().expect("poisoned").get(key) {
+            Some(h) if h.holding == holding => h.renewed.elapsed() < self.fresh_for(),
+            _ => return false,
+        };
         if recent {
             return true;
         }
@@ -286,10 +372,18 @@ impl Claims {
                 .await;
             match renewed {
                 Ok(keys) if keys.iter().any(|k| k == key) => {
-                    if let Some(h) = self.held.lock().expect("poisoned").get_mut(key) {
-                        h.renewed = asked;
+                    let answered = Instant::now();
+                    let same = match self.held.lock().expect("poisoned").get_mut(key) {
+                        Some(h) => {
+                            h.confirm(self.timing.ttl, asked, answered);
+                            h.holding == holding
+                        }
+                        None => false,
+                    };
+                    if !same {
+                        return false;
                     }
-                    if asked.elapsed() < self.fresh_for() {
+                    if answered.duration_since(asked) < self.fresh_for() {
                         return true;
                     }
                     warn!(
@@ -347,10 +441,11 @@ impl Claims {
                     .await
                 {
                     Ok(renewed) => {
+                        let answered = Instant::now();
                         let mut map = held.lock().expect("poisoned");
                         for k in renewed {
                             if let Some(h) = map.get_mut(&k) {
-                                h.renewed = started;
+                                h.confirm(ttl, started, answered);
                             }
                         }
                     }
@@ -381,51 +476,4 @@ fn this_host() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::TokioClock;
-
-    /// Claims read "now" from the clock they are given: a claim taken on a clock 26 years behind
-    /// the wall clock expired long ago for a process on the wall clock, which takes it at once;
-    /// one taken on the wall clock is live for the clock behind.
-    #[tokio::test]
-    async fn claims_read_now_from_the_given_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-        let ledger = crate::store::open(&url).await.unwrap();
-        let timing = ClaimTiming::default();
-        let past = TokioClock::starting_at("2000-01-01T00:00:00Z".parse().unwrap());
-        let behind = Claims::new(ledger.clone(), "a:1:1".into(), timing).with_clock(past.clone());
-        let key = order_key("SAL-ORD-1");
-        let taken = behind.take_many(std::slice::from_ref(&key)).await.unwrap();
-        assert!(taken.contains(&key));
-
-        let now = Claims::new(ledger.clone(), "b:2:2".into(), timing);
-        let taken = now.take_many(std::slice::from_ref(&key)).await.unwrap();
-        assert!(
-            taken.contains(&key),
-            "a claim that expired in 2000 is free now"
-        );
-        assert_eq!(
-            now.takeover_wait(&key),
-            None,
-            "its creates settled long ago"
-        );
-
-        // And the other way round: on the wall clock the claim is live for the clock behind.
-        let key2 = order_key("SAL-ORD-2");
-        assert!(
-            now.take_many(std::slice::from_ref(&key2))
-                .await
-                .unwrap()
-                .contains(&key2)
-        );
-        assert!(
-            behind
-                .take_many(std::slice::from_ref(&key2))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-    }
-}
+mod tests;

@@ -186,7 +186,7 @@ impl Engine {
                 .await
                 .expect("semaphore never closed");
             let task = GroupTask {
-                batch: group.pre_claimed.then(|| batch.clone()).flatten(),
+                batch: group.pre_claimed.and(batch.clone()),
                 group,
                 previous,
                 done,
@@ -251,7 +251,7 @@ fn group_by_order(
                 order,
                 ops,
                 facts,
-                pre_claimed: false,
+                pre_claimed: None,
                 pre_read: None,
                 chains_id,
             }

@@ -432,7 +432,7 @@ pub struct Harness {
     pub source: Arc<FakeSource>,
     pub ledger: Arc<dyn Ledger>,
     pub account: AccountCtx,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -480,7 +480,7 @@ impl Harness {
             source,
             ledger,
             account,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -500,6 +500,24 @@ impl Harness {
     pub(in crate::pipeline) async fn ctx(&self, opts: &RunOptions) -> Arc<RunCtx> {
         let policy = self.engine.policy(&self.account.settings).await.unwrap();
         Arc::new(RunCtx::new(&self.engine, &self.account, policy, opts))
+    }
+
+    /// From now on the ledger refuses to record decisions (as a full disk or a lost
+    /// connection would), through a trigger in the real SQLite file; everything else works.
+    pub async fn refuse_records(&self) {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.dir.path().join("ledger.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for event in ["INSERT", "UPDATE"] {
+            let sql = format!(
+                "CREATE TRIGGER refuse_{event} BEFORE {event} ON operations \
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
     }
 
     pub async fn row(&self, uid: &str) -> LedgerRow {

@@ -18,7 +18,7 @@
 //! next run finds the entries by `reference_no`, and the claims' rows, never released, make the
 //! successor wait out the commit horizon first.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +29,7 @@ use super::group::OrderGroup;
 use super::order_lock::{LockSnapshot, OrderGuard, Parker};
 use super::outcome::unrecorded_line;
 use super::run::RunCtx;
-use crate::claims::{Claims, order_key};
+use crate::claims::{Claims, Holding, order_key};
 use crate::erp::Erp;
 use crate::store::{Ledger, Record};
 
@@ -62,8 +62,9 @@ impl BatchClaims {
         self.waiting.lock().expect("poisoned").records.push(rec);
     }
 
-    /// Write the records waiting so far, then drop the locks parked with them.
-    async fn write_waiting(&self) {
+    /// Write the records waiting so far, then drop the locks parked with them. False when the
+    /// ledger refused them.
+    async fn write_waiting(&self) -> bool {
         let _writing = self.writing.lock().await;
         let Waiting { records, locks } =
             std::mem::take(&mut *self.waiting.lock().expect("poisoned"));
@@ -73,8 +74,11 @@ impl BatchClaims {
             warn!(rows = records.len(), error = %err, "ledger write failed");
             let mut failures = self.failures.lock().expect("poisoned");
             failures.extend(records.iter().map(|r| unrecorded_line(r, &err)));
+            drop(locks);
+            return false;
         }
         drop(locks);
+        true
     }
 
     /// One group of the batch whose order is claimed is done; the last writes the waiting
@@ -84,8 +88,14 @@ impl BatchClaims {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return Vec::new();
         }
-        self.write_waiting().await;
-        self.claims.release(&self.keys).await;
+        let written = self.write_waiting().await;
+        // A record lost now or earlier (`let_go`): the claims lapse instead, so that whoever
+        // takes one waits out the horizon and asks the ERP instead of trusting the ledger.
+        if written && self.failures.lock().expect("poisoned").is_empty() {
+            self.claims.release(&self.keys).await;
+        } else {
+            self.claims.abandon(&self.keys);
+        }
         std::mem::take(&mut *self.failures.lock().expect("poisoned"))
     }
 }
@@ -95,7 +105,8 @@ impl Parker for BatchClaims {
     /// Another group wants one of the orders parked here: write what waits and let go now,
     /// without waiting for the batch's other groups (the claims stay until the batch ends).
     async fn let_go(&self) {
-        self.write_waiting().await;
+        // A failure is kept for `group_done`, which then leaves the claims to lapse.
+        let _ = self.write_waiting().await;
     }
 }
 
@@ -103,10 +114,13 @@ impl Parker for BatchClaims {
 pub(super) struct Gate {
     /// The order's claim key (`None`: no order).
     key: Option<String>,
-    /// The claims the order's claim is held in (`None`: not claimed, a dry run).
-    claims: Option<Arc<Claims>>,
+    /// The claims the order's claim is held in, and the holding this group claimed it in
+    /// (`None`: not claimed, a dry run).
+    claims: Option<(Arc<Claims>, Holding)>,
     /// Taken by the group itself (not the batch): released when the group leaves.
     own: bool,
+    /// A booking under it could not be recorded: the claim is left to lapse, not released.
+    unrecorded: std::sync::atomic::AtomicBool,
     lock: Option<OrderGuard>,
 }
 
@@ -127,7 +141,7 @@ impl Engine {
         if keys.is_empty() {
             return None;
         }
-        let claimed: HashSet<String> = match live.claims.take_many(&keys).await {
+        let claimed: HashMap<String, Holding> = match live.claims.take_many(&keys).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(account = %ctx.acc.name, error = %e, "batch claim failed; claiming per order");
@@ -138,13 +152,13 @@ impl Engine {
             g.pre_claimed = g
                 .order
                 .as_deref()
-                .is_some_and(|o| claimed.contains(&order_key(o)));
+                .and_then(|o| claimed.get(&order_key(o)).copied());
         }
-        let remaining = groups.iter().filter(|g| g.pre_claimed).count();
+        let remaining = groups.iter().filter(|g| g.pre_claimed.is_some()).count();
         Some(Arc::new(BatchClaims {
             claims: live.claims.clone(),
             ledger: live.ledger.clone(),
-            keys: claimed.into_iter().collect(),
+            keys: claimed.into_keys().collect(),
             remaining: AtomicUsize::new(remaining),
             waiting: Mutex::default(),
             writing: tokio::sync::Mutex::new(()),
@@ -164,24 +178,33 @@ impl Engine {
             key: order.map(order_key),
             claims: None,
             own: false,
+            unrecorded: Default::default(),
             lock,
         }
     }
 }
 
 impl Gate {
-    /// Hold the order's claim too: the batch's (`pre_claimed`), else taken now, waiting for
-    /// another live holder. `Err`: it could not be had (why, as the operations' reason). A dry
-    /// run claims nothing.
-    pub async fn claim(&mut self, ctx: &RunCtx, pre_claimed: bool) -> Result<(), String> {
+    /// Hold the order's claim too: the batch's (`pre_claimed`, in that holding), else taken
+    /// now, waiting for another live holder. `Err`: it could not be had (why, as the
+    /// operations' reason). A dry run claims nothing.
+    pub async fn claim(
+        &mut self,
+        ctx: &RunCtx,
+        pre_claimed: Option<Holding>,
+    ) -> Result<(), String> {
         let (Some(key), Some(live)) = (&self.key, &ctx.live) else {
             return Ok(());
         };
-        if !pre_claimed {
-            live.claims.take(key).await?;
-            self.own = true;
-        }
-        self.claims = Some(live.claims.clone());
+        let holding = match pre_claimed {
+            Some(h) => h,
+            None => {
+                let h = live.claims.take(key).await?;
+                self.own = true;
+                h
+            }
+        };
+        self.claims = Some((live.claims.clone(), holding));
         Ok(())
     }
 
@@ -194,19 +217,19 @@ impl Gate {
             return false;
         };
         let taken_over = match (&self.key, &self.claims) {
-            (Some(key), Some(claims)) => claims.taken_over(key),
+            (Some(key), Some((claims, _))) => claims.taken_over(key),
             _ => true,
         };
         guard.only_chains_since(snap) && !taken_over
     }
 
     /// Right before a create: the key of the order's claim if it lapsed and another process took
-    /// it meanwhile (the wait for a write slot can be long).
+    /// it meanwhile, or may have (the wait for a write slot can be long; a process can pause).
     pub async fn lapsed(&self) -> Option<&str> {
-        let (Some(key), Some(claims)) = (&self.key, &self.claims) else {
+        let (Some(key), Some((claims, holding))) = (&self.key, &self.claims) else {
             return None;
         };
-        (!claims.still_held(key).await).then_some(key.as_str())
+        (!claims.still_held(key, *holding).await).then_some(key.as_str())
     }
 
     /// Taken over from another holder (its lease lapsed): its creates may still
@@ -219,7 +242,7 @@ impl Gate {
         account: &str,
         order: &str,
     ) -> bool {
-        let (Some(key), Some(claims)) = (&self.key, &self.claims) else {
+        let (Some(key), Some((claims, _))) = (&self.key, &self.claims) else {
             return false;
         };
         let Some(wait) = claims.takeover_wait(key) else {
@@ -238,13 +261,23 @@ impl Gate {
         true
     }
 
+    /// A booking under this gate could not be recorded in the ledger: its claim is left to
+    /// lapse when the group leaves (see [`Claims::abandon`]).
+    pub fn booking_unrecorded(&self) {
+        self.unrecorded.store(true, Ordering::Relaxed);
+    }
+
     /// Let go: the group's own claim is released (the batch's claims go with the batch's last
     /// group), then the lock — unless `keep_lock_in` holds records of this order: then the lock
     /// is parked with them, or, if another group waits for it already, they are written now
     /// and the lock let go.
     pub async fn leave(self, keep_lock_in: Option<&Arc<BatchClaims>>) {
-        if let (true, Some(key), Some(claims)) = (self.own, &self.key, &self.claims) {
-            claims.release(std::slice::from_ref(key)).await;
+        if let (true, Some(key), Some((claims, _))) = (self.own, &self.key, &self.claims) {
+            if self.unrecorded.load(Ordering::Relaxed) {
+                claims.abandon(std::slice::from_ref(key));
+            } else {
+                claims.release(std::slice::from_ref(key)).await;
+            }
         }
         let (Some(batch), Some(lock)) = (keep_lock_in, self.lock) else {
             return;
@@ -262,7 +295,7 @@ impl Gate {
             }
         };
         if let Some(lock) = wanted {
-            batch.write_waiting().await;
+            let _ = batch.write_waiting().await;
             drop(lock);
         }
     }

@@ -30,8 +30,8 @@ pub(super) struct OrderGroup {
     pub order: Option<String>,
     pub ops: Vec<Examined>,
     pub facts: GroupFacts,
-    /// The batch claimed the order already.
-    pub pre_claimed: bool,
+    /// The batch claimed the order already, in this holding.
+    pub pre_claimed: Option<crate::claims::Holding>,
     /// The ledger's views of `ops`, read by the batch once it held the claims
     /// ([`Engine::read_claimed`]); `None`: each is read under the gate.
     pub pre_read: Option<PreRead>,
@@ -80,7 +80,7 @@ impl Engine {
         let mut snapshots = Vec::new();
         let mut queries = Vec::new();
         for (i, g) in groups.iter().enumerate() {
-            let Some(order) = g.order.as_deref().filter(|_| g.pre_claimed) else {
+            let Some(order) = g.order.as_deref().filter(|_| g.pre_claimed.is_some()) else {
                 continue;
             };
             snapshots.push((i, self.order_locks.snapshot(order)));
@@ -128,7 +128,7 @@ impl Engine {
         let mut run = GroupRun {
             summary: Summary::default(),
             progress: inherited,
-            batch: batch.filter(|_| pre_claimed && ctx.records()),
+            batch: batch.filter(|_| pre_claimed.is_some() && ctx.records()),
             deferred: false,
         };
         run.progress.has_entry |= facts.order_has_entry;
@@ -254,7 +254,9 @@ impl Engine {
                 run.progress.note(op, kind, false);
             }
             None => {
-                self.finish(ctx, e, v, &mut run.summary).await;
+                if !self.finish(ctx, e, v, &mut run.summary).await && kind.is_booked() {
+                    gate.booking_unrecorded();
+                }
                 run.progress.note(op, kind, ctx.records());
             }
         }

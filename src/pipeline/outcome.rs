@@ -56,14 +56,14 @@ impl Outcome {
 }
 
 impl Engine {
-    /// Record and make known one decision.
+    /// Record and make known one decision; false when the ledger could not record it.
     pub(super) async fn finish(
         &self,
         ctx: &RunCtx,
         e: &Examined,
         v: Verdict,
         summary: &mut Summary,
-    ) {
+    ) -> bool {
         let mut unrecorded = None;
         if let Some(live) = &ctx.live {
             let rec = self.record_of(ctx, e, &v);
@@ -75,9 +75,11 @@ impl Engine {
         announce(ctx, e, v, summary);
         // Not a clean run: a trigger is tried again, `sync` exits non-zero. The next examination
         // finds a booked entry by its reference_no (never books it twice) and records it then.
+        let recorded = unrecorded.is_none();
         if let Some(failure) = unrecorded {
             summary.failures.push(failure);
         }
+        recorded
     }
 
     /// The ledger row for one decision.

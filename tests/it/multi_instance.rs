@@ -65,7 +65,8 @@ fn start_instance(env: &TestEnv, n: usize) -> Instance {
         .arg("--config")
         .arg(&path)
         .arg("run")
-        .env("RUST_LOG", "warn")
+        // Each decision is one info line: a failure below quotes those of the operations at fault.
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -88,6 +89,25 @@ fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
     assert_eq!(r, 0, "kill({sig})");
+}
+
+/// Before the assertions: the instances' log lines about every operation ERPNext holds twice,
+/// so that a failure shows who booked it when (the logs live in the test's temporary directory).
+fn quote_logs_of_duplicates(env: &TestEnv) {
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for e in env.sim.payment_entries() {
+        *count.entry(e.reference_no.unwrap_or_default()).or_default() += 1;
+    }
+    for (uid, _) in count.iter().filter(|(uid, n)| **n > 1 && !uid.is_empty()) {
+        eprintln!("--- {uid} is held by more than one entry; the instances said:");
+        for n in 0..3 {
+            let log = std::fs::read_to_string(env.dir.path().join(format!("instance-{n}.log")))
+                .unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains(uid.as_str())) {
+                eprintln!("instance {n}: {line}");
+            }
+        }
+    }
 }
 
 /// Wait (on the simulator's counter of entries created over its API) until there are `n`.
@@ -222,6 +242,7 @@ async fn three_instances_one_killed_one_paused_book_everything_exactly_once() {
     let tz = jiff::tz::TimeZone::get("America/Argentina/Buenos_Aires").unwrap();
     let today = Timestamp::now().to_zoned(tz).date();
     // Each paid operation exactly once, nothing else, submitted.
+    quote_logs_of_duplicates(&env);
     assert_exactly_expected(&env.sim, &expected, &before);
     assert_allocations(&env.sim, &expected, &before, today);
     assert!(!watermarks.is_empty(), "polls moved the watermark");

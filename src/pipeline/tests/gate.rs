@@ -105,7 +105,7 @@ async fn a_claim_that_lapsed_before_the_create_aborts_it() {
     let h = Harness::with(|e| e.with_claim_timing(timing(ttl, ms(100)))).await;
     let ctx = h.ctx(&RunOptions::default()).await;
     let mut gate = h.engine.enter_gate(Some(A), 0).await;
-    gate.claim(&ctx, false).await.unwrap();
+    gate.claim(&ctx, None).await.unwrap();
     let p1 = op("p1", A, paid(), "100", 10);
 
     // Held, and renewed by the heartbeat, past the claim's ttl.
@@ -258,4 +258,60 @@ async fn a_batchs_read_is_not_trusted_after_another_run_held_the_order() {
             .count()
     });
     assert_eq!(initial_of_a, 1, "one entry allocated to {A}");
+}
+
+/// A booking the ledger could not record leaves the order's claim to lapse instead of letting
+/// go of it: the next holder must not trust the ledger's silence (its ERP facts may predate the
+/// entry), so it takes the claim over and waits out the commit horizon first. Both ways a group
+/// holds a claim: the batch's, and its own (another process held the order when the batch
+/// claimed).
+#[tokio::test]
+async fn a_booking_the_ledger_could_not_record_leaves_its_claim_to_lapse() {
+    let t = ClaimTiming {
+        ttl: ms(300),
+        wait: Duration::from_secs(5),
+        commit_horizon: Duration::from_secs(60),
+    };
+    for own_claim in [false, true] {
+        let h = Harness::with(|e| e.with_claim_timing(t)).await;
+        h.erp.add_order(A, "1000");
+        h.refuse_records().await;
+        let key = order_key(A);
+        let release = if own_claim {
+            let other = h.second_process(|e| e.with_claim_timing(t));
+            other.claims.take(&key).await.unwrap();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(ms(200)).await;
+                other.claims.release(&[key]).await;
+            }))
+        } else {
+            None
+        };
+        let s = h.run(vec![op("p1", A, paid(), "100", 10)]).await;
+        if let Some(r) = release {
+            r.await.unwrap();
+        }
+        assert_eq!(
+            h.erp.created_uids(),
+            ["p1"],
+            "booked (own claim: {own_claim})"
+        );
+        assert!(
+            s.failures.iter().any(|f| f.contains("p1")),
+            "the lost record is reported: {:?}",
+            s.failures
+        );
+        let key = order_key(A);
+        assert!(
+            h.ledger.claim_holder("erp", &key).await.unwrap().is_some(),
+            "the claim is left in place (own claim: {own_claim})"
+        );
+        tokio::time::sleep(t.ttl * 2).await;
+        let next = h.second_process(|e| e.with_claim_timing(t));
+        next.claims.take(&key).await.unwrap();
+        assert!(
+            next.claims.takeover_wait(&key).is_some(),
+            "the next holder waits out the horizon (own claim: {own_claim})"
+        );
+    }
 }
