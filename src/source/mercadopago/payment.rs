@@ -67,6 +67,7 @@ pub fn parse_search(text: &str) -> Result<Page, SourceError> {
     #[derive(Deserialize)]
     struct Paging {
         total: Option<u64>,
+        limit: Option<u64>,
     }
     let malformed = |why: String| SourceError::Malformed {
         api: API,
@@ -76,6 +77,18 @@ pub fn parse_search(text: &str) -> Result<Page, SourceError> {
         return Err(malformed("not an object".into()));
     }
     let s: Search = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    // A server that pages by fewer than were asked for would end the walk at its first page
+    // (short, so taken as the last) and the offsets would skip rows: refused, never guessed.
+    if let Some(limit) = s.paging.as_ref().and_then(|p| p.limit)
+        && limit < u64::from(PAGE_SIZE)
+    {
+        return Err(SourceError::Malformed {
+            api: API,
+            message: format!(
+                "the search paged by {limit} (paging.limit) though {PAGE_SIZE} were asked for; not read, so that no payment is skipped"
+            ),
+        });
+    }
     let len = s.results.len();
     let items = s.results.into_iter().map(fetched).collect();
     // Only a short page ends the walk: integrators report `paging.total` varying from one page

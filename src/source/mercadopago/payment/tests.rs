@@ -304,6 +304,15 @@ fn a_page_is_last_only_when_short_and_carries_the_total() {
         parse_search(&search(&refs[..20], 120)).unwrap().is_last,
         "short"
     );
+    // A server that pages by fewer than asked: its short first page is no last page.
+    let capped = format!(
+        "{{\"paging\":{{\"total\":120,\"limit\":30,\"offset\":0}},\"results\":[{}]}}",
+        refs[..30].join(",")
+    );
+    assert!(
+        matches!(parse_search(&capped), Err(SourceError::Malformed { message, .. }) if message.contains("paged by 30")),
+        "a capped page is refused"
+    );
     let no_paging = format!("{{\"results\":[{}]}}", refs.join(","));
     assert!(!parse_search(&no_paging).unwrap().is_last);
     assert!(parse_search("{\"results\":[]}").unwrap().is_last);
