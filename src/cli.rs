@@ -244,6 +244,7 @@ async fn sync(
         collect_booked: dry_run,
         observer: bar.clone().map(progress_observer),
         rebook: None,
+        trigger: crate::store::RunTrigger::Sync,
     };
     let window = created_window(&tz, since, until);
     let total = sync_accounts(&app, account.as_deref(), window, &opts).await;
@@ -347,6 +348,7 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
         collect_booked: true,
         observer: None,
         rebook: None,
+        trigger: crate::store::RunTrigger::Sync,
     };
     let (plan, summary) = match app.engine.rebook(acc, operation, &opts).await {
         Ok(x) => x,

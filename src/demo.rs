@@ -64,6 +64,7 @@ async fn run_inner() -> anyhow::Result<u8> {
         collect_booked: true,
         observer: None,
         rebook: None,
+        trigger: crate::store::RunTrigger::Sync,
     };
     let mut errors = 0;
     for (i, (name, _)) in demo.accounts.iter().enumerate() {

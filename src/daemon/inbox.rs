@@ -277,6 +277,14 @@ pub fn backoff(attempts: i64) -> Duration {
     TRIGGER_RETRIES.delay(u32::try_from(attempts.max(1)).unwrap_or(u32::MAX))
 }
 
+/// The options of a run a trigger makes: its decisions are the webhook's in the history.
+fn webhook_run() -> RunOptions {
+    RunOptions {
+        trigger: crate::store::RunTrigger::Webhook,
+        ..RunOptions::default()
+    }
+}
+
 async fn handle(ctx: &DaemonCtx, item: InboxItem) {
     let Some(acc) = ctx.accounts.get(&item.account) else {
         give_up(ctx, &item, "no such account in the configuration").await;
@@ -314,7 +322,7 @@ async fn handle(ctx: &DaemonCtx, item: InboxItem) {
                 .process_operations_with(
                     acc,
                     vec![Fetched::Op(op)],
-                    &RunOptions::default(),
+                    &webhook_run(),
                     Some(prefetched),
                 )
                 .await
@@ -358,7 +366,7 @@ async fn process_together(
     info!(account = %item.account, uid = %item.uid, payments = uids.len(), "order trigger: its payments read");
     match ctx
         .engine
-        .process_operations_with(acc, fetched, &RunOptions::default(), None)
+        .process_operations_with(acc, fetched, &webhook_run(), None)
         .await
     {
         Ok(summary) if summary.unresolved() == 0 => Ok(()),

@@ -399,7 +399,10 @@ async fn poll_under_lease(ctx: &DaemonCtx, acc: &AccountCtx, lease: &PollLease) 
     let Some(window) = poll_window(ctx, account, started).await else {
         return;
     };
-    let opts = RunOptions::default();
+    let opts = RunOptions {
+        trigger: crate::store::RunTrigger::Poll,
+        ..RunOptions::default()
+    };
     let (mut summary, error) = match ctx.engine.sync_window(acc, window, &opts).await {
         Ok(s) => (s, None),
         Err((s, e)) => (s, Some(e.to_string())),

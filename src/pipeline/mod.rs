@@ -73,6 +73,8 @@ pub struct RunOptions {
     /// A deliberate re-booking (`paysync rebook`): this operation is booked although the ledger
     /// remembers it as booked (every entry of it was cancelled in ERPNext), with this guard value.
     pub rebook: Option<rebook::Rebook>,
+    /// What started the run (kept with each decision in the ledger's history).
+    pub trigger: crate::store::RunTrigger,
 }
 
 /// The decision made for one operation.

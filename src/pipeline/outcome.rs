@@ -98,6 +98,7 @@ impl Engine {
             erp_entry: v.entry_name.clone(),
             op_created: Some(op.created),
             seen_at: self.clock.now(),
+            trigger: ctx.opts.trigger,
         }
     }
 
@@ -134,6 +135,7 @@ impl Engine {
                 erp_entry: None,
                 op_created: None,
                 seen_at: self.clock.now(),
+                trigger: ctx.opts.trigger,
             };
             if let Err(e) = live.ledger.record(&rec).await {
                 warn!(account = %ctx.acc.name, uid = %rec.uid, error = %e, "ledger write failed");

@@ -124,6 +124,7 @@ impl Engine {
         }
         let run_opts = RunOptions {
             rebook: Some(plan.rebook.clone()),
+            trigger: crate::store::RunTrigger::Rebook,
             ..opts.clone()
         };
         let items = vec![Fetched::Op(plan.op.clone())];
@@ -235,6 +236,7 @@ impl Engine {
             erp_entry: None,
             op_created: Some(op.created),
             seen_at: self.clock.now(),
+            trigger: crate::store::RunTrigger::Rebook,
         };
         let rebook = &plan.rebook;
         let reopened = live

@@ -24,6 +24,7 @@ async fn ledger(dir: &std::path::Path) -> std::sync::Arc<dyn Ledger> {
         erp_entry: d.is_booked().then(|| "ACC-PAY-2026-00001".to_string()),
         op_created: Some(t(at)),
         seen_at: t(at),
+        trigger: crate::store::RunTrigger::Sync,
     };
     for r in [
         rec(

@@ -18,9 +18,11 @@ use crate::domain::DecisionKind;
 
 mod coordination;
 mod daemon_state;
+mod history;
 mod tokens;
 use coordination::*;
 use daemon_state::*;
+use history::*;
 use tokens::*;
 
 /// A ledger under test and what keeps its storage alive.
@@ -104,6 +106,7 @@ on_every_backend!(
     concurrent_replaces_from_one_version_land_once,
     accounts_keep_their_own_tokens,
     odd_tokens_round_trip_exactly,
+    the_history_keeps_every_decision_and_counts_repeats,
 );
 
 fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {
@@ -120,6 +123,7 @@ fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {
         erp_entry: entry.map(String::from),
         op_created: None,
         seen_at: Timestamp::now(),
+        trigger: crate::store::RunTrigger::Sync,
     }
 }
 

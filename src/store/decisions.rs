@@ -36,6 +36,60 @@ pub struct Record {
     pub erp_entry: Option<String>,
     pub op_created: Option<Timestamp>,
     pub seen_at: Timestamp,
+    /// What made the run that decided it (kept in the decision history).
+    pub trigger: RunTrigger,
+}
+
+/// What started the run that made a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunTrigger {
+    /// `paysync sync` (or the demo).
+    #[default]
+    Sync,
+    /// The daemon's scheduled poll.
+    Poll,
+    /// A webhook or notification, through the daemon's inbox.
+    Webhook,
+    /// `paysync rebook`.
+    Rebook,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Sync => "sync",
+            RunTrigger::Poll => "poll",
+            RunTrigger::Webhook => "webhook",
+            RunTrigger::Rebook => "rebook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunTrigger> {
+        [
+            RunTrigger::Sync,
+            RunTrigger::Poll,
+            RunTrigger::Webhook,
+            RunTrigger::Rebook,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// One decision of an operation's history, as [`Decisions::history`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// When it was first decided.
+    pub decided_at: Timestamp,
+    pub trigger: RunTrigger,
+    pub decision: DecisionKind,
+    pub reason: String,
+    pub erp_entry: Option<String>,
+    pub sales_order: Option<String>,
+    pub amount: Option<Decimal>,
+    /// How many times in a row it was decided (by the same trigger), the last at `last_at`.
+    pub repeats: u32,
+    pub last_at: Timestamp,
 }
 
 /// A stored row.
@@ -175,6 +229,8 @@ pub trait Decisions: Send + Sync {
         uids: &[String],
     ) -> Result<HashMap<String, LedgerRow>, StoreError>;
     /// Insert or update the row of `(account, uid)`. A booked row keeps its decision and entry.
+    /// In the same transaction the decision is appended to the operation's history, unless the
+    /// history's last entry already says the same (decision, reason and entry).
     async fn record(&self, rec: &Record) -> Result<(), StoreError>;
     /// [`Decisions::record`] for many rows in one transaction (one commit).
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError>;
@@ -203,6 +259,9 @@ pub trait Decisions: Send + Sync {
         sales_order: Option<&str>,
         booked_since: Timestamp,
     ) -> Result<OrderView, StoreError>;
+    /// Every decision recorded for the operation, oldest first (see [`Decisions::record`]: a
+    /// decision that repeats the previous one of its history is not added again).
+    async fn history(&self, account: &str, uid: &str) -> Result<Vec<HistoryRow>, StoreError>;
     /// [`Decisions::op_and_order`] for many operations of `account` at once: `views[i]` answers
     /// `queries[i]`. A backend that can answers them all in one statement (a batch re-reads its
     /// claimed orders once, not once per booking); this default asks one by one.
@@ -268,4 +327,38 @@ pub(crate) fn holding_decisions_sql() -> &'static str {
             .join(", ")
     });
     &LIST
+}
+
+/// A history row's stored columns (both backends store the same text).
+pub(crate) struct StoredHistory {
+    pub decided_ms: i64,
+    pub trigger: String,
+    pub decision: String,
+    pub reason: String,
+    pub erp_entry: Option<String>,
+    pub sales_order: Option<String>,
+    pub amount: Option<String>,
+    pub repeats: i64,
+    pub last_ms: i64,
+}
+
+/// A history row from its stored columns.
+pub(crate) fn history_row(s: StoredHistory) -> Result<HistoryRow, StoreError> {
+    let corrupt =
+        |what: &str, v: &str| StoreError::Corrupt(format!("decision history {what}: {v:?}"));
+    Ok(HistoryRow {
+        decided_at: super::from_ms(s.decided_ms)?,
+        trigger: RunTrigger::parse(&s.trigger).ok_or_else(|| corrupt("trigger", &s.trigger))?,
+        decision: DecisionKind::parse(&s.decision)
+            .ok_or_else(|| corrupt("decision", &s.decision))?,
+        reason: s.reason,
+        erp_entry: s.erp_entry,
+        sales_order: s.sales_order,
+        amount: s
+            .amount
+            .map(|a| Decimal::from_str(&a).map_err(|_| corrupt("amount", &a)))
+            .transpose()?,
+        repeats: u32::try_from(s.repeats).unwrap_or(u32::MAX),
+        last_at: super::from_ms(s.last_ms)?,
+    })
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub(crate) use decisions::holding_decisions_sql;
-pub use decisions::{Decisions, LedgerRow, OrderView, Record, ViewQuery};
+pub use decisions::{Decisions, HistoryRow, LedgerRow, OrderView, Record, RunTrigger, ViewQuery};
 pub use inbox::{Inbox, InboxItem};
 pub use leases::Leases;
 pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};

@@ -29,6 +29,7 @@ use super::{Liveness, StoreError};
 use super::{from_ms, ms};
 
 mod decisions;
+mod history;
 mod inbox;
 mod leases;
 mod polls;

@@ -30,6 +30,7 @@ use super::{from_ms, ms};
 
 mod decisions;
 mod file;
+mod history;
 mod inbox;
 mod leases;
 mod polls;

@@ -20,7 +20,8 @@ use super::{PgLedger, ms};
 use crate::domain::DecisionKind;
 use crate::store::decisions::StoredRow;
 use crate::store::{
-    Decisions, LedgerRow, OrderView, Record, StoreError, ViewQuery, holding_decisions_sql,
+    Decisions, HistoryRow, LedgerRow, OrderView, Record, StoreError, ViewQuery,
+    holding_decisions_sql,
 };
 use sqlx::FromRow;
 
@@ -53,8 +54,7 @@ impl Decisions for PgLedger {
     }
 
     async fn record(&self, rec: &Record) -> Result<(), StoreError> {
-        upsert(rec).execute(&self.pool).await?;
-        Ok(())
+        self.record_many(std::slice::from_ref(rec)).await
     }
 
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError> {
@@ -66,6 +66,8 @@ impl Decisions for PgLedger {
         // aborted until ROLLBACK, which sqlx sends), so SQLite's `WriteTx` is not needed.
         let mut tx = self.pool.begin().await?;
         for rec in recs {
+            // The history first: it compares with its own last entry, not with the row.
+            super::history::append(&mut tx, rec).await?;
             upsert(rec).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -115,6 +117,10 @@ impl Decisions for PgLedger {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn history(&self, account: &str, uid: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        super::history::read(self, account, uid).await
     }
 
     async fn op_and_order(

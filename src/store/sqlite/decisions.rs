@@ -22,7 +22,8 @@ use super::{SqliteLedger, json_array, ms};
 use crate::domain::DecisionKind;
 use crate::store::decisions::StoredRow;
 use crate::store::{
-    Decisions, LedgerRow, OrderView, Record, StoreError, ViewQuery, holding_decisions_sql,
+    Decisions, HistoryRow, LedgerRow, OrderView, Record, StoreError, ViewQuery,
+    holding_decisions_sql,
 };
 use sqlx::FromRow;
 
@@ -69,9 +70,7 @@ impl Decisions for SqliteLedger {
     }
 
     async fn record(&self, rec: &Record) -> Result<(), StoreError> {
-        self.same_file()?;
-        upsert(rec).execute(&self.pool).await?;
-        Ok(())
+        self.record_many(std::slice::from_ref(rec)).await
     }
 
     async fn record_many(&self, recs: &[Record]) -> Result<(), StoreError> {
@@ -83,7 +82,11 @@ impl Decisions for SqliteLedger {
         // rolled back, never left to land later (see `write_tx.rs`).
         let mut tx = WriteTx::begin(&self.pool).await?;
         let mut work = Ok(());
-        for query in upsert_all(recs) {
+        // The history first: it compares with its own last entries, not with the rows.
+        for query in super::history::appends(recs)
+            .into_iter()
+            .chain(upsert_all(recs))
+        {
             if let Err(e) = query.execute(tx.conn()).await {
                 work = Err(e.into());
                 break;
@@ -136,6 +139,11 @@ impl Decisions for SqliteLedger {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn history(&self, account: &str, uid: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        self.same_file()?;
+        super::history::read(&self.pool, account, uid).await
     }
 
     async fn op_and_order(
@@ -382,18 +390,6 @@ const ON_CONFLICT: &str = "ON CONFLICT (account, uid) DO UPDATE SET \
 const INSERT_COLUMNS: &str = "INSERT INTO operations (account, uid, reference, sales_order, \
     status_code, amount, currency, decision, reason, erp_entry, op_created_ms, first_seen_ms, \
     last_seen_ms, booked_ms)";
-
-/// The upsert of one ledger row (see [`ON_CONFLICT`]).
-fn upsert(rec: &Record) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = SQL.get_or_init(|| {
-        format!(
-            "{INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
-             CASE WHEN $8 IN ('booked_initial', 'booked_additional') THEN $12 END) {ON_CONFLICT}"
-        )
-    });
-    bind_record(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), rec)
-}
 
 /// A ledger row's twelve parameters, in the order of [`INSERT_COLUMNS`] (`first_seen_ms`,
 /// `last_seen_ms` and `booked_ms` all come from the twelfth, the time it was seen).

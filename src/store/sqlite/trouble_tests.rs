@@ -24,6 +24,7 @@ fn rec(uid: &str, reason: &str) -> Record {
         erp_entry: None,
         op_created: None,
         seen_at: Timestamp::now(),
+        trigger: crate::store::RunTrigger::Sync,
     }
 }
 

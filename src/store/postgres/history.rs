@@ -1,0 +1,70 @@
+//! The decision history in PostgreSQL: appended in the transaction that records the decisions,
+//! read by `paysync explain`. Owns the `decision_history` statements only (see migration 0004).
+
+use sqlx::Row;
+
+use super::PgLedger;
+use crate::store::decisions::{StoredHistory, history_row};
+use crate::store::{HistoryRow, Record, StoreError, ms};
+
+/// Append `rec` to its operation's history; a decision that repeats the last entry (same
+/// trigger, decision, reason and entry) counts on it instead.
+pub(super) async fn append(conn: &mut sqlx::PgConnection, rec: &Record) -> Result<(), StoreError> {
+    // One statement: the CTE's count and the insert see the same snapshot.
+    sqlx::query(
+        "WITH last AS ( \
+             SELECT id FROM decision_history \
+             WHERE id = (SELECT MAX(id) FROM decision_history WHERE account = $1 AND uid = $2) \
+               AND run_trigger = $4 AND decision = $5 AND reason = $6 \
+               AND erp_entry IS NOT DISTINCT FROM $7), \
+         counted AS ( \
+             UPDATE decision_history SET repeats = repeats + 1, last_ms = $3 \
+             WHERE id IN (SELECT id FROM last) RETURNING id) \
+         INSERT INTO decision_history (account, uid, decided_ms, run_trigger, decision, reason, \
+             erp_entry, sales_order, amount, last_ms) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $3 WHERE NOT EXISTS (SELECT 1 FROM last)",
+    )
+    .bind(&rec.account)
+    .bind(&rec.uid)
+    .bind(ms(rec.seen_at))
+    .bind(rec.trigger.as_str())
+    .bind(rec.decision.as_str())
+    .bind(&rec.reason)
+    .bind(&rec.erp_entry)
+    .bind(&rec.sales_order)
+    .bind(rec.amount.map(|a| a.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every history entry of `(account, uid)`, oldest first.
+pub(super) async fn read(
+    ledger: &PgLedger,
+    account: &str,
+    uid: &str,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT decided_ms, run_trigger, decision, reason, erp_entry, sales_order, amount, \
+             repeats, last_ms FROM decision_history WHERE account = $1 AND uid = $2 ORDER BY id",
+    )
+    .bind(account)
+    .bind(uid)
+    .fetch_all(&ledger.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            history_row(StoredHistory {
+                decided_ms: r.try_get("decided_ms")?,
+                trigger: r.try_get("run_trigger")?,
+                decision: r.try_get("decision")?,
+                reason: r.try_get("reason")?,
+                erp_entry: r.try_get("erp_entry")?,
+                sales_order: r.try_get("sales_order")?,
+                amount: r.try_get("amount")?,
+                repeats: r.try_get("repeats")?,
+                last_ms: r.try_get("last_ms")?,
+            })
+        })
+        .collect()
+}
