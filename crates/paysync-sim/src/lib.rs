@@ -12,7 +12,7 @@
 //! ([`guard::FIELD`]).
 //!
 //! Real HTTP on loopback (axum), in-process, so tests, benchmarks and `paysync demo` exercise the
-//! real clients. It follows `shared/spec/mobbex-api.md`, `notes/mp-contract.md` (Mercado Pago's
+//! real clients. It follows `shared/spec/mobbex-api.md`, `docs/mercadopago-contract.md` (Mercado Pago's
 //! search, payments, OAuth with rotating refresh tokens, signed webhooks built for tests) and
 //! answers like the recorded ERPNext 15 server (status codes, `exc_type`, message texts, JSON shapes; `tests/it/sim.rs` replays them).
 //! Faults can be injected: latency, 5xx with the body shapes of apps and proxies, 429 with or

@@ -1,5 +1,6 @@
 //! The simulated Mercado Pago API and the MercadoLibre endpoints paysync reads, on one loopback
-//! server (the wire contract: `notes/mp-contract.md`; facts: `shared/spec/mercadolibre-api.md`).
+//! server (the wire contract: `docs/mercadopago-contract.md`; facts:
+//! `shared/spec/mercadolibre-api.md`).
 //!
 //! - `GET /v1/payments/search` and `GET /v1/payments/{id}` ([`search`]), the payment JSON
 //!   ([`json`]: amounts written from their exact decimal text, times in `-04:00` with

@@ -1,5 +1,5 @@
 //! The Mercado Pago API client (facts: `shared/spec/mercadolibre-api.md` §3, §4; the wire
-//! contract: `notes/mp-contract.md`, which decides where the facts are silent).
+//! contract: `docs/mercadopago-contract.md`, which decides where the facts are silent).
 //!
 //! - `GET /v1/payments/search?sort=..&criteria=asc&range=..&begin_date=..&end_date=..&offset=..&limit=50`
 //!   for a window, `GET /v1/payments/{id}` for one payment, `GET /users/me` for the seller, and

@@ -1,9 +1,9 @@
 //! The OAuth wire of Mercado Pago / MercadoLibre: one refresh-token grant, nothing stored.
 //!
 //! Owns: `POST {token_url}` with `grant_type=refresh_token` (form-encoded, built by hand:
-//! reqwest's `form` feature is off) and what its answers mean (`notes/mp-contract.md`, "POST
-//! /oauth/token"). Every refresh ROTATES: the refresh token sent is dead once the server has
-//! processed the request, and the new one is only in the answer. So an answer lost on the way
+//! reqwest's `form` feature is off) and what its answers mean (`docs/mercadopago-contract.md`,
+//! "POST /oauth/token"). Every refresh ROTATES: the refresh token sent is dead once the server
+//! has processed the request, and the new one is only in the answer. So an answer lost on the way
 //! (a timeout, a dropped connection, a gateway's 502/504) leaves the outcome unknown, and says
 //! so ([`OAuthError::OutcomeUnknown`]): the caller logs that the account may need to be
 //! authorized again if the next refresh is refused.

@@ -1,7 +1,7 @@
 //! Mercado Pago payment documents (`GET /v1/payments/{id}`, the `results` of
 //! `GET /v1/payments/search`) read into domain [`Operation`]s.
 //!
-//! Owns: which payment fields mean what (`notes/mp-contract.md`, "Payment JSON") and the
+//! Owns: which payment fields mean what (`docs/mercadopago-contract.md`, "Payment JSON") and the
 //! reasons a document is refused. Every field is taken as its JSON text first and checked on its
 //! own, so one odd document inside a good search page is one [`Fetched::Bad`] item and never
 //! spoils the page; amounts are read from the number's exact text (never through `f64`).

@@ -5,7 +5,7 @@
 //! notification shapes ([`parse_notification`]): Mercado Pago webhooks (`type=payment`, the id
 //! in `data.id`), the older IPN (`?topic=payment&id=N`), and MercadoLibre's unsigned pointers
 //! (`{"topic": "orders_v2", "resource": "/orders/N", ...}`). Facts: `mercadolibre-api.md` §2.2,
-//! §3.4; `notes/mp-contract.md`, "Webhooks".
+//! §3.4; `docs/mercadopago-contract.md`, "Webhooks".
 //!
 //! Nothing in a notification is trusted for status or amount: it only says which payment (or
 //! order) to read again from the API. Must not: decide what to do with an order (the caller
