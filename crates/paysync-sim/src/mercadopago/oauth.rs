@@ -254,6 +254,21 @@ impl Simulator {
         });
     }
 
+    /// Every granted access token at least `age` old expires now (a server that invalidates
+    /// tokens early, but not one it has just granted).
+    pub fn expire_mp_access_tokens_older_than(&self, age: std::time::Duration) {
+        self.with(|s| {
+            let now = Instant::now();
+            let ttl = s.opts.mp_access_ttl;
+            for expires in s.mp.tokens.access.values_mut() {
+                // Granted at `expires - ttl`.
+                if *expires + age <= now + ttl {
+                    *expires = now;
+                }
+            }
+        });
+    }
+
     /// The static access token of the options answers 401 from now on.
     pub fn revoke_mp_static_token(&self) {
         self.with(|s| s.mp.tokens.static_revoked = true);
