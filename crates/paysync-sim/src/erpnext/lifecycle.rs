@@ -270,3 +270,6 @@ pub(super) async fn delete_doc(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

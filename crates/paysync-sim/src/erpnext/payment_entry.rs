@@ -579,3 +579,6 @@ pub(crate) fn create_payment_entry(
     s.entries.push(pe);
     Ok(json_body(StatusCode::OK, json!({ "data": doc })))
 }
+
+#[cfg(test)]
+mod tests;
