@@ -40,8 +40,8 @@ mod testing;
 pub use erpnext::DEFAULT_NAMING_SERIES;
 pub use faults::{CreateFault, ErrorBody, NextAnswer, SimApi};
 pub use mercadopago::{
-    DEFAULT_MP_SELLER_ID, MpWebhook, SimMlOrder, SimMpFee, SimMpPayment, ml_notification,
-    mp_signature,
+    DEFAULT_MP_SELLER_ID, MpWebhook, SimMlOrder, SimMpFee, SimMpPayment, SimMpRefund,
+    ml_notification, mp_signature,
 };
 pub use options::{Faults, SimOptions};
 pub use records::{
@@ -365,6 +365,28 @@ impl Simulator {
                 f(o);
             }
         });
+    }
+
+    /// Give operation `uid` a later status, as Mobbex does on a refund or chargeback (601, 602,
+    /// 603, 610: the whole operation; 605: part of it) or any other change, `updated` at `at` so
+    /// that it shows in updated-windows (`updated_from`/`updated_to`). Its `total` stays what was
+    /// paid: Mobbex states no refunded amount on the operation (mobbex-api.md §6). `false`: no
+    /// such (well-formed) operation.
+    pub fn set_mobbex_status(&self, uid: &str, status: u16, at: Timestamp) -> bool {
+        self.with(|s| {
+            match s
+                .ops
+                .iter_mut()
+                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
+            {
+                Some(StoredOp::Typed(o)) => {
+                    o.status = status;
+                    o.updated = at;
+                    true
+                }
+                _ => false,
+            }
+        })
     }
 
     /// A document served verbatim in listings (malformed input for tests).

@@ -5,6 +5,12 @@
 //! strings, totals JSON numbers written from their exact decimal text, errors `{result:false,...}`.
 //! The merchant's charges (`totals.entity_charges`) are in list documents only: the spec shows no
 //! `totals` in the single-operation answer (mobbex-api.md §3a).
+//!
+//! Refunds and chargebacks (§4, §6) are a later status of the paid operation itself, set by a
+//! test with [`crate::Simulator::set_mobbex_status`]: 601/602/603/610 full, 605 partial. The
+//! operation states no refunded amount (its `total` stays what was paid): the spec knows the
+//! amount only from the refund request's `total` and, by inference, a refund webhook's
+//! `payment.total`, neither of which this simulator serves.
 
 use std::collections::HashMap;
 
@@ -281,7 +287,12 @@ fn status_text(code: u16) -> &'static str {
         2 => "En Espera",
         400 => "Rechazado",
         401 => "Expirado",
+        // mobbex-api.md §4 (php-sdk's labels); 604 and 610 have none.
+        600 => "Cancelación en proceso",
+        601 => "Cancelada",
         602 => "Devuelto",
+        603 => "Desconocida",
+        605 => "Parcialmente Devuelta",
         _ => "Estado",
     }
 }
@@ -334,3 +345,6 @@ async fn one(
         ),
     )
 }
+
+#[cfg(test)]
+mod tests;
