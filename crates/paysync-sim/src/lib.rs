@@ -485,7 +485,7 @@ impl Simulator {
     /// Set the company's default receivable account (`Company.default_receivable_account`,
     /// `Debtors - TCA` on the recorded site: 14, 29p), added to the chart as a Receivable account:
     /// `get_party_account` answers it for customers without their own account, and a Receive
-    /// entry created without `paid_from` books to it.
+    /// entry created without `paid_from` (a Pay without `paid_to`) books to it.
     pub fn set_default_receivable(&self, account: &str) {
         self.with(|s| {
             s.accounts
@@ -496,7 +496,8 @@ impl Simulator {
 
     /// Give `customer` its own receivable account for `company` (a row of the Customer's
     /// `accounts` table, replacing one for the same company): `get_party_account` answers it and
-    /// a Receive entry created without `paid_from` books to it. The account is added to the chart
+    /// a Receive entry created without `paid_from` (a Pay without `paid_to`) books to it. The
+    /// account is added to the chart
     /// as a Receivable account.
     pub fn set_customer_receivable(&self, customer: &str, company: &str, account: &str) {
         self.with(|s| {
