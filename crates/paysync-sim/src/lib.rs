@@ -348,64 +348,6 @@ impl Simulator {
         f(&mut self.state.lock().expect("sim state poisoned"))
     }
 
-    // ---- Mobbex side
-
-    pub fn add_operation(&self, op: SimOperation) {
-        self.with(|s| s.ops.push(StoredOp::Typed(op)));
-    }
-
-    /// Change an operation in place (set `updated` yourself to make it show in updated-windows).
-    pub fn update_operation(&self, uid: &str, f: impl FnOnce(&mut SimOperation)) {
-        self.with(|s| {
-            if let Some(StoredOp::Typed(o)) = s
-                .ops
-                .iter_mut()
-                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
-            {
-                f(o);
-            }
-        });
-    }
-
-    /// Give operation `uid` a later status, as Mobbex does on a refund or chargeback (601, 602,
-    /// 603, 610: the whole operation; 605: part of it) or any other change, `updated` at `at` so
-    /// that it shows in updated-windows (`updated_from`/`updated_to`). Its `total` stays what was
-    /// paid: Mobbex states no refunded amount on the operation (mobbex-api.md §6). `false`: no
-    /// such (well-formed) operation.
-    pub fn set_mobbex_status(&self, uid: &str, status: u16, at: Timestamp) -> bool {
-        self.with(|s| {
-            match s
-                .ops
-                .iter_mut()
-                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
-            {
-                Some(StoredOp::Typed(o)) => {
-                    o.status = status;
-                    o.updated = at;
-                    true
-                }
-                _ => false,
-            }
-        })
-    }
-
-    /// A document served verbatim in listings (malformed input for tests).
-    pub fn add_raw_operation(&self, doc: serde_json::Value, created: Timestamp) {
-        self.with(|s| s.ops.push(StoredOp::Raw { doc, created }));
-    }
-
-    pub fn operations(&self) -> Vec<SimOperation> {
-        self.with(|s| {
-            s.ops
-                .iter()
-                .filter_map(|o| match o {
-                    StoredOp::Typed(t) => Some(t.clone()),
-                    StoredOp::Raw { .. } => None,
-                })
-                .collect()
-        })
-    }
-
     // ---- ERPNext side
 
     /// The URL ERPNext puts in links inside its messages (Frappe's `host_name` site config; by
