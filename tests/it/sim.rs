@@ -74,6 +74,40 @@ async fn recorded_site() -> Simulator {
         sim.add_sales_order(so(&format!("SAL-ORD-2026-0{n}"), "1000", "0", 1, "Draft"));
     }
     sim.add_account("Mobbex Fees - TCA", false);
+    // Sections 27 and 28 (refunds, cancels): SO-03479 (300) after its Receive of 200 and the
+    // allocated Pay of 50 (27f: 250), SO-03480 (150) paid in full, SO-03481 (400) with 100 from
+    // the submitted ACC-PAY-2026-05543 that 28q tries to amend; links in messages name the
+    // recorded site.
+    sim.add_sales_order(so("SAL-ORD-2026-03479", "300", "250", 1, "Draft"));
+    sim.add_sales_order(so("SAL-ORD-2026-03480", "150", "150", 1, "Draft"));
+    sim.add_sales_order(so("SAL-ORD-2026-03481", "400", "0", 1, "Draft"));
+    sim.insert_payment_entry_directly(paysync_sim::SimPaymentEntry {
+        name: "ACC-PAY-2026-05543".into(),
+        naming_series: "ACC-PAY-.YYYY.-".into(),
+        docstatus: 1,
+        payment_type: "Receive".into(),
+        company: "Test Co AR".into(),
+        party_type: "Customer".into(),
+        party: "Cliente Demo".into(),
+        paid_from: "Debtors - TCA".into(),
+        paid_to: "Bank Account - TCA".into(),
+        mode_of_payment: Some("Mobbex".into()),
+        paid_amount: d("100"),
+        received_amount: d("100"),
+        reference_no: Some("mbx-rx27-cxl-03".into()),
+        reference_date: Some(date(2026, 12, 1)),
+        posting_date: date(2026, 12, 1),
+        references: vec![paysync_sim::SimReference {
+            reference_doctype: "Sales Order".into(),
+            reference_name: "SAL-ORD-2026-03481".into(),
+            allocated_amount: d("100"),
+        }],
+        deductions: Vec::new(),
+        unallocated_amount: Decimal::ZERO,
+        paysync_operation: None,
+        amended_from: None,
+    });
+    sim.set_site_url("http://127.0.0.1:8000");
     sim
 }
 
@@ -94,27 +128,6 @@ fn messages(body: &Value) -> Vec<String> {
 /// feature needs it. The list ratchets both ways: a recording missing from it must be reproduced,
 /// and one listed here that the simulator starts to reproduce must be removed from it.
 const NOT_YET_SIMULATED: &[(&str, &str)] = &[
-    (
-        "27i-",
-        "issue 15 (refund reversals): Pay entries allocated to an order",
-    ),
-    (
-        "27k-",
-        "issue 15 (refund reversals): Pay entries allocated to an order",
-    ),
-    (
-        "27n-",
-        "issue 15 (refund reversals): mandatory fields of Pay entries",
-    ),
-    (
-        "27o-",
-        "issue 15 (refund reversals): mandatory fields of Pay entries",
-    ),
-    (
-        "27q-",
-        "issue 15 (refund reversals): accounts of Pay entries",
-    ),
-    ("28q-", "issue 15 (audit): amendments of submitted entries"),
     (
         "33a-",
         "a deadlock needs two allocated creates written at once in two series (Faults::erp_series_deadlock_rate, tested in paysync-sim's faults::contention)",

@@ -330,6 +330,7 @@ async fn order_with_an_existing_entry_gets_an_additional_payment() {
             deductions: Vec::new(),
             unallocated_amount: Decimal::ZERO,
             paysync_operation: None,
+            amended_from: None,
         });
     env.sim.add_operation(op(
         "op-1",

@@ -9,11 +9,13 @@
 //! ("has already been fully paid.", 18b/19c), over-allocation (08), and at submit the difference
 //! amount (21; with `deductions`, ERPNext's unallocated/difference rule, 29b–29n, in
 //! `deductions`). One currency: `received_amount` is overwritten with `paid_amount` (29b).
-//! `reference_no` is not unique (07b). Submitting adds allocations to `advance_paid` (04).
+//! `reference_no` is not unique (07b). Submitting adds allocations to `advance_paid` (04), a
+//! Pay's too (27g). Pay entries (refunds to a customer, 27d–27q) swap the accounts' sides.
 //! That validation, the commit and the Payment Entry's JSON live in `payment_entry`, the create
 //! request around them (faults, the series lock) in `create`, the entry's name from its
-//! `naming_series` (32b–32d) in `naming`; listing (the REST list and `frappe.client.get_list`, one
-//! query) in `list`.
+//! `naming_series` (32b–32d) in `naming`; updates, cancels (PUT and `frappe.client.cancel`),
+//! deletes and amendments (28) in `lifecycle`; listing (the REST list and
+//! `frappe.client.get_list`, one query) in `list`.
 //!
 //! Whitelisted methods take their arguments as Frappe's `make_form_dict` does: a JSON body when
 //! the request says `application/json`, else the query string.
@@ -23,6 +25,7 @@
 
 mod create;
 mod deductions;
+mod lifecycle;
 mod list;
 mod naming;
 mod payment_entry;
@@ -50,7 +53,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/resource/{doctype}", get(list::list).post(insert))
         .route(
             "/api/resource/{doctype}/{name}",
-            get(get_doc).put(update_doc).delete(delete_doc),
+            get(get_doc)
+                .put(lifecycle::update_doc)
+                .delete(lifecycle::delete_doc),
         )
         .route("/api/method/{method}", get(method).post(method))
         .layer(axum::middleware::from_fn_with_state(
@@ -330,7 +335,7 @@ async fn get_doc(
             .entries
             .iter()
             .find(|e| e.name == name)
-            .map(|e| pe_json(e, &s.orders)),
+            .map(|e| pe_json(e, &s)),
         "Mode of Payment" => s.modes.get(&name).map(|m| {
             json!({
                 "name": name, "mode_of_payment": name, "enabled": 1, "docstatus": 0,
@@ -394,7 +399,8 @@ fn method_args(
     Ok(q.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
 }
 
-/// `GET|POST /api/method/{method}`: every method is a read (counted in `erp_reads`, read
+/// `GET|POST /api/method/{method}`: every method but `frappe.client.cancel` (a write: write
+/// latency and faults, not counted in `erp_reads`) is a read (counted in `erp_reads`, read
 /// latency and faults), by "METHOD /api/method/name" in `by_endpoint`.
 async fn method(
     AxState(state): AxState<Shared>,
@@ -404,11 +410,13 @@ async fn method(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let is_write = method == "frappe.client.cancel";
+    let kind = if is_write { Kind::Write } else { Kind::Read };
     if let Err(r) = gate(
         &state,
         &headers,
         &format!("{verb} /api/method/{method}"),
-        Kind::Read,
+        kind,
     )
     .await
     {
@@ -421,9 +429,12 @@ async fn method(
     };
     let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
     let mut s = state.lock().expect("poisoned");
-    s.stats.erp_reads += 1;
+    if !is_write {
+        s.stats.erp_reads += 1;
+    }
     match method.as_str() {
         "frappe.client.get_list" => list::get_list(&mut s, &args),
+        "frappe.client.cancel" => lifecycle::client_cancel(&mut s, &args),
         "frappe.auth.get_logged_user" => {
             json_body(StatusCode::OK, json!({"message": "paysync@example.com"}))
         }
@@ -520,105 +531,4 @@ async fn insert_detached(
         )),
         false,
     )
-}
-
-async fn update_doc(
-    AxState(state): AxState<Shared>,
-    headers: HeaderMap,
-    Path((doctype, name)): Path<(String, String)>,
-    raw: Bytes,
-) -> Response {
-    if let Err(r) = gate(
-        &state,
-        &headers,
-        &format!("PUT /api/resource/{doctype}/{{name}}"),
-        Kind::Write,
-    )
-    .await
-    {
-        return r;
-    }
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    let mut s = state.lock().expect("poisoned");
-    if doctype != "Payment Entry" {
-        return validation("only Payment Entry can be updated in the simulator");
-    }
-    let Some(idx) = s.entries.iter().position(|e| e.name == name) else {
-        return frappe_error(
-            StatusCode::NOT_FOUND,
-            "DoesNotExistError",
-            Some(&format!("Payment Entry {name} not found")),
-            false,
-        );
-    };
-    let new_status = body
-        .get("docstatus")
-        .and_then(|v| v.as_i64())
-        .map(|d| d as i32);
-    let old = s.entries[idx].docstatus;
-    match new_status {
-        Some(2) if old == 1 => {
-            let refs = s.entries[idx].references.clone();
-            for r in refs {
-                if let Some(o) = s.orders.get_mut(&r.reference_name) {
-                    o.advance_paid -= r.allocated_amount;
-                }
-            }
-            s.entries[idx].docstatus = 2;
-        }
-        Some(1) if old == 0 => {
-            let refs = s.entries[idx].references.clone();
-            for r in refs {
-                if let Some(o) = s.orders.get_mut(&r.reference_name) {
-                    o.advance_paid += r.allocated_amount;
-                }
-            }
-            s.entries[idx].docstatus = 1;
-        }
-        Some(d) if d != old => {
-            return frappe_error(
-                StatusCode::EXPECTATION_FAILED,
-                "DocstatusTransitionError",
-                Some(&format!("Cannot change docstatus from {old} to {d}")),
-                false,
-            );
-        }
-        _ => {}
-    }
-    let doc = pe_json(&s.entries[idx], &s.orders);
-    json_body(StatusCode::OK, json!({ "data": doc }))
-}
-
-async fn delete_doc(
-    AxState(state): AxState<Shared>,
-    headers: HeaderMap,
-    Path((doctype, name)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = gate(
-        &state,
-        &headers,
-        &format!("DELETE /api/resource/{doctype}/{{name}}"),
-        Kind::Write,
-    )
-    .await
-    {
-        return r;
-    }
-    let mut s = state.lock().expect("poisoned");
-    match s
-        .entries
-        .iter()
-        .position(|e| e.name == name && e.docstatus == 0)
-    {
-        Some(i) if doctype == "Payment Entry" => {
-            s.entries.remove(i);
-            json_body(StatusCode::ACCEPTED, json!({"data": "ok"}))
-        }
-        _ => frappe_error(
-            StatusCode::EXPECTATION_FAILED,
-            "ValidationError",
-            Some("Only drafts can be deleted"),
-            false,
-        ),
-    }
 }

@@ -40,8 +40,8 @@ mod testing;
 pub use erpnext::DEFAULT_NAMING_SERIES;
 pub use faults::{CreateFault, ErrorBody, NextAnswer, SimApi};
 pub use mercadopago::{
-    DEFAULT_MP_SELLER_ID, MpWebhook, SimMlOrder, SimMpFee, SimMpPayment, ml_notification,
-    mp_signature,
+    DEFAULT_MP_SELLER_ID, MpWebhook, SimMlOrder, SimMpFee, SimMpPayment, SimMpRefund,
+    ml_notification, mp_signature,
 };
 pub use options::{Faults, SimOptions};
 pub use records::{
@@ -106,6 +106,28 @@ pub(crate) struct ModeOfPayment {
     pub accounts: Vec<(String, String)>,
 }
 
+/// An account's `account_type`, as far as the simulated checks read it: Bank (entries to it need a
+/// reference no and date), Cash, Receivable, or none set (an expense account like the fees' one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccountType {
+    Bank,
+    Cash,
+    Receivable,
+    Unset,
+}
+
+impl AccountType {
+    /// As a Payment Entry's `paid_from_account_type` / `paid_to_account_type` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            AccountType::Bank => "Bank",
+            AccountType::Cash => "Cash",
+            AccountType::Receivable => "Receivable",
+            AccountType::Unset => "",
+        }
+    }
+}
+
 pub(crate) struct State {
     pub opts: SimOptions,
     pub rng: u64,
@@ -113,7 +135,7 @@ pub(crate) struct State {
     pub company: String,
     pub abbr: String,
     pub companies: Vec<String>,
-    pub accounts: HashMap<String, bool>, // account name -> is bank
+    pub accounts: HashMap<String, AccountType>,
     /// Cost centers, by name (`Main - MESA`).
     pub cost_centers: Vec<String>,
     pub customers: Vec<String>,
@@ -146,6 +168,10 @@ pub(crate) struct State {
     pub guard_installed: bool,
     /// Mercado Pago's payments, MercadoLibre's orders, the tokens.
     pub mp: mercadopago::MpState,
+    /// What Frappe's `get_url()` answers, in links inside messages (28q): the site config's
+    /// `host_name` (`Simulator::set_site_url`), by default the server's own URL (as the request's
+    /// host).
+    pub site_url: String,
 }
 
 impl State {
@@ -193,12 +219,16 @@ impl State {
         if !self.companies.iter().any(|c| c == company) {
             self.companies.push(company.to_string());
         }
-        self.accounts.insert(format!("Deudores - {abbr}"), false);
-        self.accounts.insert(format!("Mobbex - {abbr}"), true);
-        self.accounts.insert(format!("Caja - {abbr}"), false);
+        self.accounts
+            .insert(format!("Deudores - {abbr}"), AccountType::Receivable);
+        self.accounts
+            .insert(format!("Mobbex - {abbr}"), AccountType::Bank);
+        self.accounts
+            .insert(format!("Caja - {abbr}"), AccountType::Cash);
         // An expense account for the gateway's fees, and the company's main cost center
         // (`Company.cost_center`, "Main - TCA" on the recorded site, 29a).
-        self.accounts.insert(format!("Comisiones - {abbr}"), false);
+        self.accounts
+            .insert(format!("Comisiones - {abbr}"), AccountType::Unset);
         let main = format!("Main - {abbr}");
         if !self.cost_centers.contains(&main) {
             self.cost_centers.push(main);
@@ -254,6 +284,7 @@ impl Simulator {
             next_answers: HashMap::new(),
             guard_installed: false,
             mp: mercadopago::MpState::default(),
+            site_url: String::new(),
         };
         st.mp.tokens.refresh = st.opts.mp_refresh_token.clone();
         st.set_company("Mi Empresa SA", "MESA");
@@ -264,7 +295,8 @@ impl Simulator {
                 accounts: vec![("Mi Empresa SA".into(), "Mobbex - MESA".into())],
             },
         );
-        st.accounts.insert("Mercado Pago - MESA".into(), true);
+        st.accounts
+            .insert("Mercado Pago - MESA".into(), AccountType::Bank);
         st.modes.insert(
             "Mercado Pago".into(),
             ModeOfPayment {
@@ -281,6 +313,7 @@ impl Simulator {
         let mobbex_url = format!("http://{}", mbx.local_addr()?);
         let erpnext_url = format!("http://{}", erp.local_addr()?);
         let mercadopago_url = format!("http://{}", mp.local_addr()?);
+        state.lock().expect("fresh").site_url = erpnext_url.clone();
         let mut tasks = Vec::new();
         for (listener, router) in [
             (mbx, mobbex::router(state.clone())),
@@ -315,43 +348,13 @@ impl Simulator {
         f(&mut self.state.lock().expect("sim state poisoned"))
     }
 
-    // ---- Mobbex side
-
-    pub fn add_operation(&self, op: SimOperation) {
-        self.with(|s| s.ops.push(StoredOp::Typed(op)));
-    }
-
-    /// Change an operation in place (set `updated` yourself to make it show in updated-windows).
-    pub fn update_operation(&self, uid: &str, f: impl FnOnce(&mut SimOperation)) {
-        self.with(|s| {
-            if let Some(StoredOp::Typed(o)) = s
-                .ops
-                .iter_mut()
-                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
-            {
-                f(o);
-            }
-        });
-    }
-
-    /// A document served verbatim in listings (malformed input for tests).
-    pub fn add_raw_operation(&self, doc: serde_json::Value, created: Timestamp) {
-        self.with(|s| s.ops.push(StoredOp::Raw { doc, created }));
-    }
-
-    pub fn operations(&self) -> Vec<SimOperation> {
-        self.with(|s| {
-            s.ops
-                .iter()
-                .filter_map(|o| match o {
-                    StoredOp::Typed(t) => Some(t.clone()),
-                    StoredOp::Raw { .. } => None,
-                })
-                .collect()
-        })
-    }
-
     // ---- ERPNext side
+
+    /// The URL ERPNext puts in links inside its messages (Frappe's `host_name` site config; by
+    /// default the simulator's own `erpnext_url`). The recorded site's is `http://127.0.0.1:8000`.
+    pub fn set_site_url(&self, url: &str) {
+        self.with(|s| s.site_url = url.to_string());
+    }
 
     /// Add a company (the first one set stays the default for receivables).
     pub fn set_company(&self, company: &str, abbr: &str) {
@@ -368,8 +371,13 @@ impl Simulator {
 
     pub fn add_mode_of_payment(&self, name: &str, bank: bool, accounts: &[(&str, &str)]) {
         self.with(|s| {
+            let kind = if bank {
+                AccountType::Bank
+            } else {
+                AccountType::Cash
+            };
             for (_, a) in accounts {
-                s.accounts.entry(a.to_string()).or_insert(bank);
+                s.accounts.entry(a.to_string()).or_insert(kind);
             }
             s.modes.insert(
                 name.to_string(),
@@ -384,10 +392,18 @@ impl Simulator {
         });
     }
 
-    /// An account of the chart (`bank` = account type Bank: entries to it need reference no/date).
+    /// An account of the chart (`bank` = account type Bank: entries to it need reference no/date;
+    /// else no account type, which may carry a party like a receivable). A mode of payment's
+    /// non-bank accounts are Cash; receivables are set with [`Simulator::set_default_receivable`]
+    /// and [`Simulator::set_customer_receivable`].
     pub fn add_account(&self, name: &str, bank: bool) {
         self.with(|s| {
-            s.accounts.insert(name.to_string(), bank);
+            let kind = if bank {
+                AccountType::Bank
+            } else {
+                AccountType::Unset
+            };
+            s.accounts.insert(name.to_string(), kind);
         });
     }
 
@@ -409,23 +425,26 @@ impl Simulator {
     }
 
     /// Set the company's default receivable account (`Company.default_receivable_account`,
-    /// `Debtors - TCA` on the recorded site: 14, 29p), added to the chart as a non-bank account:
+    /// `Debtors - TCA` on the recorded site: 14, 29p), added to the chart as a Receivable account:
     /// `get_party_account` answers it for customers without their own account, and a Receive
-    /// entry created without `paid_from` books to it.
+    /// entry created without `paid_from` (a Pay without `paid_to`) books to it.
     pub fn set_default_receivable(&self, account: &str) {
         self.with(|s| {
-            s.accounts.entry(account.to_string()).or_insert(false);
+            s.accounts
+                .insert(account.to_string(), AccountType::Receivable);
             s.default_receivable = Some(account.to_string());
         });
     }
 
     /// Give `customer` its own receivable account for `company` (a row of the Customer's
     /// `accounts` table, replacing one for the same company): `get_party_account` answers it and
-    /// a Receive entry created without `paid_from` books to it. The account is added to the chart
-    /// as a non-bank account if it is not there yet.
+    /// a Receive entry created without `paid_from` (a Pay without `paid_to`) books to it. The
+    /// account is added to the chart
+    /// as a Receivable account.
     pub fn set_customer_receivable(&self, customer: &str, company: &str, account: &str) {
         self.with(|s| {
-            s.accounts.entry(account.to_string()).or_insert(false);
+            s.accounts
+                .insert(account.to_string(), AccountType::Receivable);
             s.customer_receivables.insert(
                 (customer.to_string(), company.to_string()),
                 account.to_string(),

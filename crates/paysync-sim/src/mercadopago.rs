@@ -8,7 +8,8 @@
 //! - `GET /orders/{id}` and `GET /users/me` (MercadoLibre; the paths do not collide);
 //! - `POST /oauth/token` with rotating refresh tokens ([`oauth`]), and the access tokens every
 //!   other call needs (`Authorization: Bearer`);
-//! - the webhooks Mercado Pago and MercadoLibre would send, built for tests ([`webhook`]).
+//! - the webhooks Mercado Pago and MercadoLibre would send, built for tests ([`webhook`]);
+//! - refunds a test makes after a payment was paid ([`refunds`]).
 //!
 //! Faults mirror Mobbex's (latency, 429 with or without `Retry-After`, 5xx with every body shape,
 //! garbage, dropped connections, [`Simulator::fail_next`] with [`SimApi::MercadoPago`]); the token
@@ -34,6 +35,7 @@ use super::{ErrorBody, Shared, SimApi, Simulator, State, faults};
 mod hmac;
 mod json;
 mod oauth;
+mod refunds;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -85,6 +87,18 @@ pub struct SimMpPayment {
     /// `charges_details`, not there): lowers `net_received_amount` only.
     pub unlisted_charges: Decimal,
     pub description: String,
+    /// Its refunds, oldest first (`refunds[]`; [`Simulator::refund_mp_payment`] adds them and
+    /// keeps `transaction_amount_refunded` their sum). Empty with an amount refunded set by
+    /// hand: one refund of that amount is served.
+    pub refunds: Vec<SimMpRefund>,
+}
+
+/// One refund of a payment (`refunds[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimMpRefund {
+    pub id: u64,
+    pub amount: Decimal,
+    pub created: Timestamp,
 }
 
 impl SimMpPayment {
@@ -108,6 +122,7 @@ impl SimMpPayment {
             fees: Vec::new(),
             unlisted_charges: Decimal::ZERO,
             description: "Compra".into(),
+            refunds: Vec::new(),
         }
     }
 }

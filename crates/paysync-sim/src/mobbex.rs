@@ -5,6 +5,14 @@
 //! strings, totals JSON numbers written from their exact decimal text, errors `{result:false,...}`.
 //! The merchant's charges (`totals.entity_charges`) are in list documents only: the spec shows no
 //! `totals` in the single-operation answer (mobbex-api.md §3a).
+//!
+//! The `Simulator`'s Mobbex side (operations added, changed, read back) is here too.
+//!
+//! Refunds and chargebacks (§4, §6) are a later status of the paid operation itself, set by a
+//! test with [`crate::Simulator::set_mobbex_status`]: 601/602/603/610 full, 605 partial. The
+//! operation states no refunded amount (its `total` stays what was paid): the spec knows the
+//! amount only from the refund request's `total` and, by inference, a refund webhook's
+//! `payment.total`, neither of which this simulator serves.
 
 use std::collections::HashMap;
 
@@ -16,7 +24,7 @@ use axum::routing::get;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{Shared, SimOperation, StoredOp, faults};
+use super::{Shared, SimOperation, Simulator, StoredOp, faults};
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -281,7 +289,12 @@ fn status_text(code: u16) -> &'static str {
         2 => "En Espera",
         400 => "Rechazado",
         401 => "Expirado",
+        // mobbex-api.md §4 (php-sdk's labels); 604 and 610 have none.
+        600 => "Cancelación en proceso",
+        601 => "Cancelada",
         602 => "Devuelto",
+        603 => "Desconocida",
+        605 => "Parcialmente Devuelta",
         _ => "Estado",
     }
 }
@@ -334,3 +347,66 @@ async fn one(
         ),
     )
 }
+
+impl Simulator {
+    // ---- Mobbex side
+
+    pub fn add_operation(&self, op: SimOperation) {
+        self.with(|s| s.ops.push(StoredOp::Typed(op)));
+    }
+
+    /// Change an operation in place (set `updated` yourself to make it show in updated-windows).
+    pub fn update_operation(&self, uid: &str, f: impl FnOnce(&mut SimOperation)) {
+        self.with(|s| {
+            if let Some(StoredOp::Typed(o)) = s
+                .ops
+                .iter_mut()
+                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
+            {
+                f(o);
+            }
+        });
+    }
+
+    /// Give operation `uid` a later status, as Mobbex does on a refund or chargeback (601, 602,
+    /// 603, 610: the whole operation; 605: part of it) or any other change, `updated` at `at` so
+    /// that it shows in updated-windows (`updated_from`/`updated_to`). Its `total` stays what was
+    /// paid: Mobbex states no refunded amount on the operation (mobbex-api.md §6). `false`: no
+    /// such (well-formed) operation.
+    pub fn set_mobbex_status(&self, uid: &str, status: u16, at: Timestamp) -> bool {
+        self.with(|s| {
+            match s
+                .ops
+                .iter_mut()
+                .find(|o| matches!(o, StoredOp::Typed(t) if t.uid == uid))
+            {
+                Some(StoredOp::Typed(o)) => {
+                    o.status = status;
+                    o.updated = at;
+                    true
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// A document served verbatim in listings (malformed input for tests).
+    pub fn add_raw_operation(&self, doc: serde_json::Value, created: Timestamp) {
+        self.with(|s| s.ops.push(StoredOp::Raw { doc, created }));
+    }
+
+    pub fn operations(&self) -> Vec<SimOperation> {
+        self.with(|s| {
+            s.ops
+                .iter()
+                .filter_map(|o| match o {
+                    StoredOp::Typed(t) => Some(t.clone()),
+                    StoredOp::Raw { .. } => None,
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

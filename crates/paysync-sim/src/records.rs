@@ -89,6 +89,8 @@ pub struct SimPaymentEntry {
     pub unallocated_amount: Decimal,
     /// The server-side guard's value (`guard::FIELD`), when the field is installed and was sent.
     pub paysync_operation: Option<String>,
+    /// The cancelled entry this one amends (its name is that entry's with `-1`, `-2`…: 28l).
+    pub amended_from: Option<String>,
 }
 
 /// A Payment Entry Deduction row.

@@ -448,6 +448,7 @@ impl Gen<'_> {
             deductions: Vec::new(),
             unallocated_amount: total,
             paysync_operation: None,
+            amended_from: None,
         });
         self.push(op, ExpectedOutcome::AlreadyLoaded);
     }

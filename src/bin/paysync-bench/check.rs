@@ -109,6 +109,7 @@ mod tests {
             deductions: Vec::new(),
             unallocated_amount: Decimal::ONE,
             paysync_operation: None,
+            amended_from: None,
         }
     }
 

@@ -21,6 +21,7 @@ use axum::response::Response;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use super::payment_entry::Sides;
 use super::{frappe_error, json_body};
 use crate::{SimDeduction, State};
 
@@ -115,19 +116,31 @@ pub(super) fn read(
     Ok(out)
 }
 
-/// ERPNext's unallocated and difference amounts of a Receive entry (one currency, so the base
-/// amounts are the amounts rounded to 2 places; the deductions count unrounded).
+/// ERPNext's unallocated and difference amounts (one currency, so the base amounts are the
+/// amounts rounded to 2 places and paid = received; the deductions count unrounded). A Pay's
+/// deductions are taken from the amount instead of added to it: `unallocated = base_paid − Σ −
+/// allocated` when positive, `difference = round2(base_paid − allocated − unallocated − Σ)`.
 pub(super) fn unallocated_and_difference(
-    received: Decimal,
+    sides: Sides,
+    amount: Decimal,
     allocated: Decimal,
     deductions: &[SimDeduction],
 ) -> (Decimal, Decimal) {
-    let base_received = received.round_dp(2);
+    let base = amount.round_dp(2);
     let base_allocated = allocated.round_dp(2);
     let total: Decimal = deductions.iter().map(|d| d.amount).sum();
-    let unallocated = (base_received + total - base_allocated).max(Decimal::ZERO);
-    let difference = (base_allocated + unallocated - base_received - total).round_dp(2);
-    (unallocated, difference)
+    match sides {
+        Sides::Receive => {
+            let unallocated = (base + total - base_allocated).max(Decimal::ZERO);
+            let difference = (base_allocated + unallocated - base - total).round_dp(2);
+            (unallocated, difference)
+        }
+        Sides::Pay => {
+            let unallocated = (base - total - base_allocated).max(Decimal::ZERO);
+            let difference = (base - base_allocated - unallocated - total).round_dp(2);
+            (unallocated, difference)
+        }
+    }
 }
 
 /// The rows as the document's JSON shows them.

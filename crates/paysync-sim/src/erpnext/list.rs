@@ -247,7 +247,7 @@ pub(super) fn query(
                 {
                     continue;
                 }
-                let d = pe_json(pe, &s.orders);
+                let d = pe_json(pe, s);
                 if !parent_f.iter().all(|f| matches(&d, f)) {
                     continue;
                 }

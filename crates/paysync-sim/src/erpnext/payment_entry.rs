@@ -1,10 +1,18 @@
 //! Payment Entry in the simulated ERPNext: the document as JSON, and its create, validated in the
 //! real order (see the parent module's top comment for the recordings each check follows).
+//!
+//! Both payment types to a Customer: `Receive` books from the party's receivable (`paid_from`) to
+//! the bank (`paid_to`), `Pay` (a refund, 27d) the other way round, so each check reads the
+//! account of the side it is about ([`Sides`]): the party's account defaults to
+//! `get_party_account` (27p), the bank's is mandatory through its exchange rate ("Target" for
+//! Receive, 03b; "Source" for Pay, 27n), a Bank-type bank account needs a reference no and date
+//! (03c, 27o), and at submit the party's GL row refuses an account that is neither receivable nor
+//! untyped (27q). A Pay allocated to an order is checked like a Receive (27i, 27k) and raises its
+//! `advance_paid` as the real server does (27f/27g).
 
 // Returns `Result<_, Response>` to short-circuit with an HTTP answer, as the handlers do.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use axum::http::StatusCode;
@@ -14,8 +22,74 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::naming::Naming;
-use super::{deductions, frappe_error, json_body, python_error, validation};
-use crate::{SimPaymentEntry, SimReference, SimSalesOrder, State, frappe_number};
+use super::{deductions, frappe_error, json_body, lifecycle, python_error, validation};
+use crate::{AccountType, SimPaymentEntry, SimReference, State, frappe_number};
+
+/// Which account is the party's and which the bank's, by payment type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sides {
+    /// `paid_from` the receivable, `paid_to` the bank.
+    Receive,
+    /// `paid_from` the bank, `paid_to` the receivable.
+    Pay,
+}
+
+impl Sides {
+    pub fn of(payment_type: &str) -> Sides {
+        if payment_type == "Pay" {
+            Sides::Pay
+        } else {
+            Sides::Receive
+        }
+    }
+}
+
+/// An amount as Python's `str(float)` writes it in remarks: `50.0`, `123.456789`.
+fn py_float(d: Decimal) -> String {
+    let n = d.normalize();
+    if n.fract().is_zero() {
+        format!("{}.0", n.trunc())
+    } else {
+        n.to_string()
+    }
+}
+
+/// ERPNext's `set_remarks` (the site's currency is ARS): the amount and the party, the
+/// transaction reference, one line per allocation and per deduction (03d, 27d, 29b).
+fn remarks(pe: &SimPaymentEntry) -> String {
+    let verb = match Sides::of(&pe.payment_type) {
+        Sides::Receive => "received from",
+        Sides::Pay => "to",
+    };
+    let mut lines = vec![format!(
+        "Amount ARS {} {verb} {}",
+        py_float(pe.paid_amount),
+        pe.party
+    )];
+    if let Some(r) = &pe.reference_no {
+        let date = pe
+            .reference_date
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "None".into());
+        lines.push(format!("Transaction reference no {r} dated {date}"));
+    }
+    for r in &pe.references {
+        lines.push(format!(
+            "Amount ARS {} against {} {}",
+            py_float(r.allocated_amount),
+            r.reference_doctype,
+            r.reference_name
+        ));
+    }
+    for d in pe.deductions.iter().filter(|d| !d.amount.is_zero()) {
+        lines.push(format!(
+            "Amount ARS {} deducted against {}",
+            py_float(d.amount),
+            d.account
+        ));
+    }
+    lines.join("\n")
+}
 
 fn status(docstatus: i32) -> &'static str {
     match docstatus {
@@ -27,7 +101,9 @@ fn status(docstatus: i32) -> &'static str {
 
 /// The document as `GET /api/resource/Payment Entry/{name}` answers it (references with the
 /// orders' current totals).
-pub(super) fn pe_json(pe: &SimPaymentEntry, orders: &BTreeMap<String, SimSalesOrder>) -> Value {
+pub(super) fn pe_json(pe: &SimPaymentEntry, s: &State) -> Value {
+    let orders = &s.orders;
+    let account_type = |a: &str| s.accounts.get(a).map(|t| t.label()).unwrap_or("");
     let total_allocated: Decimal = pe.references.iter().map(|r| r.allocated_amount).sum();
     let refs: Vec<Value> = pe
         .references
@@ -63,7 +139,9 @@ pub(super) fn pe_json(pe: &SimPaymentEntry, orders: &BTreeMap<String, SimSalesOr
         "party_name": pe.party,
         "title": pe.party,
         "paid_from": pe.paid_from,
+        "paid_from_account_type": account_type(&pe.paid_from),
         "paid_to": pe.paid_to,
+        "paid_to_account_type": account_type(&pe.paid_to),
         "mode_of_payment": pe.mode_of_payment,
         "paid_amount": frappe_number(pe.paid_amount),
         "received_amount": frappe_number(pe.received_amount),
@@ -79,7 +157,11 @@ pub(super) fn pe_json(pe: &SimPaymentEntry, orders: &BTreeMap<String, SimSalesOr
         "reference_date": pe.reference_date.map(|d| d.to_string()),
         "posting_date": pe.posting_date.to_string(),
         "references": refs,
+        "remarks": remarks(pe),
     });
+    if let Some(a) = &pe.amended_from {
+        doc["amended_from"] = json!(a);
+    }
     // Absent when NULL, as Frappe leaves out an unset custom field (U1a).
     if let Some(v) = &pe.paysync_operation {
         doc[crate::guard::FIELD] = json!(v);
@@ -163,11 +245,13 @@ fn head(s: &State, b: &Value) -> Head {
     }
 }
 
-/// What Frappe's `insert()` does before the controller's `validate()`: the link checks, then the
-/// name (`set_new_name`, where the series' row lock is taken). `Err` is the refusal.
+/// What Frappe's `insert()` does before the controller's `validate()`: the link checks, the
+/// amendment check (`validate_amended_from`, 28q), then the name (`set_new_name`, where the
+/// series' row lock is taken). `Err` is the refusal.
 pub(crate) fn named(s: &State, b: &Value) -> Result<Naming, Response> {
     check_links(s, &head(s, b))?;
     deductions::check_links(s, b)?;
+    lifecycle::amended_name(s, b)?;
     Naming::of(b, posting_date(b))
 }
 
@@ -292,14 +376,32 @@ pub(crate) fn create_payment_entry(
         ));
     }
     let docstatus = b.get("docstatus").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
+    // set_missing_values: the party's side defaults to get_party_account(party_type, party,
+    // company): paid_from of a Receive (03d), paid_to of a Pay (27p).
+    let sides = Sides::of(&payment_type);
+    let (paid_from, paid_to) = match sides {
+        Sides::Receive => (
+            Some(paid_from.unwrap_or_else(|| s.party_account(&party, &company))),
+            paid_to,
+        ),
+        Sides::Pay => (
+            paid_from,
+            Some(paid_to.unwrap_or_else(|| s.party_account(&party, &company))),
+        ),
+    };
+    // validate_mandatory, in its order: the amounts, then the rates set from each account's
+    // currency (so a missing bank account shows as its side's rate: 03b, 27n).
+    let Some(paid_amount) = paid_amount else {
+        return Err(validation("Paid Amount is mandatory"));
+    };
     if received_amount.is_none() {
         return Err(validation("Received Amount is mandatory"));
     }
+    let Some(paid_from) = paid_from else {
+        return Err(validation("Source Exchange Rate is mandatory"));
+    };
     let Some(paid_to) = paid_to else {
         return Err(validation("Target Exchange Rate is mandatory"));
-    };
-    let Some(paid_amount) = paid_amount else {
-        return Err(validation("Paid Amount is mandatory"));
     };
     // Frappe's mandatory check of the child rows, after the entry was named (29n names it).
     let deductions = deductions::read(b, &naming.next(s).0, |v| {
@@ -316,7 +418,12 @@ pub(crate) fn create_payment_entry(
     let received_amount = paid_amount;
     let reference_no = text("reference_no").filter(|r| !r.is_empty());
     let reference_date = text("reference_date").and_then(|d| d.parse::<Date>().ok());
-    let is_bank = s.accounts.get(&paid_to).copied().unwrap_or(false);
+    // validate_transaction_reference: the bank's side (paid_to of a Receive, paid_from of a Pay).
+    let (party_account, bank_account) = match sides {
+        Sides::Receive => (&paid_from, &paid_to),
+        Sides::Pay => (&paid_to, &paid_from),
+    };
+    let is_bank = s.accounts.get(bank_account) == Some(&AccountType::Bank);
     if is_bank && (reference_no.is_none() || reference_date.is_none()) {
         return Err(validation(
             "Reference No and Reference Date is mandatory for Bank transaction",
@@ -353,7 +460,13 @@ pub(crate) fn create_payment_entry(
                 "Sales Order {name} has already been fully paid."
             )));
         }
-        if *alloc > o.outstanding() {
+        // validate_allocated_amount_with_latest_data: a positive allocation above the
+        // outstanding, or a negative one below it (so any negative one against an order that
+        // is still owed something: 27i).
+        let outstanding = o.outstanding();
+        if (*alloc > Decimal::ZERO && *alloc > outstanding)
+            || (*alloc < Decimal::ZERO && *alloc < outstanding)
+        {
             return Err(validation(&format!(
                 "Row #{}: Allocated Amount cannot be greater than outstanding amount.",
                 i + 1
@@ -361,18 +474,46 @@ pub(crate) fn create_payment_entry(
         }
     }
     let total_allocated: Decimal = refs.iter().map(|r| r.2).sum();
-    let (unallocated_amount, difference) =
-        deductions::unallocated_and_difference(received_amount, total_allocated, &deductions);
+    let (unallocated_amount, difference) = deductions::unallocated_and_difference(
+        sides,
+        received_amount,
+        total_allocated,
+        &deductions,
+    );
     // on_submit (21, 29h, 29k); a draft keeps its difference.
     if docstatus == 1 && !difference.is_zero() {
         return Err(validation("Difference Amount must be zero"));
+    }
+    // on_submit, make_gl_entries: the party's GL row (validate_account_party_type) takes a
+    // receivable, payable or untyped account only (27q: a Pay with the Receive's accounts).
+    if docstatus == 1
+        && matches!(
+            s.accounts.get(party_account),
+            Some(AccountType::Bank | AccountType::Cash)
+        )
+    {
+        return Err(validation(&format!(
+            "Party Type and Party can only be set for Receivable / Payable account<br><br>{party_account}"
+        )));
     }
 
     // db_insert: the parent row (the duplicate guard's unique index refuses here), then the
     // reference rows (where two series' inserts can deadlock, 33a). A refusal or a rollback uses
     // up no series number (U2b, U2g).
     let posting_date = posting_date(b);
-    let (name, number) = naming.next(s);
+    // An amendment is named after the entry it amends and uses up no series number (28l); its
+    // name taken already is the primary key's duplicate (U4h).
+    let amended_from = text("amended_from").filter(|a| !a.is_empty());
+    let (name, number) = match lifecycle::amended_name(s, b)? {
+        Some(name) => (name, None),
+        None => {
+            let (name, n) = naming.next(s);
+            (name, Some(n))
+        }
+    };
+    if s.entries.iter().any(|e| e.name == name) {
+        return Err(lifecycle::duplicate_name(&name));
+    }
     let guard_value = crate::guard::check(s, b, &name)?;
     let allocated = refs.iter().any(|r| !r.2.is_zero());
     let rate = s.opts.faults.erp_series_deadlock_rate;
@@ -384,14 +525,15 @@ pub(crate) fn create_payment_entry(
             .or_default() += 1;
         return Err(crate::faults::contention::deadlock());
     }
-    s.series_counters.insert(naming.prefix.clone(), number);
+    if let Some(number) = number {
+        s.series_counters.insert(naming.prefix.clone(), number);
+    }
     let mut pe = SimPaymentEntry {
         name,
         naming_series: naming.series,
         docstatus,
         payment_type,
-        // ERPNext's set_missing_values: get_party_account(party_type, party, company).
-        paid_from: paid_from.unwrap_or_else(|| s.party_account(&party, &company)),
+        paid_from,
         company,
         party_type,
         party,
@@ -414,8 +556,14 @@ pub(crate) fn create_payment_entry(
         deductions,
         unallocated_amount,
         paysync_operation: None,
+        amended_from,
     };
     pe.paysync_operation = guard_value;
+    // The answer's reference rows show the orders' outstanding as validated, before this entry
+    // (27f: 100, though the order then owes 50).
+    let doc = pe_json(&pe, s);
+    // on_submit: every allocation is added to the order's advance_paid, a Pay's too (27g: the
+    // Advance Payment Ledger books +allocated for both types, 27j).
     if docstatus == 1 {
         for r in &pe.references {
             if let Some(o) = s.orders.get_mut(&r.reference_name) {
@@ -423,7 +571,6 @@ pub(crate) fn create_payment_entry(
             }
         }
     }
-    let doc = pe_json(&pe, &s.orders);
     if let Some(r) = &pe.reference_no {
         s.commit_times
             .entry(r.clone())
@@ -432,3 +579,6 @@ pub(crate) fn create_payment_entry(
     s.entries.push(pe);
     Ok(json_body(StatusCode::OK, json!({ "data": doc })))
 }
+
+#[cfg(test)]
+mod tests;

@@ -164,6 +164,7 @@ fn entry(name: &str, reference_no: &str, docstatus: i32, orders: &[&str]) -> Sim
         deductions: Vec::new(),
         unallocated_amount: d("100") - d("50") * Decimal::from(orders.len()),
         paysync_operation: None,
+        amended_from: None,
     }
 }
 

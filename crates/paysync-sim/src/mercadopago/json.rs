@@ -144,8 +144,28 @@ pub(crate) fn payment(p: &SimMpPayment) -> Value {
     doc
 }
 
-/// One approved refund of the whole refunded amount, when there is one.
+/// The payment's refunds (the fields of the SDKs' `PaymentRefund`: mercadopago/sdk-php
+/// `src/MercadoPago/Resources/PaymentRefund.php`, sdk-nodejs
+/// `src/clients/paymentsRefunds/commonTypes.ts`); without stored ones, one approved refund of the
+/// whole refunded amount when there is one.
 fn refunds(p: &SimMpPayment) -> Value {
+    if !p.refunds.is_empty() {
+        return p
+            .refunds
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "payment_id": p.id,
+                    "amount": num(r.amount),
+                    "adjustment_amount": num(Decimal::ZERO),
+                    "status": "approved",
+                    "date_created": time(r.created),
+                    "unique_sequence_number": null,
+                })
+            })
+            .collect();
+    }
     if p.transaction_amount_refunded.is_zero() {
         return json!([]);
     }

@@ -13,6 +13,7 @@ use super::{SimMlOrder, SimMpFee, SimMpPayment};
 
 mod faults;
 mod oauth;
+mod refunds;
 
 /// A simulator and one HTTP client (building a client per request is slow).
 pub(super) struct Mp {

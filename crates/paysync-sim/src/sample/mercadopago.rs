@@ -121,6 +121,7 @@ impl SimMpPayment {
             fees,
             unlisted_charges: rust_decimal::Decimal::ZERO,
             description: op.description.clone(),
+            refunds: Vec::new(),
         })
     }
 }
