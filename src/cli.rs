@@ -75,6 +75,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Everything known about one operation: its state in the source (read now), every decision
+    /// paysync made for it (when, on which trigger, why), the ERPNext entries carrying its id
+    /// (read now) and the webhook triggers it had. Reads only.
+    Explain {
+        /// The operation id (Mobbex `uid`, Mercado Pago payment id; an entry's `reference_no`).
+        operation: String,
+        /// The account it belongs to [default: the one whose ledger knows it, or the only one].
+        #[arg(long)]
+        account: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and reach both APIs, saying which one fails and why.
     Check,
     /// Install ERPNext's server-side duplicate guard (a unique Custom Field on Payment Entry),
@@ -160,6 +173,14 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Status { json } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
             Ok(settings) => status(settings, json).await,
+            Err(code) => code,
+        },
+        Command::Explain {
+            operation,
+            account,
+            json,
+        } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => explain(settings, &operation, account, json).await,
             Err(code) => code,
         },
         Command::Check => match settings_with_logs(&cli.config, cli.log_format, "warn") {
@@ -361,6 +382,20 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
         println!("cancelled in ERPNext: Payment Entry {}", e.name);
     }
     print_rebook_outcome(&app, &account, &plan, &summary, dry_run).await
+}
+
+/// `paysync explain` (`crate::explain`): exit 0 when something knows the operation, 1 when
+/// nothing does.
+async fn explain(settings: Settings, operation: &str, account: Option<String>, json: bool) -> u8 {
+    if let Some(a) = &account
+        && !settings.accounts.iter().any(|s| &s.name == a)
+    {
+        return no_such_account(&settings, a);
+    }
+    match build_app(settings).await {
+        Ok(app) => crate::explain::command(&app, operation, account.as_deref(), json).await,
+        Err(code) => code,
+    }
 }
 
 /// The account `--account` names, or the only one configured.

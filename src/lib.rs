@@ -32,6 +32,7 @@ pub mod demo;
 pub mod domain;
 pub mod erp;
 pub mod exit;
+pub mod explain;
 pub mod http_client;
 pub mod metrics;
 pub mod pipeline;

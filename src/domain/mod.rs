@@ -167,13 +167,18 @@ pub struct Allocation {
 }
 
 /// An entry of an operation in the ERP, whatever its state (cancelled ones included).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct OperationEntry {
     pub name: String,
     /// 0 draft, 1 submitted, 2 cancelled.
     pub docstatus: i32,
     /// Its value in the duplicate guard's field (`None` without the guard, or booked before it).
     pub guard_value: Option<String>,
+    /// What it books, as ERPNext answered (`None` where the answer left it out).
+    pub payment_type: Option<String>,
+    pub party: Option<String>,
+    pub paid_amount: Option<Decimal>,
+    pub posting_date: Option<String>,
 }
 
 /// An entry that already exists in the ERP for an operation id.

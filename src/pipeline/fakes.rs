@@ -274,6 +274,10 @@ impl Erp for FakeErp {
                     name: h.name.clone(),
                     docstatus: h.docstatus,
                     guard_value: Some(h.entry.guard_key().to_string()),
+                    payment_type: Some("Receive".into()),
+                    party: Some(h.entry.party.clone()),
+                    paid_amount: Some(h.entry.paid_amount),
+                    posting_date: Some(h.entry.posting_date.to_string()),
                 })
                 .collect()
         }))

@@ -270,6 +270,7 @@ mod tests {
             name: name.into(),
             docstatus: 2,
             guard_value: guard.map(String::from),
+            ..OperationEntry::default()
         }
     }
 

@@ -31,6 +31,17 @@ pub struct InboxItem {
     pub hint: Option<String>,
 }
 
+/// A trigger of one operation as the inbox keeps it, whatever became of it (`paysync explain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerRow {
+    pub received: Timestamp,
+    /// `pending`, `running`, `done`, `dead` (given up) or `ignored`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub done: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait Inbox: Send + Sync {
     /// Queue a trigger. Returns false when the same trigger is already pending (collapsed).
@@ -99,4 +110,6 @@ pub trait Inbox: Send + Sync {
     /// When the next trigger falls due: the earliest `run_after` of a pending one or lease end of
     /// a running one (for the worker's sleep).
     async fn inbox_next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Every trigger the inbox kept for `(account, uid)`, oldest first.
+    async fn inbox_of(&self, account: &str, uid: &str) -> Result<Vec<TriggerRow>, StoreError>;
 }

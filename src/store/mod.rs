@@ -39,7 +39,7 @@ use async_trait::async_trait;
 
 pub(crate) use decisions::holding_decisions_sql;
 pub use decisions::{Decisions, HistoryRow, LedgerRow, OrderView, Record, RunTrigger, ViewQuery};
-pub use inbox::{Inbox, InboxItem};
+pub use inbox::{Inbox, InboxItem, TriggerRow};
 pub use leases::Leases;
 pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};
 pub use tokens::{StoredToken, Tokens};

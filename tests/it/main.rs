@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod db_outage;
 mod duplicates;
+mod explain;
 mod faults;
 mod fees;
 mod fixtures;

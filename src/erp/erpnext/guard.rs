@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ErpError, ErpNextClient};
+use rust_decimal::Decimal;
+
 use crate::domain::{ExistingEntry, OperationEntry};
 
 /// The field (and the MariaDB key the duplicate error names).
@@ -125,9 +127,20 @@ impl ErpNextClient {
             name: String,
             docstatus: Option<i32>,
             paysync_operation: Option<String>,
+            payment_type: Option<String>,
+            party: Option<String>,
+            paid_amount: Option<Decimal>,
+            posting_date: Option<String>,
         }
         let guarded = self.guard_detect().await?;
-        let mut fields = vec!["name", "docstatus"];
+        let mut fields = vec![
+            "name",
+            "docstatus",
+            "payment_type",
+            "party",
+            "paid_amount",
+            "posting_date",
+        ];
         if guarded {
             fields.push(FIELD);
         }
@@ -145,6 +158,10 @@ impl ErpNextClient {
                 name: r.name,
                 docstatus: r.docstatus.unwrap_or(0),
                 guard_value: r.paysync_operation.filter(|v| !v.is_empty()),
+                payment_type: r.payment_type,
+                party: r.party,
+                paid_amount: r.paid_amount,
+                posting_date: r.posting_date,
             })
             .collect())
     }
