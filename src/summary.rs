@@ -243,6 +243,7 @@ mod tests {
             is_child: false,
             is_test: false,
             marketplace_order: None,
+            refunds: Vec::new(),
             fees: Vec::new(),
         }
     }

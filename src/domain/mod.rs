@@ -4,6 +4,7 @@
 //! Nothing in here does I/O or knows a wire format. The adapters (`source`, `erp`, `store`)
 //! translate to and from these types; `pipeline` feeds them to [`rules::decide`].
 
+pub mod reversal;
 pub mod rules;
 
 use jiff::Timestamp;
@@ -59,6 +60,20 @@ pub struct Operation {
     /// What the gateway kept of `total` (its fees and charges to the merchant), one item per
     /// charge; deducted on the entry only where the account sets `fees_account`.
     pub fees: Vec<Fee>,
+    /// What was given back of it (refunds, chargebacks), as the gateway states them: reversed in
+    /// the ERP where the account sets `reverse_refunds` (`reversal.rs`).
+    pub refunds: Vec<Refund>,
+}
+
+/// One refund or chargeback of an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refund {
+    /// Stable for the operation (Mercado Pago: the refund's id; a full refund the gateway
+    /// states no id for: `1`): its reversal's `reference_no` is `<uid>:refund:<key>`.
+    pub key: String,
+    /// What was given back, exact; `None` where the gateway does not say (a Mobbex partial
+    /// refund, status 605): nothing is guessed.
+    pub amount: Option<Decimal>,
 }
 
 /// One charge the gateway kept of a payment (Mercado Pago: a `fee_details` row paid by the

@@ -361,6 +361,7 @@ pub fn op(
         is_child: false,
         is_test: false,
         marketplace_order: None,
+        refunds: Vec::new(),
         fees: Vec::new(),
     }
 }

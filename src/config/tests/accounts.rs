@@ -237,6 +237,7 @@ fn an_order_key_comes_from_the_field_order_source_names() {
         is_child: false,
         is_test: false,
         marketplace_order: None,
+        refunds: Vec::new(),
         fees: Vec::new(),
     };
     assert_eq!(a.order_key(&op), None, "no marketplace order");

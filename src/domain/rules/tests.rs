@@ -18,6 +18,7 @@ fn op(status: PaymentStatus, total: &str) -> Operation {
         is_child: false,
         is_test: false,
         marketplace_order: None,
+        refunds: Vec::new(),
         fees: Vec::new(),
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{API, PAGE_SIZE, id_of_raw, status};
-use crate::domain::{Fee, Operation};
+use crate::domain::{Fee, Operation, Refund};
 use crate::source::{Fetched, Page, SourceError};
 
 /// The fields of a payment the adapter reads, as their JSON text (`None`: absent or `null`).
@@ -42,6 +42,10 @@ struct WirePayment<'a> {
     fee_details: Option<&'a RawValue>,
     #[serde(borrow)]
     transaction_details: Option<&'a RawValue>,
+    #[serde(borrow)]
+    transaction_amount_refunded: Option<&'a RawValue>,
+    #[serde(borrow)]
+    refunds: Option<&'a RawValue>,
 }
 
 /// One payment document into an [`Operation`]; the error is the reason it was refused (it
@@ -162,7 +166,64 @@ fn build(w: &WirePayment<'_>) -> Result<Operation, String> {
             fees_of(w.fee_details)?,
             net_of(w.transaction_details)?,
         ),
+        refunds: refunds_of(w, total)?,
     })
+}
+
+/// What was given back of the payment: one [`Refund`] per `refunds[]` row (keyed by its id);
+/// without rows, what the status and `transaction_amount_refunded` say — all of `total` for
+/// `refunded`/`charged_back` (the refunded amount if stated), or the stated partial amount of
+/// an `approved` one — as the one refund `1`.
+fn refunds_of(w: &WirePayment<'_>, total: Decimal) -> Result<Vec<Refund>, String> {
+    #[derive(Deserialize)]
+    struct Row<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow)]
+        amount: Option<&'a RawValue>,
+    }
+    let refunded = match w.transaction_amount_refunded {
+        Some(raw) if raw.get() != "null" => amount_of("transaction_amount_refunded", raw)?,
+        _ => Decimal::ZERO,
+    };
+    let rows: Vec<&RawValue> = match w.refunds.map(|r| r.get()) {
+        None | Some("null") => Vec::new(),
+        Some(text) => {
+            serde_json::from_str(text).map_err(|_| "refunds is not a list".to_string())?
+        }
+    };
+    let mut out = Vec::new();
+    for (i, raw) in rows.iter().enumerate() {
+        let field = format!("refunds[{i}]");
+        let row: Row = Some(raw.get())
+            .filter(|t| is_object(t))
+            .and_then(|t| serde_json::from_str(t).ok())
+            .ok_or_else(|| format!("{field} is not an object"))?;
+        let key = row
+            .id
+            .and_then(id_of_raw)
+            .ok_or_else(|| format!("{field} has no id"))?;
+        let amount = row
+            .amount
+            .filter(|a| a.get() != "null")
+            .map(|a| amount_of(&format!("{field}.amount"), a))
+            .transpose()?;
+        out.push(Refund { key, amount });
+    }
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let status = string("status", w.status)?.unwrap_or_default();
+    let amount = match status.as_str() {
+        "refunded" | "charged_back" if refunded > Decimal::ZERO => Some(refunded),
+        "refunded" | "charged_back" => Some(total),
+        _ if refunded > Decimal::ZERO => Some(refunded),
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![Refund {
+        key: "1".into(),
+        amount,
+    }])
 }
 
 /// `transaction_details.net_received_amount`: what reached the seller's account, when stated.

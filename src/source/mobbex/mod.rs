@@ -398,6 +398,7 @@ fn build(
         is_child: uid.starts_with("CHD-"),
         is_test: currency.eq_ignore_ascii_case("TEST"),
         marketplace_order: None,
+        refunds: status::refunds_of(status, total),
         fees: Vec::new(),
         uid,
         reference: reference.unwrap_or_default(),

@@ -5,7 +5,9 @@
 //! README.md; keep the two in step. Mobbex sends codes as strings; the adapter reads them as `u16`.
 //! Nothing outside the Mobbex adapter sees a code: the rules get the [`PaymentStatus`].
 
-use crate::domain::PaymentStatus;
+use rust_decimal::Decimal;
+
+use crate::domain::{PaymentStatus, Refund};
 
 /// `(first code, last code, status, Mobbex label)`. Ranges are inclusive. Codes not listed are
 /// [`PaymentStatus::Pending`]: an unknown code must never be booked, and must not be dropped either.
@@ -54,9 +56,45 @@ pub fn status_of(code: u16) -> PaymentStatus {
         .unwrap_or(PaymentStatus::Pending)
 }
 
+/// What a status says was given back of an operation of `total`: 601/602/603/610 (cancelled,
+/// returned, unknown, charged back) all of it; 605 (partly returned) an amount Mobbex does not
+/// state on the operation (`shared/spec/mobbex-api.md` names none), so `None`: never guessed.
+/// Mobbex states no refund id: the one refund an operation can show is `1`.
+pub fn refunds_of(code: u16, total: Decimal) -> Vec<Refund> {
+    let amount = match code {
+        601 | 602 | 603 | 610 => Some(total),
+        605 => None,
+        _ => return Vec::new(),
+    };
+    vec![Refund {
+        key: "1".into(),
+        amount,
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full refund or chargeback gives back the whole total; a partial one an unstated amount.
+    #[test]
+    fn refund_statuses_say_what_was_given_back() {
+        let total = Decimal::new(30050, 2);
+        for c in [601, 602, 603, 610] {
+            assert_eq!(
+                refunds_of(c, total),
+                vec![Refund {
+                    key: "1".into(),
+                    amount: Some(total)
+                }],
+                "{c}"
+            );
+        }
+        assert_eq!(refunds_of(605, total)[0].amount, None);
+        for c in [200, 300, 400, 600, 604] {
+            assert!(refunds_of(c, total).is_empty(), "{c}");
+        }
+    }
 
     #[test]
     fn every_code_named_in_the_rules_is_in_its_bucket() {

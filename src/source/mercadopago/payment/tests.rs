@@ -394,3 +394,60 @@ fn fees_add_up_to_what_reached_the_seller() {
         [("mercadopago_fee".to_string(), "44.23".to_string())]
     );
 }
+
+/// Refunds as Mercado Pago states them: one per `refunds[]` row by its id (exact amounts);
+/// without rows, a `refunded`/`charged_back` status gives back all (or the stated refunded
+/// amount), an `approved` one with `transaction_amount_refunded` that amount; an unreadable row
+/// makes the payment a bad document.
+#[test]
+fn refunds_are_read_from_the_rows_else_from_the_status_and_the_refunded_amount() {
+    assert!(op(GOOD).refunds.is_empty(), "nothing refunded");
+    let rows = GOOD.replace(
+        "\"refunds\": []",
+        "\"refunds\": [{\"id\": 9001, \"amount\": 100.1}, {\"id\": \"9002\", \"amount\": 0.35}]",
+    );
+    let r = op(&rows).refunds;
+    assert_eq!(
+        r,
+        vec![
+            Refund {
+                key: "9001".into(),
+                amount: Some(Decimal::from_str("100.1").unwrap())
+            },
+            Refund {
+                key: "9002".into(),
+                amount: Some(Decimal::from_str("0.35").unwrap())
+            },
+        ]
+    );
+    let full = GOOD.replace("\"status\": \"approved\"", "\"status\": \"refunded\"");
+    assert_eq!(
+        op(&full).refunds,
+        vec![Refund {
+            key: "1".into(),
+            amount: Some(Decimal::from_str("1500.5").unwrap())
+        }]
+    );
+    let charged_back = GOOD.replace("\"status\": \"approved\"", "\"status\": \"charged_back\"");
+    assert_eq!(op(&charged_back).refunds.len(), 1);
+    let partial = GOOD.replace(
+        "\"transaction_amount_refunded\": 0",
+        "\"transaction_amount_refunded\": 200.2",
+    );
+    assert_eq!(
+        op(&partial).refunds,
+        vec![Refund {
+            key: "1".into(),
+            amount: Some(Decimal::from_str("200.2").unwrap())
+        }]
+    );
+    for bad in [
+        "\"refunds\": {}",
+        "\"refunds\": [1]",
+        "\"refunds\": [{\"amount\": 1}]",
+        "\"refunds\": [{\"id\": 1, \"amount\": \"x\"}]",
+    ] {
+        let text = GOOD.replace("\"refunds\": []", bad);
+        assert!(parse_payment(&text).is_err(), "{bad}");
+    }
+}
