@@ -93,6 +93,9 @@ pub(super) struct Examined {
 }
 
 /// One listed item of a run.
+// Nearly every item is an operation: boxing them to shrink the rare `Bad` would cost an
+// allocation per operation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(super) enum Item {
     Op(Examined),
