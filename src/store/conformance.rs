@@ -19,10 +19,12 @@ use crate::domain::DecisionKind;
 mod coordination;
 mod daemon_state;
 mod history;
+mod reversals;
 mod tokens;
 use coordination::*;
 use daemon_state::*;
 use history::*;
+use reversals::*;
 use tokens::*;
 
 /// A ledger under test and what keeps its storage alive.
@@ -107,6 +109,7 @@ on_every_backend!(
     accounts_keep_their_own_tokens,
     odd_tokens_round_trip_exactly,
     the_history_keeps_every_decision_and_counts_repeats,
+    reversals_are_kept_once_per_refund_exactly,
 );
 
 fn rec(uid: &str, decision: DecisionKind, entry: Option<&str>) -> Record {

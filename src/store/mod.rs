@@ -27,6 +27,7 @@ pub mod inbox;
 pub mod leases;
 pub mod polls;
 pub mod postgres;
+pub mod reversals;
 pub mod sqlite;
 pub mod tokens;
 
@@ -42,6 +43,7 @@ pub use decisions::{Decisions, HistoryRow, LedgerRow, OrderView, Record, RunTrig
 pub use inbox::{Inbox, InboxItem, TriggerRow};
 pub use leases::Leases;
 pub use polls::{PollLease, PollRecord, Polls, set_watermark_once};
+pub use reversals::{Reversals, StoredReversal};
 pub use tokens::{StoredToken, Tokens};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +89,15 @@ pub trait Liveness: Send + Sync {
 
 /// The whole ledger: every concern of one backend. Implemented for any type that implements them
 /// all; nothing implements it by hand.
-pub trait Ledger: Decisions + Polls + Inbox + Leases + Tokens + Liveness + Send + Sync {}
+pub trait Ledger:
+    Decisions + Polls + Inbox + Leases + Tokens + Reversals + Liveness + Send + Sync
+{
+}
 
-impl<T: Decisions + Polls + Inbox + Leases + Tokens + Liveness + Send + Sync> Ledger for T {}
+impl<T: Decisions + Polls + Inbox + Leases + Tokens + Reversals + Liveness + Send + Sync> Ledger
+    for T
+{
+}
 
 /// Open the ledger named by `url` and apply migrations: `sqlite://FILE` (created if missing,
 /// readable by its owner only) or `postgres://USER@HOST/DATABASE` (the database must exist; its

@@ -33,6 +33,7 @@ mod history;
 mod inbox;
 mod leases;
 mod polls;
+mod reversals;
 #[doc(hidden)]
 pub mod scratch;
 mod tokens;

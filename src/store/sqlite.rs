@@ -34,6 +34,7 @@ mod history;
 mod inbox;
 mod leases;
 mod polls;
+mod reversals;
 mod tokens;
 mod write_tx;
 
