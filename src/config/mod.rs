@@ -138,6 +138,9 @@ pub struct AccountSettings {
     /// The Sales Order field that holds that value (`name`, `po_no`, a custom field).
     pub order_field: String,
     pub include_test: bool,
+    /// Reverse refunds and chargebacks of payments paysync booked with a "Pay" entry each
+    /// (`reverse_refunds`); off: a warning names the entry to reverse by hand.
+    pub reverse_refunds: bool,
     pub schedule: Option<String>,
     /// Naming series the account's entries are spread over (empty: ERPNext's default). Frappe
     /// names every Payment Entry under a lock on its series' counter held until commit, so one

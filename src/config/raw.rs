@@ -173,6 +173,7 @@ pub(super) const ACCOUNT_KEYS: &[&str] = &[
     "order_source",
     "order_field",
     "include_test",
+    "reverse_refunds",
     "schedule",
     "naming_series",
     "fees_account",
@@ -209,6 +210,7 @@ pub(super) struct RawAccount {
     pub order_field: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub include_test: Option<bool>,
+    pub reverse_refunds: Option<bool>,
     pub schedule: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_list")]
     pub naming_series: Option<Vec<String>>,

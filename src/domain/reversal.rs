@@ -7,9 +7,27 @@
 //! hand is theirs to reverse), never more in all than was booked, and a refund whose amount the
 //! gateway does not state is left to a person with a warning naming the entry.
 
+use jiff::civil::Date;
 use rust_decimal::Decimal;
 
 use super::{Operation, Refund};
+
+/// The reversal entry paysync asks the ERP to create: "Pay" to the customer, submitted,
+/// unallocated, from the bank/cash account the payment was booked to; the customer's side is
+/// its receivable account (ERPNext fills it in, recording 27p).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReversalEntry {
+    pub company: String,
+    /// The customer the reversed entry credited.
+    pub party: String,
+    pub amount: Decimal,
+    pub mode_of_payment: String,
+    /// The account the refund leaves from: the one the payment was booked to (`paid_to`).
+    pub paid_from: String,
+    /// `<uid>:refund:<key>`; also the duplicate guard's value where it is installed.
+    pub reference_no: String,
+    pub posting_date: Date,
+}
 
 /// What paysync booked of an operation: its entry and the amount booked.
 #[derive(Debug, Clone, PartialEq)]

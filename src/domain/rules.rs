@@ -132,6 +132,8 @@ pub struct AccountPolicy {
     /// The bank/cash account money goes to (configured, or the mode of payment's default account).
     pub paid_to: String,
     pub include_test: bool,
+    /// Refunds of booked payments are reversed by paysync (`reverse_refunds`), not by hand.
+    pub reverse_refunds: bool,
     /// The Sales Order field the operation's order key is looked up in (`name`, `po_no`, ...).
     pub order_field: String,
     /// Where the gateway's fees are deducted (`fees_account`); `None`: the gross amount is
@@ -270,6 +272,9 @@ fn skip_by_status(input: &DecisionInput<'_>) -> Result<(), Skip> {
         PaymentStatus::Rejected => Err(skip(DecisionKind::Rejected, format!("status {status}"))),
         PaymentStatus::Refunded => {
             let reason = match input.already_loaded {
+                Some(entry) if input.policy.reverse_refunds => {
+                    format!("status {status} after it was booked as {entry}")
+                }
                 Some(entry) => format!(
                     "status {status} after it was booked as {entry}: reverse that entry by hand"
                 ),

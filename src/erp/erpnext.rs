@@ -28,6 +28,7 @@ use url::Url;
 
 use super::frappe_error;
 use super::{CreatedEntry, Erp, ErpError};
+use crate::domain::reversal::ReversalEntry;
 use crate::domain::{ExistingEntry, OperationEntry, PaymentEntry, SalesOrder};
 use crate::retry::{RetryPolicy, retrying};
 
@@ -37,6 +38,7 @@ use crate::retry::{RetryPolicy, retrying};
 const BATCH: usize = 500;
 
 mod guard;
+mod reversal;
 
 pub struct ErpNextClient {
     http: reqwest::Client,
@@ -113,6 +115,24 @@ impl ErpNextClient {
             }
         }
         u
+    }
+
+    /// Send a create; its answer must be a submitted entry.
+    async fn created(
+        &self,
+        endpoint: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<CreatedEntry, ErpError> {
+        let created: DataOne<WireCreated> = self.send(endpoint, req).await?;
+        if created.data.docstatus.unwrap_or(1) != 1 {
+            return Err(ErpError::Malformed(format!(
+                "entry {} was saved but not submitted (docstatus {:?})",
+                created.data.name, created.data.docstatus
+            )));
+        }
+        Ok(CreatedEntry {
+            name: created.data.name,
+        })
     }
 
     async fn send<T: DeserializeOwned>(
@@ -552,16 +572,11 @@ impl Erp for ErpNextClient {
             .post(self.url(&["api", "resource", "Payment Entry"]))
             .header("content-type", "application/json")
             .body(entry_body_guarded(entry, guard));
-        let created: DataOne<WireCreated> = self.send("create_payment_entry", req).await?;
-        if created.data.docstatus.unwrap_or(1) != 1 {
-            return Err(ErpError::Malformed(format!(
-                "entry {} was saved but not submitted (docstatus {:?})",
-                created.data.name, created.data.docstatus
-            )));
-        }
-        Ok(CreatedEntry {
-            name: created.data.name,
-        })
+        self.created("create_payment_entry", req).await
+    }
+
+    async fn create_reversal(&self, entry: &ReversalEntry) -> Result<CreatedEntry, ErpError> {
+        self.post_reversal(entry).await
     }
 
     async fn guard_installed(&self) -> Result<bool, ErpError> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::reversal::ReversalEntry;
 use crate::domain::{ExistingEntry, OperationEntry, PaymentEntry, SalesOrder};
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,8 @@ pub trait Erp: Send + Sync {
     async fn mode_of_payment_account(&self, mode: &str, company: &str) -> Result<String, ErpError>;
     /// Create the entry, submitted.
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError>;
+    /// Create a refund's reversal ("Pay" to the customer), submitted.
+    async fn create_reversal(&self, entry: &ReversalEntry) -> Result<CreatedEntry, ErpError>;
     /// Who we are logged in as (used by `paysync check`).
     async fn whoami(&self) -> Result<String, ErpError>;
     /// The server-side duplicate guard (a unique Custom Field on Payment Entry, installed by

@@ -15,6 +15,7 @@ use super::gate::BatchClaims;
 use super::group::OrderGroup;
 use super::outcome::{Verdict, announce, finish_unrecorded};
 use super::rebook;
+use super::reverse::Reversible;
 use super::run::{Examined, Item, OrderProgress, RunCtx, RunState};
 use crate::domain::{Decision, DecisionInput, DecisionKind, PaymentStatus, decide};
 use crate::erp::ErpError;
@@ -98,6 +99,7 @@ impl Engine {
         };
         let mut candidates = Vec::new();
         let mut deferred: Vec<Record> = Vec::new();
+        let mut reversible = Vec::new();
         for e in ops {
             let loaded = booked_entry(ctx, rows.get(&e.op.uid));
             let op = &e.op;
@@ -113,6 +115,12 @@ impl Engine {
             let v = self
                 .decide_without_erp(ctx, &e, loaded.as_deref())
                 .with_entry(entry);
+            let row = rows.get(&op.uid);
+            if Reversible::wanted(ctx, &e, row) {
+                let row = row.expect("checked").clone();
+                reversible.push(Reversible { e, verdict: v, row });
+                continue;
+            }
             if ctx.records() {
                 deferred.push(self.record_of(ctx, &e, &v));
             }
@@ -123,6 +131,7 @@ impl Engine {
         {
             warn!(account = %ctx.acc.name, rows = deferred.len(), error = %e, "ledger write failed");
         }
+        self.reverse_refunds(ctx, reversible, summary).await;
         candidates
     }
 

@@ -320,6 +320,7 @@ impl Engine {
             mode_of_payment: acc.mode_of_payment.clone(),
             paid_to,
             include_test: acc.include_test,
+            reverse_refunds: acc.reverse_refunds,
             order_field: acc.order_field.clone(),
             fees: acc.fees.as_ref().map(|f| FeePolicy {
                 account: f.account.clone(),

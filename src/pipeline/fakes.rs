@@ -74,6 +74,8 @@ pub struct ErpState {
     pub lookups: usize,
     /// Entries that commit at a later (tokio) instant: a create another process sent.
     pub in_flight: Vec<(tokio::time::Instant, PaymentEntry)>,
+    /// Every reversal created, in order.
+    pub reversals: Vec<crate::domain::reversal::ReversalEntry>,
 }
 
 #[derive(Default)]
@@ -209,6 +211,19 @@ impl Erp for FakeErp {
 
     async fn mode_of_payment_account(&self, _: &str, _: &str) -> Result<String, ErpError> {
         Ok("Mobbex - MESA".into())
+    }
+
+    async fn create_reversal(
+        &self,
+        entry: &crate::domain::reversal::ReversalEntry,
+    ) -> Result<CreatedEntry, ErpError> {
+        let n = self.with(|s| {
+            s.reversals.push(entry.clone());
+            s.reversals.len()
+        });
+        Ok(CreatedEntry {
+            name: format!("ACC-PAY-2026-R{n:04}"),
+        })
     }
 
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError> {
@@ -423,6 +438,7 @@ pub fn settings() -> AccountSettings {
         order_source: crate::config::OrderSource::ExternalReference,
         order_field: "name".into(),
         include_test: false,
+        reverse_refunds: false,
         schedule: None,
         naming_series: Vec::new(),
         fees: None,

@@ -28,6 +28,7 @@ mod order_lock;
 mod outcome;
 mod pull_in;
 mod rebook;
+mod reverse;
 mod run;
 mod series;
 mod settle;

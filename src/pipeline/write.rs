@@ -62,7 +62,7 @@ impl Quarantine {
         sent.get(key).map(|at| elapsed(now, *at))
     }
 
-    fn insert(&self, key: (String, String), now: Timestamp) {
+    pub(super) fn insert(&self, key: (String, String), now: Timestamp) {
         let mut sent = self.sent.lock().expect("poisoned");
         sent.retain(|_, at| elapsed(now, *at) < self.horizon);
         sent.insert(key, now);

@@ -24,6 +24,7 @@ mod real_erpnext;
 mod real_erpnext_mercadopago;
 mod real_erpnext_rebook;
 mod rebook;
+mod reversals;
 mod series;
 mod sim;
 mod slowloris;

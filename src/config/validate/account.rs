@@ -118,6 +118,7 @@ fn validate_account(
         order_source,
         order_field,
         include_test: a.include_test.unwrap_or(false),
+        reverse_refunds: a.reverse_refunds.unwrap_or(false),
         schedule: a.schedule,
         naming_series,
         fees,

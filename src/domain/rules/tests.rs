@@ -44,6 +44,7 @@ fn policy() -> AccountPolicy {
         mode_of_payment: "Mobbex".into(),
         paid_to: "Mobbex - MESA".into(),
         include_test: false,
+        reverse_refunds: false,
         order_field: "name".into(),
         fees: None,
     }

@@ -39,7 +39,13 @@ pub(super) async fn reversals_are_kept_once_per_refund_exactly(l: Arc<dyn Ledger
     assert_eq!(got.len(), 1, "op-2 has none");
     let keys: Vec<(&str, String, &str)> = got["op-1"]
         .iter()
-        .map(|r| (r.refund_key.as_str(), r.amount.to_string(), r.erp_entry.as_str()))
+        .map(|r| {
+            (
+                r.refund_key.as_str(),
+                r.amount.to_string(),
+                r.erp_entry.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         keys,
