@@ -4,6 +4,7 @@
 //! Nothing in here does I/O or knows a wire format. The adapters (`source`, `erp`, `store`)
 //! translate to and from these types; `pipeline` feeds them to [`rules::decide`].
 
+pub mod audit;
 pub mod reversal;
 pub mod rules;
 

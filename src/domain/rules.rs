@@ -429,6 +429,13 @@ fn wait_for_earlier_payment(input: &DecisionInput<'_>, order_name: &str) -> Resu
     }
 }
 
+/// The `paid_amount` paysync books for `op`: the total, or its net of the fees where the
+/// account books them; `None` when the fees cannot be booked as given (see `fees.rs`).
+pub fn booked_paid_amount(op: &Operation, fees: Option<&FeePolicy>) -> Option<Decimal> {
+    let rows = fees::deductions(op, fees).ok()?;
+    Some(op.total - rows.iter().map(|d| d.amount).sum::<Decimal>())
+}
+
 /// The entry to create: additional (unallocated) when the order already has one, else initial,
 /// allocated to the order as far as [`initial_allocation`] allows.
 ///
