@@ -75,6 +75,24 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Does the gateway agree with the books? One verdict per operation created in the period
+    /// and per ERPNext entry of the period (the account's mode of payment) that is no operation:
+    /// ok, missing, duplicate, amount_mismatch, party_mismatch, cancelled_in_erp, not_reversed,
+    /// unknown_entry, pending_in_source. Reads only. Exit 0 when all are ok or pending.
+    Audit {
+        /// First day (YYYY-MM-DD, in the configured time zone).
+        #[arg(long, value_parser = parse_date)]
+        since: Date,
+        /// Last day, inclusive.
+        #[arg(long, value_parser = parse_date)]
+        until: Date,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// One JSON object per finding, a line each.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything known about one operation: its state in the source (read now), every decision
     /// paysync made for it (when, on which trigger, why), the ERPNext entries carrying its id
     /// (read now) and the webhook triggers it had. Reads only.
@@ -173,6 +191,15 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Status { json } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
             Ok(settings) => status(settings, json).await,
+            Err(code) => code,
+        },
+        Command::Audit {
+            since,
+            until,
+            account,
+            json,
+        } => match settings_with_logs(&cli.config, cli.log_format, "warn") {
+            Ok(settings) => audit(settings, since, until, account, json).await,
             Err(code) => code,
         },
         Command::Explain {
@@ -382,6 +409,25 @@ async fn rebook(settings: Settings, operation: &str, account: Option<String>, dr
         println!("cancelled in ERPNext: Payment Entry {}", e.name);
     }
     print_rebook_outcome(&app, &account, &plan, &summary, dry_run).await
+}
+
+/// `paysync audit` (`crate::audit`).
+async fn audit(
+    settings: Settings,
+    since: Date,
+    until: Date,
+    account: Option<String>,
+    json: bool,
+) -> u8 {
+    if let Some(a) = &account
+        && !settings.accounts.iter().any(|s| &s.name == a)
+    {
+        return no_such_account(&settings, a);
+    }
+    match build_app(settings).await {
+        Ok(app) => crate::audit::command(&app, since, until, account.as_deref(), json).await,
+        Err(code) => code,
+    }
 }
 
 /// `paysync explain` (`crate::explain`): exit 0 when something knows the operation, 1 when

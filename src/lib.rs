@@ -23,6 +23,7 @@
 //! See ARCHITECTURE.md for the main flow and the invariants.
 
 pub mod app;
+pub mod audit;
 pub mod claims;
 pub mod cli;
 pub mod clock;

@@ -149,10 +149,16 @@ pub fn audit(input: &AuditInput<'_>) -> Vec<Finding> {
             source_amount: None,
             erp_amount: Some(e.paid_amount),
             day: e.posting_date,
-            detail: format!(
-                "{} {} {} with reference_no {:?}, which is no operation of the account",
-                e.payment_type, e.party, e.paid_amount, e.reference_no
-            ),
+            detail: match e.reference_no.as_deref() {
+                Some(r) => format!(
+                    "{} {} {} with reference_no {r:?}, which is no operation of the account",
+                    e.payment_type, e.party, e.paid_amount
+                ),
+                None => format!(
+                    "{} {} {} without a reference_no",
+                    e.payment_type, e.party, e.paid_amount
+                ),
+            },
         });
     }
     out

@@ -37,6 +37,7 @@ use crate::retry::{RetryPolicy, retrying};
 /// 500 names make a body of ~15 KB and one indexed `IN` query on the server.
 const BATCH: usize = 500;
 
+mod audit;
 mod guard;
 mod reversal;
 
@@ -577,6 +578,13 @@ impl Erp for ErpNextClient {
 
     async fn create_reversal(&self, entry: &ReversalEntry) -> Result<CreatedEntry, ErpError> {
         self.post_reversal(entry).await
+    }
+
+    async fn audit_entries(
+        &self,
+        q: &crate::erp::AuditQuery<'_>,
+    ) -> Result<Vec<crate::domain::audit::AuditEntry>, ErpError> {
+        self.read_audit_entries(q).await
     }
 
     async fn guard_installed(&self) -> Result<bool, ErpError> {

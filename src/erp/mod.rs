@@ -11,8 +11,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::reversal::ReversalEntry;
 use crate::domain::{ExistingEntry, OperationEntry, PaymentEntry, SalesOrder};
+
+/// The entries an audit reads: every Payment Entry of `company` with `mode_of_payment` posted
+/// from `from` to `to` (any state), and every one whose `reference_no` is in `references`
+/// (the period's operations and their reversals), wherever posted.
+pub struct AuditQuery<'a> {
+    pub company: &'a str,
+    pub mode_of_payment: &'a str,
+    pub from: jiff::civil::Date,
+    pub to: jiff::civil::Date,
+    pub references: &'a [String],
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ErpError {
@@ -165,6 +177,8 @@ pub trait Erp: Send + Sync {
     async fn mode_of_payment_account(&self, mode: &str, company: &str) -> Result<String, ErpError>;
     /// Create the entry, submitted.
     async fn create_entry(&self, entry: &PaymentEntry) -> Result<CreatedEntry, ErpError>;
+    /// What `paysync audit` compares with the gateway (see [`AuditQuery`]), in batched reads.
+    async fn audit_entries(&self, q: &AuditQuery<'_>) -> Result<Vec<AuditEntry>, ErpError>;
     /// Create a refund's reversal ("Pay" to the customer), submitted.
     async fn create_reversal(&self, entry: &ReversalEntry) -> Result<CreatedEntry, ErpError>;
     /// Who we are logged in as (used by `paysync check`).

@@ -289,7 +289,7 @@ impl Engine {
     }
 
     /// The account's bank account for `paid_to`: configured, else the mode of payment's default.
-    pub(super) async fn policy(&self, acc: &AccountSettings) -> Result<AccountPolicy, ErpError> {
+    pub async fn policy(&self, acc: &AccountSettings) -> Result<AccountPolicy, ErpError> {
         let paid_to = match &acc.paid_to {
             Some(p) => p.clone(),
             None => {

@@ -213,6 +213,13 @@ impl Erp for FakeErp {
         Ok("Mobbex - MESA".into())
     }
 
+    async fn audit_entries(
+        &self,
+        _q: &crate::erp::AuditQuery<'_>,
+    ) -> Result<Vec<crate::domain::audit::AuditEntry>, ErpError> {
+        Ok(Vec::new())
+    }
+
     async fn create_reversal(
         &self,
         entry: &crate::domain::reversal::ReversalEntry,

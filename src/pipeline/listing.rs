@@ -69,6 +69,32 @@ impl Engine {
 }
 
 /// List `window` slice by slice in a task of its own, one slice ahead of its reader.
+/// Every operation `source` lists in `window`, read slice by slice as a run reads them (its
+/// pages, its offset ceiling), each once, and how many documents could not be read. Decides
+/// nothing: for `paysync audit`.
+pub async fn list_window(
+    source: Arc<dyn PaymentSource>,
+    window: Window,
+    api: &'static str,
+) -> Result<(Vec<crate::domain::Operation>, usize), SourceError> {
+    let (fetcher, mut slices) = spawn_listing(source, window, api);
+    let mut ops: Vec<crate::domain::Operation> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut unreadable = 0;
+    while let Some(slice) = slices.recv().await {
+        for f in slice? {
+            match f {
+                // A listing that shifts while it is read can repeat one.
+                Fetched::Op(op) if seen.insert(op.uid.clone()) => ops.push(op),
+                Fetched::Op(_) => {}
+                Fetched::Bad { .. } => unreadable += 1,
+            }
+        }
+    }
+    let _ = fetcher.await;
+    Ok((ops, unreadable))
+}
+
 fn spawn_listing(
     source: Arc<dyn PaymentSource>,
     window: Window,

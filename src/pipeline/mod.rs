@@ -56,6 +56,7 @@ use crate::store::{Ledger, StoreError};
 use crate::summary::Summary;
 
 pub use facts::Prefetched;
+pub use listing::list_window;
 pub use rebook::{Rebook, RebookError, RebookPlan, next_guard_value};
 
 use run::RunCtx;

@@ -2,6 +2,7 @@
 //!
 //! One test binary (one link step) with a module per feature, as in zero-to-production.
 
+mod audit;
 mod bad_input;
 mod calls;
 mod classify;

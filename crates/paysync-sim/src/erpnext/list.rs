@@ -110,19 +110,24 @@ fn matches(doc: &Value, f: &Filter) -> bool {
             other => vec![other.clone()],
         }
     };
-    let cmp = |ord: fn(f64, f64) -> bool| match (as_num(&v), as_num(&f.value)) {
-        (Some(x), Some(y)) => ord(x, y),
-        _ => false,
+    // Numbers as numbers; anything else (dates `YYYY-MM-DD`, datetimes) as text, as MariaDB
+    // compares a DATE column with a date string.
+    let cmp = |ord: fn(std::cmp::Ordering) -> bool| match (as_num(&v), as_num(&f.value)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).is_some_and(ord),
+        _ => match (v.as_str(), f.value.as_str()) {
+            (Some(x), Some(y)) => ord(x.cmp(y)),
+            _ => false,
+        },
     };
     match f.op.as_str() {
         "=" => eq(&v, &f.value),
         "!=" => !eq(&v, &f.value),
         "in" => list().iter().any(|x| eq(&v, x)),
         "not in" => !list().iter().any(|x| eq(&v, x)),
-        "<" => cmp(|x, y| x < y),
-        ">" => cmp(|x, y| x > y),
-        "<=" => cmp(|x, y| x <= y),
-        ">=" => cmp(|x, y| x >= y),
+        "<" => cmp(|o| o.is_lt()),
+        ">" => cmp(|o| o.is_gt()),
+        "<=" => cmp(|o| o.is_le()),
+        ">=" => cmp(|o| o.is_ge()),
         "like" => {
             let pat = f
                 .value
