@@ -1,7 +1,8 @@
 //! `paysync explain <operation-id>`: everything known about one operation, for the operator who
 //! asks "what happened to payment X" — its state in the source (read live), every decision
 //! paysync made for it (the ledger's history, with time and trigger), its ledger row, the ERPNext
-//! entries carrying its id (read live) and the inbox triggers it had.
+//! entries carrying its id (read live), the reversals of its refunds and the inbox triggers it
+//! had.
 //!
 //! Gathering ([`explain`]) reads only; it books, records and changes nothing. A source or ERP that
 //! cannot be read is shown as such (the ledger's part is still worth showing). Rendering is
@@ -13,7 +14,7 @@ use crate::app::App;
 use crate::domain::{Operation, OperationEntry};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::pipeline::AccountCtx;
-use crate::store::{HistoryRow, LedgerRow, StoreError, TriggerRow};
+use crate::store::{HistoryRow, LedgerRow, StoreError, StoredReversal, TriggerRow};
 
 /// What is known about one operation of one account.
 pub struct Explanation {
@@ -26,6 +27,8 @@ pub struct Explanation {
     pub triggers: Vec<TriggerRow>,
     /// The ERPNext entries whose `reference_no` is the operation id (any state), or why not.
     pub entries: Result<Vec<OperationEntry>, String>,
+    /// The reversals of its refunds paysync made (`reverse_refunds`), as the ledger has them.
+    pub reversals: Vec<StoredReversal>,
 }
 
 impl Explanation {
@@ -35,6 +38,7 @@ impl Explanation {
             && self.row.is_none()
             && self.history.is_empty()
             && self.triggers.is_empty()
+            && self.reversals.is_empty()
             && self.entries.as_ref().is_ok_and(|e| e.is_empty())
     }
 
@@ -119,6 +123,16 @@ impl Explanation {
             }
             Err(e) => out.push_str(&format!("  not read: {e}\n")),
         }
+        out.push_str("reversals of its refunds:\n");
+        if self.reversals.is_empty() {
+            out.push_str("  none\n");
+        }
+        for r in &self.reversals {
+            out.push_str(&format!(
+                "  refund {} of {}: Payment Entry {} (reference_no {}:refund:{}), {}\n",
+                r.refund_key, r.amount, r.erp_entry, r.uid, r.refund_key, r.created
+            ));
+        }
         out.push_str("webhook triggers:\n");
         if self.triggers.is_empty() {
             out.push_str("  none\n");
@@ -188,6 +202,13 @@ impl Explanation {
                 })).collect::<Vec<_>>()),
                 Err(e) => json!({ "error": e }),
             },
+            "reversals": self.reversals.iter().map(|r| json!({
+                "refund": r.refund_key,
+                "amount": r.amount.to_string(),
+                "erp_entry": r.erp_entry,
+                "reference_no": crate::domain::reversal::reversal_reference(&r.uid, &r.refund_key),
+                "at": r.created.to_string(),
+            })).collect::<Vec<_>>(),
             "triggers": self.triggers.iter().map(|t| json!({
                 "received": t.received.to_string(),
                 "state": t.state,
@@ -228,10 +249,11 @@ pub async fn explain(app: &App, acc: &AccountCtx, uid: &str) -> Result<Explanati
     );
     let ledger = &app.ledger;
     let uids = [uid.to_string()];
-    let (row, history, triggers) = tokio::join!(
+    let (row, history, triggers, reversals) = tokio::join!(
         ledger.rows(&account, &uids),
         ledger.history(&account, uid),
-        ledger.inbox_of(&account, uid)
+        ledger.inbox_of(&account, uid),
+        ledger.reversals_of(&account, &uids)
     );
     Ok(Explanation {
         account,
@@ -241,6 +263,7 @@ pub async fn explain(app: &App, acc: &AccountCtx, uid: &str) -> Result<Explanati
         history: history?,
         triggers: triggers?,
         entries: entries.map_err(|e| e.to_string()),
+        reversals: reversals?.remove(uid).unwrap_or_default(),
     })
 }
 

@@ -142,6 +142,16 @@ async fn a_full_mobbex_refund_of_an_initial_payment_is_reversed_once() {
         assert_eq!(s.errors(), 0, "{s}");
         assert_eq!(pays(&env).len(), 1, "never twice");
     }
+
+    // `explain` names the reversal.
+    let out = crate::helpers::paysync_cmd(&env, &["explain", "op-1", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reversals = v["reversals"].as_array().unwrap();
+    assert_eq!(reversals.len(), 1, "{v}");
+    assert_eq!(reversals[0]["erp_entry"], p.name.as_str());
+    assert_eq!(reversals[0]["reference_no"], "op-1:refund:1");
+    assert_eq!(reversals[0]["amount"], "300");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
