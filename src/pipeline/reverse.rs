@@ -38,6 +38,21 @@ impl Reversible {
     }
 }
 
+/// Why a reversal is not (known to be) made.
+enum NotReversed {
+    /// It is made, but the ledger could not record it.
+    Unrecorded(String),
+    Failed(String),
+}
+
+impl NotReversed {
+    fn into_reason(self) -> String {
+        match self {
+            NotReversed::Unrecorded(r) | NotReversed::Failed(r) => r,
+        }
+    }
+}
+
 impl Engine {
     /// Reverse what is due of each operation, then record and announce its decision with what
     /// was reversed (or why not) added to its reason.
@@ -140,12 +155,12 @@ impl Engine {
         live.claims.take(&key).await?;
         let result = self.reverse_claimed(ctx, e, booked_entry, p, &key).await;
         match &result {
-            // The ledger could not record a reversal that was made: the claim lapses instead
-            // of being let go, so whoever takes it next asks the ERP first (it does anyway).
-            Err(why) if why.contains("ledger") => live.claims.abandon(std::slice::from_ref(&key)),
+            // A reversal made that the ledger could not record: the claim lapses instead of
+            // being let go, so whoever takes it next waits out the horizon and asks the ERP.
+            Err(NotReversed::Unrecorded(_)) => live.claims.abandon(std::slice::from_ref(&key)),
             _ => live.claims.release(std::slice::from_ref(&key)).await,
         }
-        result
+        result.map_err(NotReversed::into_reason)
     }
 
     async fn reverse_claimed(
@@ -155,7 +170,8 @@ impl Engine {
         booked_entry: &str,
         p: &PlannedReversal,
         key: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, NotReversed> {
+        use NotReversed::Failed;
         let live = ctx.live.as_ref().expect("checked by the caller");
         if let Some(wait) = live.claims.takeover_wait(key) {
             // Another process held this reversal and stopped answering: its create may still
@@ -166,16 +182,16 @@ impl Engine {
         if let Some(since) = self.quarantine.since(&quarantine_key, self.clock.now())
             && since < self.quarantine.horizon
         {
-            return Err(format!(
+            return Err(Failed(format!(
                 "a reversal sent {}s ago got no answer and ERPNext may still be committing it; not sent again before erp.commit_horizon",
                 since.as_secs()
-            ));
+            )));
         }
         let found = self
             .erp
             .entries_by_reference(std::slice::from_ref(&p.reference_no))
             .await
-            .map_err(|e| format!("could not ask ERPNext for it first: {e}"))?;
+            .map_err(|e| Failed(format!("could not ask ERPNext for it first: {e}")))?;
         if let Some(existing) = found.get(&p.reference_no) {
             self.record_reversal(ctx, e, p, &existing.name).await?;
             return Ok(existing.name.clone());
@@ -184,21 +200,21 @@ impl Engine {
             .erp
             .entries_of_operation(&e.op.uid)
             .await
-            .map_err(|e| format!("could not read the booked entry: {e}"))?;
+            .map_err(|e| Failed(format!("could not read the booked entry: {e}")))?;
         let Some(booked) = entries.iter().find(|x| x.name == booked_entry) else {
-            return Err(format!(
+            return Err(Failed(format!(
                 "the booked Payment Entry {booked_entry} is not in ERPNext any more"
-            ));
+            )));
         };
         if booked.docstatus == 2 {
-            return Err(format!(
+            return Err(Failed(format!(
                 "the booked Payment Entry {booked_entry} was cancelled in ERPNext: there is nothing to reverse (decide by hand)"
-            ));
+            )));
         }
         let party = booked
             .party
             .clone()
-            .ok_or_else(|| format!("ERPNext did not say whom {booked_entry} credited"))?;
+            .ok_or_else(|| Failed(format!("ERPNext did not say whom {booked_entry} credited")))?;
         let entry = ReversalEntry {
             company: ctx.policy.company.clone(),
             party,
@@ -215,9 +231,9 @@ impl Engine {
             }
             Err(err) if err.outcome_unknown() => {
                 self.quarantine.insert(quarantine_key, self.clock.now());
-                Err(format!(
+                Err(Failed(format!(
                     "no answer to the reversal ({err}); looked up again once erp.commit_horizon has passed"
-                ))
+                )))
             }
             Err(crate::erp::ErpError::Duplicate(_)) => {
                 // The guard refused a second one: another process made it.
@@ -225,15 +241,15 @@ impl Engine {
                     .erp
                     .entries_by_reference(std::slice::from_ref(&p.reference_no))
                     .await
-                    .map_err(|e| format!("refused as a duplicate, then not found: {e}"))?;
+                    .map_err(|e| Failed(format!("refused as a duplicate, then not found: {e}")))?;
                 let name = found
                     .get(&p.reference_no)
                     .map(|x| x.name.clone())
-                    .ok_or("refused as a duplicate, then not found")?;
+                    .ok_or_else(|| Failed("refused as a duplicate, then not found".into()))?;
                 self.record_reversal(ctx, e, p, &name).await?;
                 Ok(name)
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(Failed(err.to_string())),
         }
     }
 
@@ -243,7 +259,7 @@ impl Engine {
         e: &Examined,
         p: &PlannedReversal,
         name: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotReversed> {
         let rec = StoredReversal {
             account: ctx.acc.name.clone(),
             uid: e.op.uid.clone(),
@@ -253,7 +269,7 @@ impl Engine {
             created: self.clock.now(),
         };
         self.ledger.record_reversal(&rec).await.map_err(|err| {
-            format!("Payment Entry {name} reverses it but the ledger could not record that ({err}); found again by its reference_no next time")
+            NotReversed::Unrecorded(format!("Payment Entry {name} reverses it but the ledger could not record that ({err}); found again by its reference_no next time"))
         })
     }
 }
