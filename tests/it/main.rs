@@ -24,6 +24,7 @@ mod postgres;
 mod real_erpnext;
 mod real_erpnext_mercadopago;
 mod real_erpnext_rebook;
+mod real_erpnext_reversal;
 mod rebook;
 mod reversals;
 mod series;
