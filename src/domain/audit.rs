@@ -290,9 +290,10 @@ fn audit_one(
     } else {
         refunded
     };
+    let mut detail = String::new();
     if refunded > Decimal::ZERO {
         let prefix = format!("{}:refund:", op.uid);
-        let reversed: Decimal = input
+        let reversals: Vec<&AuditEntry> = input
             .entries
             .iter()
             .filter(|e| e.docstatus == 1 && e.payment_type == "Pay")
@@ -301,8 +302,10 @@ fn audit_one(
                     .as_deref()
                     .is_some_and(|r| r.starts_with(&prefix))
             })
-            .map(|e| e.paid_amount)
-            .sum();
+            .collect();
+        let reversed: Decimal = reversals.iter().map(|e| e.paid_amount).sum();
+        let names: Vec<&str> = reversals.iter().map(|e| e.name.as_str()).collect();
+        detail = format!("{refunded} refunded, reversed by {}", names.join(", "));
         if reversed < refunded {
             return finding(
                 AuditVerdict::NotReversed,
@@ -316,7 +319,7 @@ fn audit_one(
         AuditVerdict::Ok,
         Some(entry.name.clone()),
         Some(entry.paid_amount),
-        String::new(),
+        detail,
     )
 }
 

@@ -181,11 +181,13 @@ fn a_booked_refund_without_its_reversal_is_not_reversed() {
             entry("R3", "p3:refund:1", "Pay", 1, "300"),
         ],
     );
+    let f = c.run();
     assert_eq!(
-        c.verdicts(),
+        f.iter().map(|f| f.verdict).collect::<Vec<_>>(),
         vec![V::NotReversed, V::NotReversed, V::Ok, V::Ok],
         "a cancelled reversal is none; a refund never booked is fine"
     );
+    assert!(f[2].detail.contains("reversed by R3"), "{}", f[2].detail);
 }
 
 #[test]
