@@ -8,7 +8,7 @@ use crate::store::{HistoryRow, Record, StoreError, ms};
 
 /// Rows per statement: a batch of records goes in statements of this many (the last one padded
 /// with unbound rows, skipped), so that one statement text is prepared once per connection.
-const ROWS: usize = 32;
+const ROWS: usize = 128;
 /// Parameters of one row.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
