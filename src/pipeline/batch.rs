@@ -101,7 +101,8 @@ impl Engine {
         let mut deferred: Vec<Record> = Vec::new();
         let mut reversible = Vec::new();
         for e in ops {
-            let loaded = booked_entry(ctx, rows.get(&e.op.uid));
+            let loaded = booked_entry(ctx, rows.get(&e.op.uid))
+                .or_else(|| self.unrecorded.entry(&ctx.acc.name, &e.op.uid));
             let op = &e.op;
             let needs_erp = !op.is_child
                 && (!op.is_test || ctx.policy.include_test)
@@ -111,7 +112,10 @@ impl Engine {
                 candidates.push(e);
                 continue;
             }
-            let entry = rows.get(&op.uid).and_then(|r| r.erp_entry.clone());
+            let entry = rows
+                .get(&op.uid)
+                .and_then(|r| r.erp_entry.clone())
+                .or_else(|| self.unrecorded.entry(&ctx.acc.name, &op.uid));
             let v = self
                 .decide_without_erp(ctx, &e, loaded.as_deref())
                 .with_entry(entry);

@@ -548,6 +548,20 @@ impl Harness {
         }
     }
 
+    /// The ledger records decisions again (undoes [`Harness::refuse_records`]).
+    pub async fn allow_records(&self) {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.dir.path().join("ledger.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for event in ["INSERT", "UPDATE"] {
+            let sql = format!("DROP TRIGGER refuse_{event}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn row(&self, uid: &str) -> LedgerRow {
         let rows = self.ledger.rows("main", &[uid.to_string()]).await.unwrap();
         rows.get(uid)

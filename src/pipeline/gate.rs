@@ -46,6 +46,8 @@ pub(super) struct BatchClaims {
     writing: tokio::sync::Mutex<()>,
     /// The records the ledger could not take, one line each, for the summary.
     failures: Mutex<Vec<String>>,
+    /// Where bookings the ledger refused are remembered for this process's other runs.
+    unrecorded: super::outcome::Unrecorded,
 }
 
 /// What the batch's groups left to be written with the release.
@@ -68,14 +70,20 @@ impl BatchClaims {
         let _writing = self.writing.lock().await;
         let Waiting { records, locks } =
             std::mem::take(&mut *self.waiting.lock().expect("poisoned"));
-        if !records.is_empty()
-            && let Err(err) = self.ledger.record_many(&records).await
-        {
-            warn!(rows = records.len(), error = %err, "ledger write failed");
-            let mut failures = self.failures.lock().expect("poisoned");
-            failures.extend(records.iter().map(|r| unrecorded_line(r, &err)));
-            drop(locks);
-            return false;
+        if !records.is_empty() {
+            match self.ledger.record_many(&records).await {
+                Ok(()) => self.unrecorded.landed(&records),
+                Err(err) => {
+                    warn!(rows = records.len(), error = %err, "ledger write failed");
+                    // Before the locks go: whoever takes one next must not trust the ledger.
+                    self.unrecorded.note(&records);
+                    let mut failures = self.failures.lock().expect("poisoned");
+                    failures.extend(records.iter().map(|r| unrecorded_line(r, &err)));
+                    drop(failures);
+                    drop(locks);
+                    return false;
+                }
+            }
         }
         drop(locks);
         true
@@ -163,6 +171,7 @@ impl Engine {
             waiting: Mutex::default(),
             writing: tokio::sync::Mutex::new(()),
             failures: Mutex::default(),
+            unrecorded: self.unrecorded.clone(),
         }))
     }
 

@@ -214,6 +214,19 @@ impl Engine {
             }
         };
         run.progress.has_entry |= view.booked_entry.is_some();
+        // Booked by this process, the ledger's record of it refused: the ledger's silence (and
+        // facts read before that create committed) must not book it again.
+        if let Some(entry) = self.unrecorded.entry(&ctx.acc.name, &op.uid)
+            && !view.row.as_ref().is_some_and(|r| r.decision.is_booked())
+        {
+            let reason = format!(
+                "booked by this process as Payment Entry {entry}, whose ledger record failed; recorded now"
+            );
+            let v = Verdict::of(DecisionKind::AlreadyLoaded, reason).with_entry(Some(entry));
+            run.progress.has_entry = true;
+            self.finish_in_group(ctx, gate, e, v, run).await;
+            return;
+        }
         let row = view.row.clone();
         let decision = self.decide_one(ctx, e, facts, view, &run.progress);
         let planned_kind = decision.kind();
@@ -244,6 +257,19 @@ impl Engine {
         {
             self.recheck_order(ctx, e, facts, &mut run.progress).await;
         }
+        self.finish_in_group(ctx, gate, e, v, run).await;
+    }
+
+    /// Record (with the batch, or now) and announce one decision of the group.
+    async fn finish_in_group(
+        &self,
+        ctx: &RunCtx,
+        gate: &Gate,
+        e: &Examined,
+        v: Verdict,
+        run: &mut GroupRun<'_>,
+    ) {
+        let op = &e.op;
         let kind = v.kind;
         match run.batch {
             Some(batch) => {

@@ -145,6 +145,8 @@ pub struct Engine {
     quarantine: write::Quarantine,
     /// Passing failures worth one more try at the end of a run.
     settleable: settle::Settleable,
+    /// Bookings of this process the ledger could not record (`outcome::Unrecorded`).
+    unrecorded: outcome::Unrecorded,
 }
 
 impl Engine {
@@ -174,6 +176,7 @@ impl Engine {
             ledger,
             quarantine: write::Quarantine::new(std::time::Duration::from_secs(120)),
             settleable: settle::Settleable::default(),
+            unrecorded: outcome::Unrecorded::default(),
         }
     }
 

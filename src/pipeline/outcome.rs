@@ -55,6 +55,52 @@ impl Outcome {
     }
 }
 
+/// Bookings this process made that the ledger could not record (a failed write, a deadlock it
+/// lost), by (account, operation id), with their entry. While the ledger is silent about them,
+/// another run of this process holding the order's lock after the failure would decide on that
+/// silence and on ERP facts read before the create committed — and book the payment again. So
+/// every decision first asks here; the entry is forgotten once a record of it lands.
+#[derive(Clone, Default)]
+pub(super) struct Unrecorded(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>,
+);
+
+impl Unrecorded {
+    /// Remember the booked ones among `recs`, which the ledger refused.
+    pub fn note(&self, recs: &[Record]) {
+        let mut map = self.0.lock().expect("poisoned");
+        for r in recs.iter().filter(|r| r.decision.is_booked()) {
+            if let Some(entry) = &r.erp_entry {
+                map.insert((r.account.clone(), r.uid.clone()), entry.clone());
+            }
+        }
+    }
+
+    /// `recs` are in the ledger now: those naming an entry end the ledger's silence (an error
+    /// recorded meanwhile does not).
+    pub fn landed(&self, recs: &[Record]) {
+        let mut map = self.0.lock().expect("poisoned");
+        if map.is_empty() {
+            return;
+        }
+        for r in recs.iter().filter(|r| {
+            r.erp_entry.is_some()
+                && (r.decision.is_booked() || r.decision == DecisionKind::AlreadyLoaded)
+        }) {
+            map.remove(&(r.account.clone(), r.uid.clone()));
+        }
+    }
+
+    /// The entry this process booked for the operation that the ledger does not know of.
+    pub fn entry(&self, account: &str, uid: &str) -> Option<String> {
+        let map = self.0.lock().expect("poisoned");
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(account.to_string(), uid.to_string())).cloned()
+    }
+}
+
 impl Engine {
     /// Record and make known one decision; false when the ledger could not record it.
     pub(super) async fn finish(
@@ -67,9 +113,13 @@ impl Engine {
         let mut unrecorded = None;
         if let Some(live) = &ctx.live {
             let rec = self.record_of(ctx, e, &v);
-            if let Err(err) = live.ledger.record(&rec).await {
-                warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, decision = %v.kind, "ledger write failed");
-                unrecorded = Some(unrecorded_line(&rec, &err));
+            match live.ledger.record(&rec).await {
+                Ok(()) => self.unrecorded.landed(std::slice::from_ref(&rec)),
+                Err(err) => {
+                    warn!(account = %ctx.acc.name, uid = %e.op.uid, error = %err, decision = %v.kind, "ledger write failed");
+                    self.unrecorded.note(std::slice::from_ref(&rec));
+                    unrecorded = Some(unrecorded_line(&rec, &err));
+                }
             }
         }
         announce(ctx, e, v, summary);

@@ -98,6 +98,12 @@ fn quote_logs_of_duplicates(env: &TestEnv) {
     for e in env.sim.payment_entries() {
         *count.entry(e.reference_no.unwrap_or_default()).or_default() += 1;
     }
+    if let Ok(keep) = std::env::var("PAYSYNC_TEST_KEEP_LOGS") {
+        for n in 0..3 {
+            let from = env.dir.path().join(format!("instance-{n}.log"));
+            let _ = std::fs::copy(&from, format!("{keep}/instance-{n}.log"));
+        }
+    }
     for (uid, _) in count.iter().filter(|(uid, n)| **n > 1 && !uid.is_empty()) {
         eprintln!("--- {uid} is held by more than one entry; the instances said:");
         for n in 0..3 {

@@ -315,3 +315,32 @@ async fn a_booking_the_ledger_could_not_record_leaves_its_claim_to_lapse() {
         );
     }
 }
+
+/// A booking the ledger refused to record (a lost deadlock, a full disk), then another run of
+/// the same process for the same payment whose ERP facts predate that create (here: the fake
+/// ERP forgets the entry, as a lookup sent before the commit would): the process remembers its
+/// own unrecorded booking and records it as already loaded instead of booking it again.
+#[tokio::test]
+async fn a_booking_the_ledger_refused_is_not_booked_again_by_the_same_process() {
+    let h = Harness::new().await;
+    h.erp.add_order(A, "1000");
+    h.refuse_records().await;
+    let p1 = op("p1", A, paid(), "100", 10);
+    let s = h.run(vec![p1.clone()]).await;
+    assert_eq!(s.get(K::BookedInitial), 1, "{s}");
+    let entry = h.erp.with(|s| s.entries[0].name.clone());
+    h.allow_records().await;
+    // The second run's lookups predate the first create's commit.
+    let held = h.erp.with(|s| std::mem::take(&mut s.entries));
+    let s = h.run(vec![p1]).await;
+    h.erp.with(|s| s.entries = held);
+    assert_eq!(h.erp.created_uids(), ["p1"], "created once: {s}");
+    assert_eq!(s.get(K::AlreadyLoaded), 1, "{s}");
+    let row = h.row("p1").await;
+    assert_eq!(
+        row.erp_entry.as_deref(),
+        Some(entry.as_str()),
+        "{}",
+        row.reason
+    );
+}

@@ -28,6 +28,31 @@ use sqlx::FromRow;
 /// The columns [`row_to_ledger`] reads (the amount as its exact text).
 const COLUMNS: &str = "account, uid, reference, sales_order, status_code::bigint AS status_code, amount::text AS amount, currency, decision, reason, erp_entry, guard_value, first_seen_ms, last_seen_ms, times_seen";
 
+impl PgLedger {
+    /// One transaction of `recs`, in their order: each one's history entry, then its row.
+    async fn record_sorted(&self, recs: &[&Record]) -> Result<(), StoreError> {
+        // sqlx's transaction: a PostgreSQL server never rolls back on its own behind the
+        // client's back the way SQLite does on a full disk (an error leaves the transaction
+        // aborted until ROLLBACK, which sqlx sends), so SQLite's `WriteTx` is not needed.
+        let mut tx = self.pool.begin().await?;
+        for rec in recs {
+            // The history first: it compares with its own last entry, not with the row.
+            super::history::append(&mut tx, rec).await?;
+            upsert(rec).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// PostgreSQL rolled the transaction back for another's sake: `deadlock_detected` (40P01) or
+/// `serialization_failure` (40001).
+fn is_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
+}
+
 #[async_trait]
 impl Decisions for PgLedger {
     async fn rows(
@@ -61,17 +86,24 @@ impl Decisions for PgLedger {
         if recs.is_empty() {
             return Ok(());
         }
-        // sqlx's transaction: a PostgreSQL server never rolls back on its own behind the
-        // client's back the way SQLite does on a full disk (an error leaves the transaction
-        // aborted until ROLLBACK, which sqlx sends), so SQLite's `WriteTx` is not needed.
-        let mut tx = self.pool.begin().await?;
-        for rec in recs {
-            // The history first: it compares with its own last entry, not with the row.
-            super::history::append(&mut tx, rec).await?;
-            upsert(rec).execute(&mut *tx).await?;
+        // Rows locked in one order by every transaction (several instances record the same
+        // operations: a poll's batch, another's "claim lapsed" errors), so that two of them
+        // never wait for each other's rows; a stable sort keeps one operation's records in
+        // the order given. A deadlock or serialization failure all the same (another writer's
+        // own statements) is tried again: the transaction was rolled back whole.
+        let mut sorted: Vec<&Record> = recs.iter().collect();
+        sorted.sort_by(|a, b| (&a.account, &a.uid).cmp(&(&b.account, &b.uid)));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.record_sorted(&sorted).await {
+                Err(StoreError::Query(e)) if attempt < 4 && is_conflict(&e) => {
+                    tracing::warn!(attempt, error = %e, "ledger write conflicted with another writer; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn reopen_for_rebook(
