@@ -127,6 +127,8 @@ struct Took {
     asked: Instant,
     answered: Instant,
     safe_at: Option<Instant>,
+    /// The same moment on the wall clock (when `safe_at` is some).
+    safe_wall: Option<Timestamp>,
 }
 
 type HeldMap = Arc<Mutex<HashMap<String, Held>>>;
@@ -138,6 +140,9 @@ pub struct Claims {
     holder: String,
     timing: ClaimTiming,
     held: HeldMap,
+    /// By key, when the creates of the holder each takeover took a claim from could last
+    /// commit (wall clock): facts read before then may miss them ([`Claims::facts_predate_takeover`]).
+    takeovers: Mutex<HashMap<String, Timestamp>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -158,6 +163,7 @@ impl Claims {
             holder,
             timing,
             held: Arc::new(Mutex::new(HashMap::new())),
+            takeovers: Mutex::new(HashMap::new()),
             heartbeat: Mutex::new(None),
         }
     }
@@ -198,6 +204,7 @@ impl Claims {
                     asked,
                     answered,
                     safe_at: prev_expires.map(|p| self.safe_after(p, now)),
+                    safe_wall: prev_expires.map(|p| p.min(now) + self.timing.commit_horizon),
                 };
                 let holding = self.hold(&key, took);
                 (key, holding)
@@ -223,6 +230,7 @@ impl Claims {
                         asked,
                         answered: Instant::now(),
                         safe_at: prev_expires.map(|p| self.safe_after(p, now)),
+                        safe_wall: prev_expires.map(|p| p.min(now) + self.timing.commit_horizon),
                     };
                     return Ok(self.hold(key, took));
                 }
@@ -244,12 +252,31 @@ impl Claims {
     fn safe_after(&self, prev_expires: Timestamp, now: Timestamp) -> Instant {
         let last_send = prev_expires.min(now);
         let until = last_send + self.timing.commit_horizon;
+        {
+            let mut t = self.takeovers.lock().expect("poisoned");
+            // An hour on, no fact still in use can predate a takeover's creates.
+            let hour_ago = now - jiff::SignedDuration::from_hours(1);
+            t.retain(|_, safe| *safe > hour_ago);
+        }
         let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
         Instant::now() + wait
     }
 
+    /// Facts about the order of `key` read at `read_at` may miss creates of a holder this
+    /// process took the claim over from (they could commit until after `read_at`), though the
+    /// claim was let go since: read them again.
+    pub fn facts_predate_takeover(&self, key: &str, read_at: Timestamp) -> bool {
+        let t = self.takeovers.lock().expect("poisoned");
+        t.get(key).is_some_and(|safe| read_at < *safe)
+    }
+
     /// One more group holds `key`, just taken in the ledger; the holding it is in.
     fn hold(&self, key: &str, took: Took) -> Holding {
+        if let Some(safe) = took.safe_wall {
+            let mut t = self.takeovers.lock().expect("poisoned");
+            let e = t.entry(key.to_string()).or_insert(safe);
+            *e = (*e).max(safe);
+        }
         let holding = {
             let mut held = self.held.lock().expect("poisoned");
             let h = held.entry(key.to_string()).or_insert_with(|| Held {

@@ -232,3 +232,43 @@ async fn a_claim_taken_again_after_a_lapse_is_a_new_holding() {
         "may have lapsed: not trusted"
     );
 }
+
+/// A claim taken over from an expired holder: facts read before that holder's creates could
+/// last commit (its expiry plus the commit horizon) are stale — also after this process let the
+/// claim go again, for a run that read them ahead and takes the claim afresh; facts read after
+/// that moment are not, nor are any about an order never taken over.
+#[tokio::test]
+async fn facts_read_before_a_takeover_stay_stale_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = sqlite_ledger(&dir).await;
+    let t = ClaimTiming {
+        ttl: TTL,
+        wait: Duration::ZERO,
+        commit_horizon: Duration::from_millis(200),
+    };
+    let key = order_key("SAL-ORD-1");
+    let gone = Claims::new(ledger.clone(), "dead:1:1".into(), t);
+    gone.take(&key).await.unwrap();
+    // It dies: no heartbeat renews its claim any more.
+    drop(gone);
+    let before = Timestamp::now();
+    tokio::time::sleep(TTL + TTL / 2).await;
+    let us = Claims::new(ledger.clone(), "b:2:2".into(), t);
+    us.take(&key).await.unwrap();
+    assert!(us.taken_over(&key));
+    assert!(
+        us.facts_predate_takeover(&key, before),
+        "read while its creates could commit"
+    );
+    us.release(std::slice::from_ref(&key)).await;
+    assert!(
+        us.facts_predate_takeover(&key, before),
+        "let go since: still stale"
+    );
+    tokio::time::sleep(t.commit_horizon).await;
+    assert!(
+        !us.facts_predate_takeover(&key, Timestamp::now()),
+        "read after the horizon"
+    );
+    assert!(!us.facts_predate_takeover(&order_key("SAL-ORD-2"), before));
+}

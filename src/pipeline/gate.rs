@@ -241,32 +241,38 @@ impl Gate {
         (!claims.still_held(key, *holding).await).then_some(key.as_str())
     }
 
-    /// Taken over from another holder (its lease lapsed): its creates may still
-    /// commit. Wait them out; `true` when the group waited (then the batch's facts predate those
-    /// creates and must be asked for again). With the server-side guard nothing is waited for:
-    /// the ERP refuses a second entry itself.
+    /// Taken over from another holder (its lease lapsed): its creates may still commit. Wait
+    /// them out; `true` when the claim was taken over at all, or the group's facts (read at
+    /// `facts_read_at`) predate a takeover this process made of it since — then they must be
+    /// asked for again, whether this group waited or an earlier one did: facts read before the
+    /// wait ended (another run's, read ahead of a webhook) may predate those creates, and the
+    /// dead holder's records never reached the ledger. With the server-side guard
+    /// nothing is waited for or re-read: the ERP refuses a second entry itself.
     pub async fn wait_out_previous_holder(
         &self,
         erp: &dyn Erp,
         account: &str,
         order: &str,
+        facts_read_at: jiff::Timestamp,
     ) -> bool {
         let (Some(key), Some((claims, _))) = (&self.key, &self.claims) else {
             return false;
         };
-        let Some(wait) = claims.takeover_wait(key) else {
+        if !claims.taken_over(key) && !claims.facts_predate_takeover(key, facts_read_at) {
             return false;
-        };
+        }
         if erp.guard_installed().await.unwrap_or(false) {
             return false;
         }
-        warn!(
-            account,
-            order,
-            wait_s = wait.as_secs_f64(),
-            "order taken over from another holder: waiting out its in-flight creates before booking"
-        );
-        tokio::time::sleep(wait).await;
+        if let Some(wait) = claims.takeover_wait(key) {
+            warn!(
+                account,
+                order,
+                wait_s = wait.as_secs_f64(),
+                "order taken over from another holder: waiting out its in-flight creates before booking"
+            );
+            tokio::time::sleep(wait).await;
+        }
         true
     }
 

@@ -142,7 +142,7 @@ impl Engine {
         let mut pre_read = pre_read.filter(|p| gate.unchanged_since(&p.lock));
         if let Some(o) = order.as_deref()
             && gate
-                .wait_out_previous_holder(self.erp.as_ref(), &ctx.acc.name, o)
+                .wait_out_previous_holder(self.erp.as_ref(), &ctx.acc.name, o, facts.read_at)
                 .await
         {
             pre_read = None;
