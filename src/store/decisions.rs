@@ -329,9 +329,17 @@ pub(crate) fn holding_decisions_sql() -> &'static str {
     &LIST
 }
 
+/// The history of one operation, oldest first: `$1` the account, `$2` the operation id. Both
+/// backends store the same columns and read them with this.
+pub(crate) const HISTORY_OF: &str = "SELECT decided_ms, run_trigger, decision, reason, erp_entry, \
+     sales_order, amount, repeats, last_ms FROM decision_history \
+     WHERE account = $1 AND uid = $2 ORDER BY id";
+
 /// A history row's stored columns (both backends store the same text).
+#[derive(sqlx::FromRow)]
 pub(crate) struct StoredHistory {
     pub decided_ms: i64,
+    #[sqlx(rename = "run_trigger")]
     pub trigger: String,
     pub decision: String,
     pub reason: String,

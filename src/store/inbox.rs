@@ -42,6 +42,33 @@ pub struct TriggerRow {
     pub done: Option<Timestamp>,
 }
 
+/// A trigger's stored columns (`Inbox::inbox_of`), as both backends store them.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredTrigger {
+    received_ms: i64,
+    state: String,
+    attempts: i64,
+    last_error: Option<String>,
+    done_ms: Option<i64>,
+}
+
+impl TryFrom<StoredTrigger> for TriggerRow {
+    type Error = StoreError;
+    fn try_from(t: StoredTrigger) -> Result<TriggerRow, StoreError> {
+        Ok(TriggerRow {
+            received: super::from_ms(t.received_ms)?,
+            state: t.state,
+            attempts: t.attempts,
+            last_error: t.last_error,
+            done: t.done_ms.map(super::from_ms).transpose()?,
+        })
+    }
+}
+
+/// Every trigger of one operation, oldest first: `$1` the account, `$2` the operation id.
+pub(crate) const TRIGGERS_OF: &str = "SELECT received_ms, state, attempts, last_error, done_ms \
+     FROM inbox WHERE account = $1 AND uid = $2 ORDER BY id";
+
 #[async_trait]
 pub trait Inbox: Send + Sync {
     /// Queue a trigger. Returns false when the same trigger is already pending (collapsed).

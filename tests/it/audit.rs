@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use jiff::{SignedDuration, Timestamp, ToSpan};
-use paysync_sim::{SimOptions, SimPaymentEntry};
+use paysync_sim::SimOptions;
 use rust_decimal::Decimal;
 
 use crate::daemon::{live_op, seed_order};
@@ -24,34 +24,7 @@ fn today() -> jiff::civil::Date {
 
 /// An entry typed by hand in ERPNext.
 fn by_hand(env: &TestEnv, reference_no: &str, party: &str, amount: &str) -> String {
-    let name = format!(
-        "ACC-PAY-2026-{:05}",
-        env.sim.payment_entries().len() + 90_000
-    );
-    let amount = d(amount);
-    env.sim.insert_payment_entry_directly(SimPaymentEntry {
-        name: name.clone(),
-        naming_series: paysync_sim::DEFAULT_NAMING_SERIES.into(),
-        docstatus: 1,
-        payment_type: "Receive".into(),
-        company: "Mi Empresa SA".into(),
-        party_type: "Customer".into(),
-        party: party.into(),
-        paid_from: "Deudores - MESA".into(),
-        paid_to: "Mobbex - MESA".into(),
-        mode_of_payment: Some("Mobbex".into()),
-        paid_amount: amount,
-        received_amount: amount,
-        reference_no: Some(reference_no.into()),
-        reference_date: Some(today()),
-        posting_date: today(),
-        references: Vec::new(),
-        deductions: Vec::new(),
-        unallocated_amount: amount,
-        paysync_operation: None,
-        amended_from: None,
-    });
-    name
+    crate::helpers::entry_by_hand(env, reference_no, "Receive", party, d(amount))
 }
 
 fn op(env: &TestEnv, uid: &str, order: &str, status: u16, total: i64, mins: i64) {

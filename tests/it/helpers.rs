@@ -341,3 +341,51 @@ pub async fn until_a_create_arrives(sim: &Simulator, before: u64) {
 /// latencies (`slowloris.rs`), so that neither runs beside the other: on a 2-core machine a p99
 /// bound measured next to a saturating test measures that test.
 pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A submitted Payment Entry typed by hand in ERPNext (or left there by a crashed run), put
+/// straight into the simulator: a "Receive" from `party` to the Mobbex account, or a "Pay" the
+/// other way, posted today. Its name.
+pub fn entry_by_hand(
+    env: &TestEnv,
+    reference_no: &str,
+    payment_type: &str,
+    party: &str,
+    amount: rust_decimal::Decimal,
+) -> String {
+    let name = format!(
+        "ACC-PAY-2026-{:05}",
+        env.sim.payment_entries().len() + 90_000
+    );
+    let (paid_from, paid_to) = if payment_type == "Pay" {
+        ("Mobbex - MESA", "Deudores - MESA")
+    } else {
+        ("Deudores - MESA", "Mobbex - MESA")
+    };
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("America/Argentina/Buenos_Aires").unwrap())
+        .date();
+    env.sim
+        .insert_payment_entry_directly(paysync_sim::SimPaymentEntry {
+            name: name.clone(),
+            naming_series: paysync_sim::DEFAULT_NAMING_SERIES.into(),
+            docstatus: 1,
+            payment_type: payment_type.into(),
+            company: "Mi Empresa SA".into(),
+            party_type: "Customer".into(),
+            party: party.into(),
+            paid_from: paid_from.into(),
+            paid_to: paid_to.into(),
+            mode_of_payment: Some("Mobbex".into()),
+            paid_amount: amount,
+            received_amount: amount,
+            reference_no: Some(reference_no.into()),
+            reference_date: Some(today),
+            posting_date: today,
+            references: Vec::new(),
+            deductions: Vec::new(),
+            unallocated_amount: amount,
+            paysync_operation: None,
+            amended_from: None,
+        });
+    name
+}

@@ -34,38 +34,7 @@ fn pays(env: &TestEnv) -> Vec<SimPaymentEntry> {
 
 /// An entry typed by hand in ERPNext (or left by a crashed run): its name.
 fn by_hand(env: &TestEnv, reference_no: &str, payment_type: &str, amount: Decimal) -> String {
-    let name = format!(
-        "ACC-PAY-2026-{:05}",
-        env.sim.payment_entries().len() + 90_000
-    );
-    let (paid_from, paid_to) = if payment_type == "Pay" {
-        ("Mobbex - MESA", "Deudores - MESA")
-    } else {
-        ("Deudores - MESA", "Mobbex - MESA")
-    };
-    env.sim.insert_payment_entry_directly(SimPaymentEntry {
-        name: name.clone(),
-        naming_series: paysync_sim::DEFAULT_NAMING_SERIES.into(),
-        docstatus: 1,
-        payment_type: payment_type.into(),
-        company: "Mi Empresa SA".into(),
-        party_type: "Customer".into(),
-        party: "Cliente Demo".into(),
-        paid_from: paid_from.into(),
-        paid_to: paid_to.into(),
-        mode_of_payment: Some("Mobbex".into()),
-        paid_amount: amount,
-        received_amount: amount,
-        reference_no: Some(reference_no.into()),
-        reference_date: Some(today()),
-        posting_date: today(),
-        references: Vec::new(),
-        deductions: Vec::new(),
-        unallocated_amount: amount,
-        paysync_operation: None,
-        amended_from: None,
-    });
-    name
+    crate::helpers::entry_by_hand(env, reference_no, payment_type, "Cliente Demo", amount)
 }
 
 async fn booked_mobbex(reverse: bool) -> TestEnv {

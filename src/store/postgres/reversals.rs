@@ -1,14 +1,11 @@
 //! [`Reversals`] in PostgreSQL.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
-use async_trait::async_trait;
-use rust_decimal::Decimal;
-use sqlx::Row;
-
-use super::{PgLedger, from_ms, ms};
+use super::{PgLedger, ms};
+use crate::store::reversals::StoredReversalRow;
 use crate::store::{Reversals, StoreError, StoredReversal};
+use async_trait::async_trait;
 
 #[async_trait]
 impl Reversals for PgLedger {
@@ -17,7 +14,7 @@ impl Reversals for PgLedger {
         account: &str,
         uids: &[String],
     ) -> Result<HashMap<String, Vec<StoredReversal>>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredReversalRow> = sqlx::query_as(
             "SELECT uid, refund_key, amount, erp_entry, created_ms FROM reversals \
              WHERE account = $1 AND uid = ANY($2) ORDER BY created_ms, refund_key",
         )
@@ -25,21 +22,7 @@ impl Reversals for PgLedger {
         .bind(uids)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: HashMap<String, Vec<StoredReversal>> = HashMap::new();
-        for r in &rows {
-            let amount: String = r.try_get("amount")?;
-            let rev = StoredReversal {
-                account: account.to_string(),
-                uid: r.try_get("uid")?,
-                refund_key: r.try_get("refund_key")?,
-                amount: Decimal::from_str(&amount)
-                    .map_err(|_| StoreError::Corrupt(format!("reversal amount {amount:?}")))?,
-                erp_entry: r.try_get("erp_entry")?,
-                created: from_ms(r.try_get("created_ms")?)?,
-            };
-            out.entry(rev.uid.clone()).or_default().push(rev);
-        }
-        Ok(out)
+        StoredReversalRow::by_operation(account, rows)
     }
 
     async fn record_reversal(&self, r: &StoredReversal) -> Result<(), StoreError> {

@@ -1,9 +1,7 @@
 //! The decision history in SQLite: appended in the transaction that records the decisions, read
 //! by `paysync explain`. Owns the `decision_history` statements only (see migration 0008).
 
-use sqlx::Row;
-
-use crate::store::decisions::{StoredHistory, history_row};
+use crate::store::decisions::{HISTORY_OF, StoredHistory, history_row};
 use crate::store::{HistoryRow, Record, StoreError, ms};
 
 /// Rows per statement: a batch of records goes in statements of this many (the last one padded
@@ -70,27 +68,10 @@ pub(super) async fn read(
     account: &str,
     uid: &str,
 ) -> Result<Vec<HistoryRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT decided_ms, run_trigger, decision, reason, erp_entry, sales_order, amount, \
-             repeats, last_ms FROM decision_history WHERE account = $1 AND uid = $2 ORDER BY id",
-    )
-    .bind(account)
-    .bind(uid)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            history_row(StoredHistory {
-                decided_ms: r.try_get("decided_ms")?,
-                trigger: r.try_get("run_trigger")?,
-                decision: r.try_get("decision")?,
-                reason: r.try_get("reason")?,
-                erp_entry: r.try_get("erp_entry")?,
-                sales_order: r.try_get("sales_order")?,
-                amount: r.try_get("amount")?,
-                repeats: r.try_get("repeats")?,
-                last_ms: r.try_get("last_ms")?,
-            })
-        })
-        .collect()
+    let rows: Vec<StoredHistory> = sqlx::query_as(HISTORY_OF)
+        .bind(account)
+        .bind(uid)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(history_row).collect()
 }

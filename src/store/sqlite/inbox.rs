@@ -18,6 +18,7 @@ use sqlx::Row;
 
 use super::write_tx::WriteTx;
 use super::{SqliteLedger, from_ms, ms};
+use crate::store::inbox::{StoredTrigger, TRIGGERS_OF};
 use crate::store::{Inbox, InboxItem, StoreError, TriggerRow};
 
 #[async_trait]
@@ -231,27 +232,11 @@ impl Inbox for SqliteLedger {
 
     async fn inbox_of(&self, account: &str, uid: &str) -> Result<Vec<TriggerRow>, StoreError> {
         self.same_file()?;
-        let rows = sqlx::query(
-            "SELECT received_ms, state, attempts, last_error, done_ms FROM inbox \
-             WHERE account = $1 AND uid = $2 ORDER BY id",
-        )
-        .bind(account)
-        .bind(uid)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TriggerRow {
-                    received: from_ms(r.try_get("received_ms")?)?,
-                    state: r.try_get("state")?,
-                    attempts: r.try_get("attempts")?,
-                    last_error: r.try_get("last_error")?,
-                    done: r
-                        .try_get::<Option<i64>, _>("done_ms")?
-                        .map(from_ms)
-                        .transpose()?,
-                })
-            })
-            .collect()
+        let rows: Vec<StoredTrigger> = sqlx::query_as(TRIGGERS_OF)
+            .bind(account)
+            .bind(uid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TriggerRow::try_from).collect()
     }
 }
